@@ -1,0 +1,1 @@
+"""The `deai-data` command-line interface."""

@@ -1,0 +1,298 @@
+"""The `deai-data` command line: publish, get, verify, inspect, keys, demo.
+
+Exit codes: 0 success, 1 other deai-data error, 2 usage or unsupported locator, 3 integrity failure,
+4 wrong key, 5 malformed manifest, 6 storage failure, 7 not found, 8 keystore, 9 source, 10 publish,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from .. import __version__
+from ..crypto.keystore import DATA_KEY, Keystore
+from ..crypto.sealing import DEFAULT_SEGMENT_SIZE
+from ..dataset.publish import PublishProgress, publish
+from ..dataset.reader import Dataset, fetch_manifest, open_dataset
+from ..dataset.sources import folder, parquet, read_source
+from ..errors import DeaiError, KeystoreError
+from ..formats.shard import DEFAULT_SHARD_SIZE
+from .progress import ProgressLine, human_bytes
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+          "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """'64MiB', '1.5GB', '4096' -> bytes."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 4096, 64MiB, 1GB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def _emit(args: argparse.Namespace, doc: dict[str, Any], lines: list[str]) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=True) if args.json else "\n".join(lines))
+
+
+def _open(args: argparse.Namespace) -> Dataset:
+    return open_dataset(args.manifest, manifest_hash=args.manifest_hash, mirrors=args.mirror or ())
+
+
+# ---- commands -----------------------------------------------------------------------------------
+def cmd_publish(args: argparse.Namespace) -> int:
+    if args.format == "folder":
+        source = folder(args.source)
+    elif args.format == "parquet":
+        source = parquet(args.source)
+    else:
+        source = read_source(args.source)
+    bar = ProgressLine(enabled=False if args.json else None)
+
+    def progress(p: PublishProgress) -> None:
+        rate = p.plaintext_bytes / p.elapsed / 1e6 if p.elapsed else 0.0
+        bar.update(f"publishing: {p.shards} shards ({p.reused_shards} reused), {p.records} records, "
+                   f"{human_bytes(p.plaintext_bytes)}, {rate:.0f} MB/s")
+
+    metadata = dict(kv.split("=", 1) for kv in args.meta or ())
+    try:
+        result = publish(source, store=args.store, name=args.name or Path(args.source).stem,
+                         description=args.description, license=args.license, metadata=metadata,
+                         shard_size=args.shard_size, segment_size=args.segment_size,
+                         compression=None if args.compression == "none" else args.compression,
+                         previous=args.previous, resume=not args.no_resume, workers=args.workers,
+                         progress=progress)
+    finally:
+        bar.close()
+    m = result.manifest
+    doc = {"manifest_uri": result.manifest_uri, "manifest_uris": list(result.manifest_uris),
+           "manifest_hash": result.manifest_hash, "content_root": result.content_root,
+           "key_commitment": m.key_commitment, "records": m.records, "shards": len(m.shards),
+           "plaintext_size": m.plaintext_size, "sealed_size": m.sealed_size,
+           "sealed_shards": result.sealed_shards, "reused_shards": result.reused_shards,
+           "seconds": round(result.seconds, 3)}
+    _emit(args, doc, [
+        f"published {m.name!r}: {m.records} records in {len(m.shards)} shards "
+        f"({human_bytes(m.sealed_size)} sealed) in {result.seconds:.2f} s"
+        + (f", {result.reused_shards} shards reused from an interrupted publish" if result.reused_shards else ""),
+        f"manifest uri   {result.manifest_uri}",
+        f"manifest hash  {result.manifest_hash}",
+        f"content root   {result.content_root}",
+        "the data key is in the keystore under the manifest hash (deai-data keys list)",
+    ])
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    manifest, uri = fetch_manifest(args.manifest, manifest_hash=args.manifest_hash)
+    doc = manifest.to_dict()
+    doc.pop("schema")
+    doc["schema"] = doc_fields = manifest.to_dict()["schema"]["fields"]
+    doc["manifest_hash"] = manifest.hash
+    doc["manifest_uri"] = uri
+    lines = [
+        f"name           {manifest.name}",
+        f"description    {manifest.description}",
+        f"license        {manifest.license}",
+        f"manifest hash  {manifest.hash}",
+        f"dataset id     {manifest.dataset_id}",
+        f"content root   {manifest.content_root}",
+        f"key commitment {manifest.key_commitment}",
+        f"records        {manifest.records}",
+        f"shards         {len(manifest.shards)} ({human_bytes(manifest.plaintext_size)} plaintext, "
+        f"{human_bytes(manifest.sealed_size)} sealed, compression {manifest.compression or 'none'})",
+        f"previous       {manifest.previous or '-'}",
+        "schema         " + ", ".join(f"{f['name']}: {f['type']}" for f in doc_fields),
+    ]
+    _emit(args, doc, lines)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    dataset = _open(args)
+    bar = ProgressLine(enabled=False if args.json else None)
+    report = dataset.verify(strict=False)
+    bar.close()
+    doc = {"ok": report.ok, "manifest_hash": dataset.manifest_hash, "shards_verified": report.shards,
+           "shards": dataset.num_shards, "records": report.records, "sealed_bytes": report.sealed_bytes,
+           "seconds": round(report.seconds, 3), "errors": [str(e) for e in report.errors]}
+    lines = [f"{'OK' if report.ok else 'FAILED'}: {report.shards}/{dataset.num_shards} shards verified "
+             f"({report.records} records, {human_bytes(report.sealed_bytes)}) in {report.seconds:.2f} s"]
+    lines += [f"  {e}" for e in report.errors]
+    _emit(args, doc, lines)
+    return 0 if report.ok else 3
+
+
+def _safe_relative(path: str) -> Path:
+    rel = Path(path)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise DeaiError(f"refusing to write the unsafe path {path!r} from the dataset",
+                        hint="get the dataset as Parquet instead")
+    return rel
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    dataset = _open(args)
+    out = Path(args.out)
+    fmt = args.format
+    if fmt == "auto":
+        fmt = "parquet" if out.suffix.lower() in (".parquet", ".pq") else "files"
+    files_layout = all(n in dataset.schema.names for n in ("path", "bytes"))
+    written = 0
+    if fmt == "parquet":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with pq.ParquetWriter(out, dataset.schema) as writer:
+            for batch in dataset.iter_batches():
+                writer.write_batch(batch)
+                written += batch.num_rows
+    elif files_layout:
+        for batch in dataset.iter_batches():
+            for path, blob in zip(batch.column("path").to_pylist(), batch.column("bytes").to_pylist(), strict=False):
+                target = out / _safe_relative(path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(blob)
+                written += 1
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for index in range(dataset.num_shards):
+            table = dataset.read_shard(index)
+            pq.write_table(table, out / f"part-{index:05d}.parquet")
+            written += table.num_rows
+    _emit(args, {"records": written, "out": str(out), "format": fmt, "manifest_hash": dataset.manifest_hash},
+          [f"wrote {written} records of {dataset.manifest.name!r} to {out} ({fmt})"])
+    return 0
+
+
+def _export_passphrase(confirm: bool) -> str:
+    env = os.environ.get("DEAI_EXPORT_PASSWORD")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise KeystoreError("no export passphrase: DEAI_EXPORT_PASSWORD is not set and there is no terminal",
+                            hint="set DEAI_EXPORT_PASSWORD")
+    first = getpass.getpass("export passphrase: ")
+    if confirm and getpass.getpass("repeat: ") != first:
+        raise KeystoreError("the two passphrases differ")
+    return first
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    keystore = Keystore()
+    if args.keys_command == "list":
+        entries = keystore.entries()
+        doc = {"keystore": str(keystore.path),
+               "entries": [{"kind": e.kind, "name": e.name, "meta": e.meta} for e in entries]}
+        lines = [f"keystore {keystore.path}: {len(entries)} entries"]
+        lines += [f"  {e.kind:<17} {e.name}  {e.meta.get('name', '')}" for e in entries]
+        _emit(args, doc, lines)
+    elif args.keys_command == "export":
+        bundle = keystore.export(DATA_KEY, args.manifest_hash, _export_passphrase(confirm=True))
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(bundle)
+        _emit(args, {"exported": args.manifest_hash, "out": args.out},
+              [f"exported the key of {args.manifest_hash} to {args.out} (encrypted with the export passphrase)"])
+    else:
+        entry = keystore.import_(Path(args.file).read_bytes(), _export_passphrase(confirm=False))
+        _emit(args, {"imported": entry.name, "kind": entry.kind},
+              [f"imported {entry.kind} {entry.name} into {keystore.path}"])
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(args.dir, records=args.records, say=(lambda _s: None) if args.json else print)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0 if summary["round_trip_identical"] and summary["tamper_detected"] else 1
+
+
+# ---- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deai-data", description=__doc__.split("\n")[0],
+                                     epilog="Exit codes: see `deai-data --help` in docs/cli.md.")
+    parser.add_argument("--version", action="version", version=f"deai-data {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+        return p
+
+    def reading(p: argparse.ArgumentParser) -> None:
+        p.add_argument("manifest", help="manifest URI (file://, http://...) or path")
+        p.add_argument("--manifest-hash", help="expected SHA-256 of the manifest (e.g. from the chain)")
+        p.add_argument("--mirror", action="append", help="base URI of a content-addressed mirror (repeatable)")
+
+    p = command("publish", "pack, seal and store a dataset; print its manifest URI and hash")
+    p.add_argument("source", help="a folder of files or a Parquet file")
+    p.add_argument("--store", action="append", required=True, help="store directory or URI (repeat for mirrors)")
+    p.add_argument("--name", help="dataset name (default: the source's name)")
+    p.add_argument("--description", default="")
+    p.add_argument("--license", default="", help="license identifier or URI")
+    p.add_argument("--meta", action="append", metavar="KEY=VALUE", help="extra metadata (repeatable)")
+    p.add_argument("--format", choices=("auto", "folder", "parquet"), default="auto")
+    p.add_argument("--shard-size", type=parse_size, default=DEFAULT_SHARD_SIZE, help="target shard size (64MiB)")
+    p.add_argument("--segment-size", type=parse_size, default=DEFAULT_SEGMENT_SIZE, help="AEAD segment (1MiB)")
+    p.add_argument("--compression", choices=("none", "zstd", "lz4"), default="none")
+    p.add_argument("--previous", help="manifest hash of the version this one replaces")
+    p.add_argument("--workers", type=int, help="sealing threads (default: min(4, CPUs))")
+    p.add_argument("--no-resume", action="store_true", help="ignore the journal of an interrupted publish")
+    p.set_defaults(func=cmd_publish)
+
+    p = command("get", "decrypt a dataset to a folder of files or a Parquet file")
+    reading(p)
+    p.add_argument("--out", required=True, help="output folder, or a .parquet file")
+    p.add_argument("--format", choices=("auto", "files", "parquet"), default="auto")
+    p.set_defaults(func=cmd_get)
+
+    p = command("verify", "fetch every shard and check hashes, tags and decoding")
+    reading(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = command("inspect", "show a manifest's summary (needs no key)")
+    p.add_argument("manifest", help="manifest URI or path")
+    p.add_argument("--manifest-hash", help="expected SHA-256 of the manifest")
+    p.set_defaults(func=cmd_inspect)
+
+    p = command("keys", "list, export or import keystore entries")
+    keys = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    keys.add_parser("list", help="list entries (no passphrase needed)")
+    e = keys.add_parser("export", help="export a data key, encrypted with DEAI_EXPORT_PASSWORD or a prompt")
+    e.add_argument("manifest_hash")
+    e.add_argument("--out", required=True)
+    i = keys.add_parser("import", help="import an exported key")
+    i.add_argument("file")
+    p.set_defaults(func=cmd_keys)
+
+    p = command("demo", "publish a generated dataset to a local store, open it, verify it, print a summary")
+    p.add_argument("--dir", help="work in this folder and keep it (default: a temporary folder)")
+    p.add_argument("--records", type=int, default=2000)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DeaiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

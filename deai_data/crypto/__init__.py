@@ -1,0 +1,1 @@
+"""Cryptography of deai-data: data keys, sealed shards (streaming AEAD) and the keystore."""

@@ -1,0 +1,59 @@
+"""Data keys and what is derived from them: the key commitment, per-shard salts and per-shard keys.
+
+One random 256-bit data key per dataset version; every shard is sealed under its own HKDF-SHA256 key,
+so no (key, nonce) pair can repeat across shards, datasets or re-seals of changed content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import struct
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+DATA_KEY_SIZE = 32
+DATASET_ID_SIZE = 32
+
+_COMMITMENT_LABEL = b"deai-data/v1/key-commitment"
+_SALT_LABEL = b"deai-data/v1/shard-salt"
+_SHARD_KEY_LABEL = b"deai-data/v1/shard-key"
+
+
+def new_data_key() -> bytes:
+    """A fresh random 256-bit data key."""
+    return secrets.token_bytes(DATA_KEY_SIZE)
+
+
+def new_dataset_id() -> bytes:
+    """A fresh random 256-bit dataset version id (bound into every shard's AEAD)."""
+    return secrets.token_bytes(DATASET_ID_SIZE)
+
+
+def check_key(key: bytes) -> bytes:
+    """Return `key` as bytes if it is a 32-byte key, else raise ValueError."""
+    key = bytes(key)
+    if len(key) != DATA_KEY_SIZE:
+        raise ValueError(f"a data key is {DATA_KEY_SIZE} bytes, got {len(key)}")
+    return key
+
+
+def key_commitment(data_key: bytes, dataset_id: bytes) -> bytes:
+    """HMAC-SHA256(data_key, label || dataset_id): lets anyone check a key without learning it."""
+    return hmac.new(data_key, _COMMITMENT_LABEL + dataset_id, hashlib.sha256).digest()
+
+
+def shard_salt(data_key: bytes, dataset_id: bytes, shard_index: int, plaintext_sha256: bytes) -> bytes:
+    """Deterministic per-shard salt: the same plaintext re-sealed gives the same ciphertext,
+    different plaintext at the same index gets a different key (so resumed publishes reproduce
+    finished shards and never reuse a nonce)."""
+    msg = _SALT_LABEL + dataset_id + struct.pack(">Q", shard_index) + plaintext_sha256
+    return hmac.new(data_key, msg, hashlib.sha256).digest()
+
+
+def shard_key(data_key: bytes, dataset_id: bytes, shard_index: int, salt: bytes) -> bytes:
+    """HKDF-SHA256(data_key, salt, info = label || dataset_id || shard_index) -> 32-byte AES key."""
+    info = _SHARD_KEY_LABEL + dataset_id + struct.pack(">Q", shard_index)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(data_key)

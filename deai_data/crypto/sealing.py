@@ -1,0 +1,196 @@
+"""Sealed shards: a segmented streaming AEAD (STREAM) with AES-256-GCM under a per-shard HKDF key.
+
+Every segment can be fetched with one range request and opened alone; reordering, truncation,
+duplication and swapping of segments or shards fail authentication. Byte layout: docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..errors import IntegrityError
+from .keys import shard_key, shard_salt
+
+MAGIC = b"DEAISEAL"
+VERSION = 1
+SUITE_AES256GCM_HKDF_SHA256 = 1
+HEADER_SIZE = 64
+TAG_SIZE = 16
+DEFAULT_SEGMENT_SIZE = 1 << 20
+MIN_SEGMENT_SIZE = 1 << 10
+MAX_SEGMENT_SIZE = 1 << 26
+_HEADER = struct.Struct(">8sBBHIQQ32s")  # magic, version, suite, header size, segment size, length, index, salt
+_NONCE = struct.Struct(">7xIB")  # 7 zero bytes, segment counter, last-segment flag
+
+
+def segment_count(plaintext_size: int, segment_size: int) -> int:
+    """Number of segments; an empty plaintext still has one (empty, final) segment."""
+    return max(1, -(-plaintext_size // segment_size))
+
+
+def sealed_size(plaintext_size: int, segment_size: int) -> int:
+    """Total size of a sealed shard: header plus every segment with its tag."""
+    return HEADER_SIZE + plaintext_size + TAG_SIZE * segment_count(plaintext_size, segment_size)
+
+
+def segment_span(index: int, plaintext_size: int, segment_size: int) -> tuple[int, int]:
+    """Byte range [start, end) of sealed segment `index` inside the sealed shard."""
+    count = segment_count(plaintext_size, segment_size)
+    if not 0 <= index < count:
+        raise IndexError(f"segment {index} out of range (shard has {count})")
+    start = HEADER_SIZE + index * (segment_size + TAG_SIZE)
+    body = min(segment_size, plaintext_size - index * segment_size)
+    return start, start + body + TAG_SIZE
+
+
+def check_segment_size(segment_size: int) -> int:
+    if not MIN_SEGMENT_SIZE <= segment_size <= MAX_SEGMENT_SIZE:
+        raise ValueError(f"segment size must be between {MIN_SEGMENT_SIZE} and {MAX_SEGMENT_SIZE} bytes")
+    return segment_size
+
+
+def _nonce(counter: int, last: bool) -> bytes:
+    return _NONCE.pack(counter, 1 if last else 0)
+
+
+@dataclass(frozen=True)
+class ShardHeader:
+    """The 64-byte header at the start of every sealed shard (authenticated as associated data)."""
+
+    segment_size: int
+    plaintext_size: int
+    shard_index: int
+    salt: bytes
+
+    def encode(self) -> bytes:
+        return _HEADER.pack(
+            MAGIC, VERSION, SUITE_AES256GCM_HKDF_SHA256, HEADER_SIZE,
+            self.segment_size, self.plaintext_size, self.shard_index, self.salt,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes, *, dataset: str | None = None, shard: int | None = None) -> ShardHeader:
+        def bad(why: str) -> IntegrityError:
+            return IntegrityError(f"sealed shard header: {why}", dataset=dataset, shard=shard)
+
+        if len(data) < HEADER_SIZE:
+            raise bad(f"{len(data)} bytes, expected {HEADER_SIZE}")
+        magic, version, suite, size, seg, length, index, salt = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise bad("bad magic: not a deai-data sealed shard")
+        if version != VERSION or suite != SUITE_AES256GCM_HKDF_SHA256 or size != HEADER_SIZE:
+            raise bad(f"unsupported version {version} / suite {suite} / header size {size}")
+        if not MIN_SEGMENT_SIZE <= seg <= MAX_SEGMENT_SIZE:
+            raise bad(f"segment size {seg} out of range")
+        return cls(seg, length, index, salt)
+
+
+class ShardCipher:
+    """Seals or opens the segments of one shard; holds the derived per-shard AES key."""
+
+    def __init__(self, data_key: bytes, dataset_id: bytes, header: ShardHeader, *, dataset: str | None = None):
+        self.header = header
+        self.count = segment_count(header.plaintext_size, header.segment_size)
+        self._aead = AESGCM(shard_key(data_key, dataset_id, header.shard_index, header.salt))
+        self._header = header.encode()
+        self._ad = dataset_id + self._header
+        self._dataset = dataset
+
+    def sealed_size(self) -> int:
+        return sealed_size(self.header.plaintext_size, self.header.segment_size)
+
+    def seal_into(self, plaintext: memoryview, out: memoryview) -> None:
+        """Write header and all sealed segments of `plaintext` into `out` (exactly `sealed_size()`)."""
+        seg = self.header.segment_size
+        out[:HEADER_SIZE] = self._header
+        pos = HEADER_SIZE
+        for i in range(self.count):
+            chunk = plaintext[i * seg:(i + 1) * seg]
+            end = pos + len(chunk) + TAG_SIZE
+            self._aead.encrypt_into(_nonce(i, i == self.count - 1), chunk, self._ad, out[pos:end])
+            pos = end
+
+    def open_segment_into(self, index: int, sealed_segment: memoryview, out: memoryview) -> None:
+        """Authenticate and decrypt segment `index` into `out` (its plaintext length).
+
+        Raises IntegrityError naming the segment; `out` then holds nothing usable.
+        """
+        if not 0 <= index < self.count:
+            raise IntegrityError(f"segment index {index} out of range", dataset=self._dataset,
+                                 shard=self.header.shard_index, segment=index)
+        expected = segment_span(index, self.header.plaintext_size, self.header.segment_size)
+        if len(sealed_segment) != expected[1] - expected[0]:
+            raise IntegrityError(
+                f"sealed segment is {len(sealed_segment)} bytes, expected {expected[1] - expected[0]}",
+                dataset=self._dataset, shard=self.header.shard_index, segment=index)
+        try:
+            self._aead.decrypt_into(_nonce(index, index == self.count - 1), sealed_segment, self._ad, out)
+        except InvalidTag:
+            out[:] = bytes(len(out))
+            raise IntegrityError("authentication tag does not verify", dataset=self._dataset,
+                                 shard=self.header.shard_index, segment=index) from None
+
+    def open_segment(self, index: int, sealed_segment: bytes | memoryview) -> bytes:
+        start, end = segment_span(index, self.header.plaintext_size, self.header.segment_size)
+        out = bytearray(end - start - TAG_SIZE)
+        self.open_segment_into(index, memoryview(sealed_segment), memoryview(out))
+        return bytes(out)
+
+    def open_into(self, sealed: memoryview, out: memoryview) -> None:
+        """Open every segment of a whole sealed shard into `out` (plaintext_size bytes)."""
+        expected = self.sealed_size()
+        if len(sealed) != expected:
+            raise IntegrityError(f"sealed shard is {len(sealed)} bytes, expected {expected}",
+                                 dataset=self._dataset, shard=self.header.shard_index)
+        seg = self.header.segment_size
+        for i in range(self.count):
+            start, end = segment_span(i, self.header.plaintext_size, seg)
+            self.open_segment_into(i, sealed[start:end], out[i * seg:i * seg + end - start - TAG_SIZE])
+
+
+def seal_shard(
+    plaintext: bytes | bytearray | memoryview,
+    *,
+    data_key: bytes,
+    dataset_id: bytes,
+    shard_index: int,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+    plaintext_sha256: bytes | None = None,
+) -> bytearray:
+    """Seal one shard; returns the sealed bytes (header + segments) in one new buffer."""
+    view = memoryview(plaintext).cast("B")
+    digest = plaintext_sha256 or hashlib.sha256(view).digest()
+    salt = shard_salt(data_key, dataset_id, shard_index, digest)
+    header = ShardHeader(check_segment_size(segment_size), len(view), shard_index, salt)
+    cipher = ShardCipher(data_key, dataset_id, header)
+    out = bytearray(cipher.sealed_size())
+    cipher.seal_into(view, memoryview(out))
+    return out
+
+
+def open_shard(
+    sealed: bytes | bytearray | memoryview,
+    *,
+    data_key: bytes,
+    dataset_id: bytes,
+    shard_index: int,
+    dataset: str | None = None,
+    plaintext_size: int | None = None,
+) -> bytearray:
+    """Open a whole sealed shard, checking it is shard `shard_index` of this dataset."""
+    view = memoryview(sealed).cast("B")
+    header = ShardHeader.decode(view[:HEADER_SIZE], dataset=dataset, shard=shard_index)
+    if header.shard_index != shard_index:
+        raise IntegrityError(f"header says shard {header.shard_index}", dataset=dataset, shard=shard_index)
+    if plaintext_size is not None and header.plaintext_size != plaintext_size:
+        raise IntegrityError(f"header says {header.plaintext_size} plaintext bytes, manifest {plaintext_size}",
+                             dataset=dataset, shard=shard_index)
+    cipher = ShardCipher(data_key, dataset_id, header, dataset=dataset)
+    out = bytearray(header.plaintext_size)
+    cipher.open_into(view, memoryview(out))
+    return out

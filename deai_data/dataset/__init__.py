@@ -1,0 +1,1 @@
+"""The dataset layer: sources, publishing with its journal, and opening/verifying published datasets."""

@@ -1,0 +1,262 @@
+"""Publishing: source -> Arrow shards -> sealed -> stored -> manifest stored -> key in the keystore.
+
+Shards are sealed and stored on worker threads with a bound on shards in flight (bounded memory);
+the journal makes an interrupted publish resumable without re-sealing finished shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..crypto.keys import check_key, key_commitment, new_data_key, new_dataset_id
+from ..crypto.keystore import DATA_KEY, PENDING_DATA_KEY, Keystore
+from ..crypto.sealing import DEFAULT_SEGMENT_SIZE, check_segment_size, seal_shard
+from ..errors import DeaiError, PublishError, StorageError
+from ..formats import canonical
+from ..formats.manifest import Manifest, ShardEntry
+from ..formats.merkle import merkle_root
+from ..formats.shard import COMPRESSIONS, DEFAULT_SHARD_SIZE, cut_into_shards, encode_shard
+from ..storage.base import Store
+from ..storage.registry import open_store
+from .journal import Journal, JournalHeader
+from .sources import read_source
+
+
+@dataclass(frozen=True)
+class PublishProgress:
+    """Passed to the `progress` callback after every shard."""
+
+    shards: int
+    records: int
+    plaintext_bytes: int
+    reused_shards: int
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a publish produced. `key` is the data key: keep it secret (it is in the keystore)."""
+
+    manifest: Manifest
+    manifest_uri: str
+    manifest_hash: str
+    content_root: str
+    key: bytes = field(repr=False)
+    sealed_shards: int
+    reused_shards: int
+    seconds: float
+    manifest_uris: tuple[str, ...] = ()
+
+
+def default_journal_dir() -> Path:
+    home = os.environ.get("DEAI_HOME")
+    return (Path(home).expanduser() if home else Path.home() / ".deai-data") / "journals"
+
+
+def _store_identity(store: Store) -> str:
+    return getattr(store, "uri", None) or repr(store)
+
+
+def publish(
+    source: Any,
+    *,
+    store: str | Path | Store | Sequence[str | Path | Store],
+    name: str,
+    description: str = "",
+    license: str = "",
+    metadata: dict[str, str] | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+    compression: str | None = None,
+    previous: str | None = None,
+    key: bytes | None = None,
+    keystore: Keystore | bool | None = None,
+    resume: bool = True,
+    journal_dir: str | Path | None = None,
+    workers: int | None = None,
+    progress: Callable[[PublishProgress], None] | None = None,
+) -> PublishResult:
+    """Pack, seal, store and describe a dataset version; returns its manifest URI, hash and key.
+
+    `store` is one store or several (mirrors: every shard goes to each). The data key is stored in
+    the keystore under the manifest hash unless `keystore=False`. With `resume=True` an interrupted
+    publish with the same parameters continues from its journal.
+    """
+    started = time.perf_counter()
+    if compression not in COMPRESSIONS:
+        raise PublishError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    if shard_size <= 0:
+        raise PublishError("shard_size must be positive")
+    try:
+        check_segment_size(segment_size)
+    except ValueError as exc:
+        raise PublishError(str(exc)) from None
+    targets = [store] if isinstance(store, (str, Path, Store)) else list(store)
+    if not targets:
+        raise PublishError("no store given")
+    stores = [open_store(t) for t in targets]
+    records = read_source(source)
+    ks = None if keystore is False else (keystore if isinstance(keystore, Keystore) else Keystore())
+
+    params = {
+        "name": name, "description": description, "license": license, "metadata": dict(metadata or {}),
+        "shard_size": shard_size, "segment_size": segment_size, "compression": compression,
+        "previous": previous, "stores": [_store_identity(s) for s in stores],
+        "source": [records.kind, records.fingerprint],
+    }
+    publish_id = canonical.sha256_hex(canonical.encode(params))[:32]
+    journal = Journal(Path(journal_dir or default_journal_dir()) / f"{publish_id}.jsonl")
+    data_key, dataset_id = _start_or_resume(journal, publish_id, key, ks, resume)
+
+    pipeline = _ShardPipeline(stores, journal, data_key, dataset_id, records.schema, segment_size,
+                              compression, workers, progress, started)
+    entries = pipeline.run(cut_into_shards(records.batches, shard_size))
+
+    manifest = Manifest(
+        dataset_id=dataset_id.hex(), name=name, description=description, license=license,
+        metadata=dict(metadata or {}), schema=records.schema, records=sum(e.records for e in entries),
+        segment_size=segment_size, key_commitment=key_commitment(data_key, dataset_id).hex(),
+        shards=tuple(entries), content_root=merkle_root([bytes.fromhex(e.sha256) for e in entries]).hex(),
+        compression=compression, previous=previous,
+    )
+    body = manifest.to_bytes()
+    manifest_hash = canonical.sha256_hex(body)
+    uris = tuple(s.put(body, sha256=manifest_hash) for s in stores)
+    if ks is not None:
+        ks.put(DATA_KEY, manifest_hash, data_key, {"name": name, "dataset_id": dataset_id.hex(),
+                                                     "manifest_uri": uris[0], "created": int(time.time())})
+        ks.delete(PENDING_DATA_KEY, publish_id)
+    journal.close()
+    return PublishResult(manifest, uris[0], manifest_hash, manifest.content_root, data_key,
+                         pipeline.sealed, pipeline.reused, time.perf_counter() - started, uris)
+
+
+def _start_or_resume(journal: Journal, publish_id: str, key: bytes | None, ks: Keystore | None,
+                     resume: bool) -> tuple[bytes, bytes]:
+    """The (data key, dataset id) to publish with: the journal's when resuming, else fresh ones."""
+    header = journal.header if resume else None
+    if header is not None:
+        dataset_id = bytes.fromhex(header.dataset_id)
+        candidate = key
+        if candidate is None and ks is not None and ks.has(PENDING_DATA_KEY, publish_id):
+            candidate = ks.get(PENDING_DATA_KEY, publish_id)
+        if candidate is not None:
+            candidate = check_key(candidate)
+            if key_commitment(candidate, dataset_id).hex() == header.key_commitment:
+                return candidate, dataset_id
+            if key is not None:
+                raise PublishError("the key given is not the key of the interrupted publish in the journal",
+                                   hint=f"pass the same key, resume=False, or delete {journal.path}")
+    data_key = check_key(key) if key is not None else new_data_key()
+    dataset_id = new_dataset_id()
+    if ks is not None:
+        ks.put(PENDING_DATA_KEY, publish_id, data_key, {"journal": str(journal.path)})
+    journal.start(JournalHeader(publish_id, dataset_id.hex(), key_commitment(data_key, dataset_id).hex()))
+    return data_key, dataset_id
+
+
+class _ShardPipeline:
+    """Seals and stores shards on a thread pool, at most `workers + 1` shards in memory at once."""
+
+    def __init__(self, stores: list[Store], journal: Journal, data_key: bytes, dataset_id: bytes,
+                 schema: pa.Schema, segment_size: int, compression: str | None, workers: int | None,
+                 progress: Callable[[PublishProgress], None] | None, started: float) -> None:
+        self.stores = stores
+        self.journal = journal
+        self.data_key = data_key
+        self.dataset_id = dataset_id
+        self.schema = schema
+        self.segment_size = segment_size
+        self.compression = compression
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.progress = progress
+        self.started = started
+        self.sealed = 0
+        self.reused = 0
+        self._records = 0
+        self._bytes = 0
+        self._done = 0
+        self._lock = threading.Lock()
+
+    def run(self, shards: Any) -> list[ShardEntry]:
+        slots = threading.BoundedSemaphore(self.workers + 1)
+        failed = threading.Event()
+        futures: list[Future[ShardEntry]] = []
+
+        def finished(future: Future[ShardEntry]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                failed.set()
+            slots.release()
+
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="deai-seal") as pool:
+            try:
+                for index, batches in enumerate(shards):
+                    slots.acquire()
+                    if failed.is_set():
+                        slots.release()
+                        break
+                    future = pool.submit(self._one, index, batches)
+                    future.add_done_callback(finished)
+                    futures.append(future)
+            except BaseException:
+                failed.set()
+                raise
+            finally:
+                if failed.is_set():
+                    for f in futures:
+                        f.cancel()
+        errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+        if errors:
+            if isinstance(errors[0], DeaiError):
+                raise errors[0]
+            raise StorageError(f"publishing failed: {errors[0]}", hint="fix the error and publish again: "
+                               "finished shards are kept and will not be redone") from errors[0]
+        return [f.result() for f in futures]
+
+    def _one(self, index: int, batches: list[pa.RecordBatch]) -> ShardEntry:
+        plaintext = encode_shard(batches, self.schema, self.compression)
+        rows = sum(b.num_rows for b in batches)
+        digest = hashlib.sha256(plaintext).digest()
+        entry = self.journal.finished(index, digest.hex())
+        if entry is not None and all(self._still_stored(loc, entry.sealed_size) for loc in entry.locators):
+            self._report(entry, reused=True)
+            return entry
+        sealed = seal_shard(plaintext, data_key=self.data_key, dataset_id=self.dataset_id, shard_index=index,
+                            segment_size=self.segment_size, plaintext_sha256=digest)
+        sha = hashlib.sha256(sealed).hexdigest()
+        locators = tuple(s.put(sealed, sha256=sha) for s in self.stores)
+        entry = ShardEntry(index, rows, plaintext.size, len(sealed), sha, locators)
+        self.journal.record(entry, digest.hex())
+        self._report(entry, reused=False)
+        return entry
+
+    def _still_stored(self, locator: str, size: int) -> bool:
+        store = next((s for s in self.stores if any(locator.startswith(f"{x}:") for x in s.schemes)), None)
+        try:
+            return store is not None and store.stat(locator).size == size
+        except StorageError:
+            return False
+
+    def _report(self, entry: ShardEntry, *, reused: bool) -> None:
+        with self._lock:
+            if reused:
+                self.reused += 1
+            else:
+                self.sealed += 1
+            self._done += 1
+            self._records += entry.records
+            self._bytes += entry.plaintext_size
+            snapshot = PublishProgress(self._done, self._records, self._bytes, self.reused,
+                                       time.perf_counter() - self.started)
+        if self.progress is not None:
+            self.progress(snapshot)

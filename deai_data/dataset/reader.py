@@ -1,0 +1,266 @@
+"""Opening a published dataset: fetch and check the manifest, then fetch, verify, decrypt and decode
+shards. No byte from a store is used before its SHA-256 (or AEAD tag) has been checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from ..crypto.keys import check_key, key_commitment
+from ..crypto.keystore import DATA_KEY, Keystore
+from ..crypto.sealing import HEADER_SIZE, ShardCipher, ShardHeader, open_shard, segment_span
+from ..errors import DeaiError, DecryptionError, IntegrityError, KeystoreError, StorageError
+from ..formats.manifest import Manifest, ShardEntry
+from ..formats.shard import decode_shard
+from ..storage.base import content_path
+from ..storage.local import locator_from_path
+from ..storage.registry import store_for
+
+_HEX64 = re.compile(r"([0-9a-f]{64})$")
+T = TypeVar("T")
+
+
+def _normalise(uri: str | Path) -> str:
+    text = str(uri)
+    return text if "://" in text else locator_from_path(text)
+
+
+def _implied_hash(locator: str) -> str | None:
+    """Content-addressed locators (LocalStore layout, or a mirror of it) end in their SHA-256."""
+    match = _HEX64.search(locator.split("?")[0].split("#")[0])
+    return match.group(1) if match and "/objects/sha256/" in locator else None
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of `Dataset.verify()`: shards and bytes checked, and every failure found."""
+
+    shards: int = 0
+    records: int = 0
+    sealed_bytes: int = 0
+    seconds: float = 0.0
+    errors: list[DeaiError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class Dataset:
+    """A dataset version opened from its manifest. Shards are fetched on demand and verified."""
+
+    def __init__(self, manifest: Manifest, manifest_uri: str, *, key: bytes | str | None = None,
+                 keystore: Keystore | None = None, mirrors: Sequence[str] = (), workers: int = 2) -> None:
+        self.manifest = manifest
+        self.manifest_uri = manifest_uri
+        self.manifest_hash = manifest.hash
+        self.mirrors = [m.rstrip("/") for m in mirrors]
+        self.workers = max(1, workers)
+        self._key_given = key
+        self._keystore = keystore
+        self._key: bytes | None = None
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.manifest.name!r}, records={self.manifest.records}, "
+                f"shards={len(self.manifest.shards)}, manifest_hash={self.manifest_hash[:16]}...)")
+
+    def __len__(self) -> int:
+        return self.manifest.records
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.manifest.schema
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.manifest.shards)
+
+    @property
+    def label(self) -> str:
+        return f"{self.manifest.name} ({self.manifest_hash[:12]})"
+
+    # ---- key ------------------------------------------------------------------------------------
+    @property
+    def key(self) -> bytes:
+        """The data key, checked against the manifest's key commitment."""
+        if self._key is None:
+            given = self._key_given
+            if given is None:
+                store = self._keystore or Keystore()
+                try:
+                    given = store.get(DATA_KEY, self.manifest_hash)
+                except KeystoreError as exc:
+                    raise KeystoreError(f"no key for dataset {self.label} in the keystore at {store.path}",
+                                        hint="pass key=..., or import the key with `deai-data keys import`") \
+                        from exc
+            raw = bytes.fromhex(given) if isinstance(given, str) else given
+            try:
+                raw = check_key(raw)
+            except ValueError as exc:
+                raise DecryptionError(f"dataset {self.label}: {exc}") from None
+            if key_commitment(raw, bytes.fromhex(self.manifest.dataset_id)).hex() != self.manifest.key_commitment:
+                raise DecryptionError(f"dataset {self.label}: the key does not match the dataset's key commitment",
+                                      hint="this is not the key of this dataset version; use the key you "
+                                           "were given for this manifest hash")
+            self._key = raw
+        return self._key
+
+    # ---- fetching -------------------------------------------------------------------------------
+    def locators(self, entry: ShardEntry) -> list[str]:
+        """The shard's own locators, then its address in every content-addressed mirror."""
+        return list(entry.locators) + [f"{m}/{content_path(entry.sha256)}" for m in self.mirrors]
+
+    def fetch_sealed(self, index: int) -> bytes:
+        """The sealed bytes of shard `index`, checked against its SHA-256 in the manifest.
+
+        Tries every locator in turn; raises the integrity error if any mirror served altered bytes,
+        else the last storage error.
+        """
+        entry = self.manifest.shards[index]
+        integrity: IntegrityError | None = None
+        last: DeaiError | None = None
+        for locator in self.locators(entry):
+            try:
+                data = store_for(locator).get(locator)
+            except StorageError as exc:
+                last = exc
+                continue
+            if len(data) == entry.sealed_size and hashlib.sha256(data).hexdigest() == entry.sha256:
+                return data
+            integrity = integrity or self._diagnose(entry, data, locator)
+        if integrity is not None:
+            raise integrity
+        raise last or StorageError(f"dataset {self.label}: shard {index} has no locator")
+
+    def _diagnose(self, entry: ShardEntry, data: bytes, locator: str) -> IntegrityError:
+        """Name the first bad segment of a shard whose hash did not match (when the key is at hand)."""
+        def error(why: str, segment: int | None = None) -> IntegrityError:
+            return IntegrityError(why, dataset=self.label, shard=entry.index, segment=segment, locator=locator)
+
+        what = f"SHA-256 of the sealed shard does not match the manifest ({len(data)} bytes, " \
+               f"expected {entry.sealed_size})"
+        try:
+            key = self.key
+            header = ShardHeader.decode(data[:HEADER_SIZE], dataset=self.label, shard=entry.index)
+            cipher = ShardCipher(key, bytes.fromhex(self.manifest.dataset_id),
+                                 ShardHeader(self.manifest.segment_size, entry.plaintext_size, entry.index,
+                                             header.salt), dataset=self.label)
+        except (DeaiError, ValueError):
+            return error(what + "; the header is damaged", None)
+        if header != cipher.header:
+            return error(what + "; the header does not match the manifest", None)
+        for i in range(cipher.count):
+            start, end = segment_span(i, entry.plaintext_size, self.manifest.segment_size)
+            try:
+                cipher.open_segment(i, data[start:end])
+            except IntegrityError:
+                return error(what, i)
+        return error(what + "; every segment authenticates (bytes added past the end)", None)
+
+    def read_shard(self, index: int) -> pa.Table:
+        """Shard `index` as an Arrow table: fetched, hash-checked, decrypted, decoded."""
+        entry = self.manifest.shards[index]
+        plaintext = open_shard(self.fetch_sealed(index), data_key=self.key,
+                               dataset_id=bytes.fromhex(self.manifest.dataset_id), shard_index=index,
+                               dataset=self.label, plaintext_size=entry.plaintext_size)
+        try:
+            table = decode_shard(plaintext)
+        except pa.ArrowException as exc:
+            raise IntegrityError(f"authenticated shard is not valid Arrow IPC: {exc}", dataset=self.label,
+                                 shard=index, hint="the owner published a broken shard") from None
+        if table.num_rows != entry.records or not table.schema.equals(self.schema):
+            raise IntegrityError("shard rows or schema differ from the manifest", dataset=self.label, shard=index,
+                                 hint="the owner published an inconsistent dataset")
+        return table
+
+    def _map(self, func: Callable[[int], T], indices: Sequence[int]) -> Iterator[T]:
+        """`func` over shard indices, in order, a few shards ahead on threads."""
+        if self.workers == 1 or len(indices) <= 1:
+            yield from map(func, indices)
+            return
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="deai-read") as pool:
+            pending = [pool.submit(func, i) for i in indices[:self.workers]]
+            for position in range(len(indices)):
+                result = pending.pop(0).result()
+                if position + self.workers < len(indices):
+                    pending.append(pool.submit(func, indices[position + self.workers]))
+                yield result
+
+    # ---- reading --------------------------------------------------------------------------------
+    def iter_batches(self) -> Iterator[pa.RecordBatch]:
+        """Every record batch of every shard, in order."""
+        for table in self._map(self.read_shard, range(self.num_shards)):
+            yield from table.to_batches()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Every record as a dict (convenient; use `iter_batches` for speed)."""
+        for batch in self.iter_batches():
+            yield from batch.to_pylist()
+
+    def to_arrow(self) -> pa.Table:
+        """The whole dataset as one Arrow table."""
+        tables = list(self._map(self.read_shard, range(self.num_shards)))
+        return pa.concat_tables(tables) if tables else self.schema.empty_table()
+
+    def to_pandas(self) -> Any:
+        return self.to_arrow().to_pandas()
+
+    def verify(self, *, strict: bool = True) -> VerifyReport:
+        """Fetch every shard, check hash, tags and decoding. `strict` raises the first failure."""
+        report = VerifyReport()
+        started = time.perf_counter()
+        self.key  # a wrong key is one error for the whole dataset, raised at once  # noqa: B018
+
+        def check(index: int) -> DeaiError | None:
+            try:
+                self.read_shard(index)
+            except DeaiError as exc:
+                if strict:
+                    raise
+                return exc
+            return None
+
+        for index, failure in zip(range(self.num_shards), self._map(check, range(self.num_shards)), strict=False):
+            entry = self.manifest.shards[index]
+            if failure is not None:
+                report.errors.append(failure)
+                continue
+            report.shards += 1
+            report.records += entry.records
+            report.sealed_bytes += entry.sealed_size
+        report.seconds = time.perf_counter() - started
+        return report
+
+
+def fetch_manifest(manifest_uri: str | Path, *, manifest_hash: str | None = None) -> tuple[Manifest, str]:
+    """Fetch, hash-check and parse a manifest. The expected hash comes from `manifest_hash` (e.g. from
+    the chain) or from a content-addressed locator; without either the manifest is taken as given."""
+    uri = _normalise(manifest_uri)
+    data = store_for(uri).get(uri)
+    actual = hashlib.sha256(data).hexdigest()
+    expected = (manifest_hash or _implied_hash(uri) or actual).lower()
+    if actual != expected:
+        raise IntegrityError(f"manifest hash is {actual}, expected {expected}", locator=uri,
+                             hint="the store returned a different or altered manifest")
+    return Manifest.from_bytes(data), uri
+
+
+def open_dataset(manifest_uri: str | Path, *, key: bytes | str | None = None, keystore: Keystore | None = None,
+                 manifest_hash: str | None = None, mirrors: Sequence[str] = (), workers: int = 2) -> Dataset:
+    """Open a dataset version from its manifest URI.
+
+    The key comes from `key` (bytes or hex) or from the keystore by manifest hash; it is checked
+    against the manifest's key commitment before any shard is decrypted. `mirrors` are base URIs of
+    content-addressed copies of the store (LocalStore layout), tried after each shard's own locators.
+    """
+    manifest, uri = fetch_manifest(manifest_uri, manifest_hash=manifest_hash)
+    return Dataset(manifest, uri, key=key, keystore=keystore, mirrors=mirrors, workers=workers)

@@ -1,0 +1,117 @@
+"""The one exception hierarchy of deai-data: every failure the SDK raises is a `DeaiError`.
+
+Each error names what failed (dataset, shard, segment, locator, field) and says what to do next.
+"""
+
+from __future__ import annotations
+
+
+class DeaiError(Exception):
+    """Base class of every error raised by deai-data."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message} ({hint})" if hint else message)
+
+
+class IntegrityError(DeaiError):
+    """Bytes from a store do not match what the manifest (or the AEAD tag) says they must be.
+
+    Nothing from the failed object or segment is ever returned.
+    """
+
+    exit_code = 3
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        dataset: str | None = None,
+        shard: int | None = None,
+        segment: int | None = None,
+        locator: str | None = None,
+        hint: str | None = "the store or gateway returned altered data; try another mirror",
+    ) -> None:
+        self.dataset = dataset
+        self.shard = shard
+        self.segment = segment
+        self.locator = locator
+        where = []
+        if dataset is not None:
+            where.append(f"dataset {dataset}")
+        if shard is not None:
+            where.append(f"shard {shard}")
+        if segment is not None:
+            where.append(f"segment {segment}")
+        if locator is not None:
+            where.append(f"from {locator}")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message, hint=hint)
+
+
+class DecryptionError(DeaiError):
+    """The key given does not open the data: it does not match the dataset's key commitment."""
+
+    exit_code = 4
+
+
+class ManifestError(DeaiError):
+    """A manifest is malformed, not canonical, or inconsistent; `field` names the bad field."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None) -> None:
+        self.field = field
+        text = f"manifest field {field!r}: {message}" if field else f"manifest: {message}"
+        super().__init__(text, hint=hint or "the manifest is corrupt or was not written by deai-data")
+
+
+class StorageError(DeaiError):
+    """A store could not complete a request (I/O error, timeout, HTTP 5xx after retries)."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, locator: str | None = None, hint: str | None = None) -> None:
+        self.locator = locator
+        text = f"{locator}: {message}" if locator else message
+        super().__init__(text, hint=hint)
+
+
+class NotFoundError(StorageError):
+    """No object exists at a locator."""
+
+    exit_code = 7
+
+    def __init__(self, locator: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            "object not found",
+            locator=locator,
+            hint=hint or "check the locator, or that the object was uploaded to this store",
+        )
+
+
+class UnsupportedLocatorError(StorageError):
+    """No store is registered for a locator's URI scheme."""
+
+    exit_code = 2
+
+
+class KeystoreError(DeaiError):
+    """The keystore cannot be opened or has no entry for a key."""
+
+    exit_code = 8
+
+
+class SourceError(DeaiError):
+    """A publish source cannot be read or turned into Arrow records."""
+
+    exit_code = 9
+
+
+class PublishError(DeaiError):
+    """A publish could not be completed or resumed."""
+
+    exit_code = 10

@@ -1,0 +1,68 @@
+"""Canonical JSON: one byte encoding for one value, so that a document's hash is its identity.
+
+The rules (a strict subset of RFC 8785 JCS): UTF-8, object keys ASCII and sorted, no whitespace,
+integers only (no floats, |n| < 2**63), strings escaped minimally as Python's `json` does with
+`ensure_ascii=False`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+_INT_LIMIT = 2**63
+
+
+class CanonicalError(ValueError):
+    """A value cannot be encoded canonically, or bytes are not the canonical encoding of their value."""
+
+
+def _check(value: Any, path: str) -> None:
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        if not -_INT_LIMIT < value < _INT_LIMIT:
+            raise CanonicalError(f"{path}: integer out of range")
+        return
+    if isinstance(value, float):
+        raise CanonicalError(f"{path}: floats are not allowed in canonical documents")
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check(item, f"{path}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key.isascii():
+                raise CanonicalError(f"{path}: object keys must be ASCII strings, got {key!r}")
+            _check(item, f"{path}.{key}")
+        return
+    raise CanonicalError(f"{path}: type {type(value).__name__} is not allowed")
+
+
+def encode(value: Any) -> bytes:
+    """Encode `value` canonically; raise `CanonicalError` for anything outside the subset."""
+    _check(value, "$")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(data: bytes) -> Any:
+    """Decode canonical bytes; raise `CanonicalError` unless `data` is exactly `encode(value)`."""
+    try:
+        value = json.loads(data.decode("utf-8"), parse_float=_reject_float, parse_constant=_reject_float)
+    except UnicodeDecodeError as exc:
+        raise CanonicalError(f"not UTF-8: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise CanonicalError(f"not JSON: {exc}") from None
+    if encode(value) != bytes(data):
+        raise CanonicalError("not in canonical form (key order, whitespace or escaping differ)")
+    return value
+
+
+def _reject_float(text: str) -> Any:
+    raise CanonicalError(f"floats are not allowed in canonical documents: {text}")
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of `data`: the identity of a canonical document."""
+    return hashlib.sha256(data).hexdigest()

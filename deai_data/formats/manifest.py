@@ -1,0 +1,239 @@
+"""The manifest: a canonical JSON document describing one dataset version; its SHA-256 is its identity.
+
+`Manifest.from_bytes` checks canonical form, every field's type, and internal consistency (shard
+indices, sizes, record counts, the content root), naming the bad field in a `ManifestError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pyarrow as pa
+
+from ..crypto.sealing import check_segment_size, sealed_size
+from ..errors import ManifestError
+from . import canonical
+from .merkle import merkle_root
+
+FORMAT = "deai-data/manifest"
+VERSION = 1
+ENCRYPTION_SCHEME = "aes-256-gcm-hkdf-sha256-stream/v1"
+SHARD_TYPE = "arrow-ipc-file"
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    """One sealed shard: its place, sizes, the SHA-256 of its sealed bytes and where to fetch it."""
+
+    index: int
+    records: int
+    plaintext_size: int
+    sealed_size: int
+    sha256: str
+    locators: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "records": self.records,
+            "plaintext_size": self.plaintext_size,
+            "sealed_size": self.sealed_size,
+            "sha256": self.sha256,
+            "locators": list(self.locators),
+        }
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A dataset version. Build with the constructor, serialise with `to_bytes`, hash with `hash`."""
+
+    dataset_id: str
+    name: str
+    schema: pa.Schema
+    records: int
+    segment_size: int
+    key_commitment: str
+    shards: tuple[ShardEntry, ...]
+    content_root: str
+    description: str = ""
+    license: str = ""
+    compression: str | None = None
+    previous: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    # ---- derived -------------------------------------------------------------------------------
+    @property
+    def plaintext_size(self) -> int:
+        return sum(s.plaintext_size for s in self.shards)
+
+    @property
+    def sealed_size(self) -> int:
+        return sum(s.sealed_size for s in self.shards)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "dataset_id": self.dataset_id,
+            "name": self.name,
+            "description": self.description,
+            "license": self.license,
+            "metadata": dict(self.metadata),
+            "schema": {
+                "arrow": base64.b64encode(self.schema.serialize().to_pybytes()).decode(),
+                "fields": describe_fields(self.schema),
+            },
+            "records": self.records,
+            "plaintext_size": self.plaintext_size,
+            "sealed_size": self.sealed_size,
+            "shard_format": {"type": SHARD_TYPE, "compression": self.compression},
+            "encryption": {
+                "scheme": ENCRYPTION_SCHEME,
+                "segment_size": self.segment_size,
+                "key_commitment": self.key_commitment,
+            },
+            "shards": [s.to_dict() for s in self.shards],
+            "content_root": self.content_root,
+            "previous": self.previous,
+        }
+
+    def to_bytes(self) -> bytes:
+        """The canonical encoding: the bytes that are stored and hashed."""
+        return canonical.encode(self.to_dict())
+
+    @property
+    def hash(self) -> str:
+        """Hex SHA-256 of the canonical bytes: this version's identity (registered on-chain)."""
+        return canonical.sha256_hex(self.to_bytes())
+
+    def with_locators(self, locators: Mapping[int, tuple[str, ...]]) -> Manifest:
+        """A copy whose shards carry the given locators (by shard index)."""
+        shards = tuple(replace(s, locators=tuple(locators.get(s.index, s.locators))) for s in self.shards)
+        return replace(self, shards=shards)
+
+    # ---- parsing -------------------------------------------------------------------------------
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Manifest:
+        try:
+            doc = canonical.decode(data)
+        except canonical.CanonicalError as exc:
+            raise ManifestError(str(exc)) from None
+        return cls.from_dict(doc)
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Manifest:
+        if not isinstance(doc, dict):
+            raise ManifestError("top level is not an object")
+        _expect(doc, "format", str, "", lambda v: v == FORMAT, f"must be {FORMAT!r}")
+        _expect(doc, "version", int, "", lambda v: v == VERSION, f"unsupported version (this reader knows {VERSION})")
+        schema_doc = _expect(doc, "schema", dict)
+        schema = _parse_schema(schema_doc)
+        shard_format = _expect(doc, "shard_format", dict)
+        _expect(shard_format, "type", str, "shard_format.", lambda v: v == SHARD_TYPE, f"must be {SHARD_TYPE!r}")
+        compression = _expect(shard_format, "compression", (str, type(None)), "shard_format.",
+                              lambda v: v in (None, "zstd", "lz4"), "must be null, 'zstd' or 'lz4'")
+        enc = _expect(doc, "encryption", dict)
+        _expect(enc, "scheme", str, "encryption.", lambda v: v == ENCRYPTION_SCHEME, f"must be {ENCRYPTION_SCHEME!r}")
+        segment_size = _expect(enc, "segment_size", int, "encryption.", _valid_segment_size, "out of range")
+        metadata = _expect(doc, "metadata", dict)
+        for k, v in metadata.items():
+            if not isinstance(v, str):
+                raise ManifestError("values must be strings", field=f"metadata.{k}")
+        shards = tuple(_parse_shard(i, s, segment_size) for i, s in enumerate(_expect(doc, "shards", list)))
+        manifest = cls(
+            dataset_id=_expect(doc, "dataset_id", str, "", _is_hex32, "must be 64 lowercase hex digits"),
+            name=_expect(doc, "name", str),
+            description=_expect(doc, "description", str),
+            license=_expect(doc, "license", str),
+            schema=schema,
+            records=_expect(doc, "records", int, "", _non_negative, "must be >= 0"),
+            segment_size=segment_size,
+            key_commitment=_expect(enc, "key_commitment", str, "encryption.", _is_hex32, "must be 64 hex digits"),
+            shards=shards,
+            content_root=_expect(doc, "content_root", str, "", _is_hex32, "must be 64 hex digits"),
+            compression=compression,
+            previous=_expect(doc, "previous", (str, type(None)), "", lambda v: v is None or _is_hex32(v),
+                             "must be null or a manifest hash (64 hex digits)"),
+            metadata=metadata,
+        )
+        manifest._check_consistency(doc)
+        return manifest
+
+    def _check_consistency(self, doc: dict[str, Any]) -> None:
+        if sum(s.records for s in self.shards) != self.records:
+            raise ManifestError("does not equal the sum of the shards' records", field="records")
+        if doc.get("plaintext_size") != self.plaintext_size:
+            raise ManifestError("does not equal the sum of the shards' sizes", field="plaintext_size")
+        if doc.get("sealed_size") != self.sealed_size:
+            raise ManifestError("does not equal the sum of the shards' sealed sizes", field="sealed_size")
+        root = merkle_root([bytes.fromhex(s.sha256) for s in self.shards]).hex()
+        if root != self.content_root:
+            raise ManifestError("is not the Merkle root of the shard hashes", field="content_root")
+        if doc["schema"]["fields"] != describe_fields(self.schema):
+            raise ManifestError("does not describe the Arrow schema", field="schema.fields")
+
+
+def describe_fields(schema: pa.Schema) -> list[dict[str, Any]]:
+    """Human- and SQL-readable description of the Arrow schema (the Arrow bytes are authoritative)."""
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+
+
+def _non_negative(v: int) -> bool:
+    return v >= 0
+
+
+def _is_hex32(v: str) -> bool:
+    return len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+
+
+def _valid_segment_size(v: int) -> bool:
+    try:
+        check_segment_size(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _expect(doc: dict, key: str, types: Any, prefix: str = "", check: Any = None, why: str = "") -> Any:
+    name = prefix + key
+    if key not in doc:
+        raise ManifestError("is missing", field=name)
+    value = doc[key]
+    if (isinstance(value, bool) and types is int) or not isinstance(value, types):
+        raise ManifestError(f"has the wrong type {type(value).__name__}", field=name)
+    if check is not None and not check(value):
+        raise ManifestError(why or "is invalid", field=name)
+    return value
+
+
+def _parse_schema(schema_doc: dict) -> pa.Schema:
+    encoded = _expect(schema_doc, "arrow", str, "schema.")
+    _expect(schema_doc, "fields", list, "schema.")
+    try:
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(encoded, validate=True)))
+    except (binascii.Error, ValueError, pa.ArrowException) as exc:
+        raise ManifestError(f"is not a serialised Arrow schema: {exc}", field="schema.arrow") from None
+
+
+def _parse_shard(position: int, doc: Any, segment_size: int) -> ShardEntry:
+    prefix = f"shards[{position}]."
+    if not isinstance(doc, dict):
+        raise ManifestError("is not an object", field=f"shards[{position}]")
+    index = _expect(doc, "index", int, prefix, lambda v: v == position, f"must be {position} (shards in order)")
+    plain = _expect(doc, "plaintext_size", int, prefix, _non_negative, "must be >= 0")
+    sealed = _expect(doc, "sealed_size", int, prefix, lambda v: v == sealed_size(plain, segment_size),
+                     "does not match plaintext_size and the segment size")
+    locators = _expect(doc, "locators", list, prefix, lambda v: all(isinstance(x, str) and "://" in x for x in v),
+                       "must be a list of URIs")
+    return ShardEntry(
+        index=index,
+        records=_expect(doc, "records", int, prefix, _non_negative, "must be >= 0"),
+        plaintext_size=plain,
+        sealed_size=sealed,
+        sha256=_expect(doc, "sha256", str, prefix, _is_hex32, "must be 64 lowercase hex digits"),
+        locators=tuple(locators),
+    )

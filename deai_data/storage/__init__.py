@@ -1,0 +1,20 @@
+"""Storage backends behind one small protocol, registered by URI scheme."""
+
+from .base import ObjectStat, Store, content_path
+from .http import HttpStore
+from .local import LocalStore, locator_from_path, path_from_locator
+from .registry import open_store, register_store, registered_schemes, store_for
+
+__all__ = [
+    "HttpStore",
+    "LocalStore",
+    "ObjectStat",
+    "Store",
+    "content_path",
+    "locator_from_path",
+    "open_store",
+    "path_from_locator",
+    "register_store",
+    "registered_schemes",
+    "store_for",
+]

@@ -1,0 +1,53 @@
+"""The storage seam: the small `Store` protocol every backend implements, and helpers they share.
+
+A store is untrusted: it moves bytes, and the reader verifies everything it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True)
+class ObjectStat:
+    """What a store knows about one object without reading it."""
+
+    locator: str
+    size: int
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A backend addressed by URI scheme (`file://`, `http://`, later `ar://`, `ipfs://`, `piece://`).
+
+    `put*` return the locator under which the object can be fetched again; `get` returns the bytes
+    `[start, end)` (to the end of the object when `end` is None) and raises `NotFoundError` for a
+    missing object and `StorageError` for any other failure.
+    """
+
+    schemes: tuple[str, ...]
+
+    def put(self, data: Buffer, *, sha256: str | None = None) -> str: ...
+
+    def put_file(self, path: str | Path, *, sha256: str | None = None) -> str: ...
+
+    def get(self, locator: str, start: int = 0, end: int | None = None) -> bytes: ...
+
+    def exists(self, locator: str) -> bool: ...
+
+    def stat(self, locator: str) -> ObjectStat: ...
+
+
+def check_range(start: int, end: int | None) -> None:
+    """Validate a requested byte range."""
+    if start < 0 or (end is not None and end < start):
+        raise ValueError(f"invalid byte range [{start}, {end})")
+
+
+def content_path(sha256: str) -> str:
+    """Relative path of an object inside a content-addressed store laid out as LocalStore does."""
+    return f"objects/sha256/{sha256[:2]}/{sha256}"

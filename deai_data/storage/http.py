@@ -1,0 +1,151 @@
+"""`http://` / `https://` store: read objects from any HTTP server or gateway, with range requests.
+
+Retries with exponential backoff on timeouts, dropped or short bodies, 429 (honouring Retry-After)
+and 5xx; a 404 is a `NotFoundError` at once. Read-only: publishing goes through a writable backend.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import requests
+
+from ..errors import NotFoundError, StorageError
+from .base import Buffer, ObjectStat, check_range
+
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_CHUNK = 1 << 20
+
+
+class HttpStore:
+    """Read-only store over HTTP(S). One `requests.Session` (connection pooling) per store."""
+
+    schemes = ("http", "https")
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        retries: int = 4,
+        backoff: float = 0.25,
+        max_retry_after: float = 30.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.timeout = (connect_timeout, timeout)
+        self.retries = retries
+        self.backoff = backoff
+        self.max_retry_after = max_retry_after
+        self.session = session or requests.Session()
+
+    def __repr__(self) -> str:
+        return f"HttpStore(retries={self.retries}, timeout={self.timeout})"
+
+    def put(self, data: Buffer, *, sha256: str | None = None) -> str:
+        raise StorageError("the HTTP store is read-only", hint="publish to a writable store (file://, ar://, ipfs://)")
+
+    def put_file(self, path: str | Path, *, sha256: str | None = None) -> str:
+        return self.put(b"")
+
+    def _request(self, method: str, locator: str, headers: dict[str, str]) -> requests.Response:
+        """Send one request, retrying transient failures; the caller reads (and retries) the body."""
+        last = "no attempt made"
+        last_response: requests.Response | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self._delay(attempt, last_response))
+            last_response = None
+            try:
+                response = self.session.request(method, locator, headers=headers, timeout=self.timeout,
+                                                stream=True, allow_redirects=True)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code == 404:
+                response.close()
+                raise NotFoundError(locator)
+            if response.status_code in _RETRY_STATUS:
+                last = f"HTTP {response.status_code}"
+                last_response = response
+                response.close()
+                continue
+            if response.status_code >= 400:
+                response.close()
+                raise StorageError(f"HTTP {response.status_code} for {method}", locator=locator,
+                                   hint="the server refused the request; check the URL and access rights")
+            return response
+        raise StorageError(f"gave up after {self.retries + 1} attempts: {last}", locator=locator,
+                           hint="the server or gateway is failing; retry later or use another mirror")
+
+    def _delay(self, attempt: int, response: requests.Response | None) -> float:
+        if response is not None and response.headers.get("Retry-After", "").isdigit():
+            return min(float(response.headers["Retry-After"]), self.max_retry_after)
+        return self.backoff * (2 ** (attempt - 1))
+
+    def get(self, locator: str, start: int = 0, end: int | None = None) -> bytes:
+        check_range(start, end)
+        if end is not None and end == start:
+            return b""
+        headers = {"Accept-Encoding": "identity"}
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self._delay(attempt, None))
+            response = self._request("GET", locator, headers)
+            try:
+                body = self._read_body(response, start, end)
+            except (requests.RequestException, ValueError) as exc:
+                last = f"body: {type(exc).__name__}: {exc}"
+                continue
+            finally:
+                response.close()
+            if body is not None:
+                return body
+            last = "short body (connection closed early)"
+        raise StorageError(f"gave up after {self.retries + 1} attempts: {last}", locator=locator,
+                           hint="the server keeps dropping the transfer; retry later or use another mirror")
+
+    def _read_body(self, response: requests.Response, start: int, end: int | None) -> bytes | None:
+        """The requested bytes, or None when the body was cut short."""
+        skip = 0
+        if response.status_code == 200 and (start or end is not None):
+            skip = start  # server ignored Range: discard the prefix ourselves
+        elif response.status_code == 206:
+            content_range = response.headers.get("Content-Range", "")
+            if not content_range.startswith(f"bytes {start}-"):
+                raise ValueError(f"unexpected Content-Range {content_range!r}")
+        declared = response.headers.get("Content-Length")
+        expected = int(declared) - skip if declared is not None else None
+        if end is not None:
+            want = end - start
+            expected = want if expected is None else min(expected, want)
+        out = bytearray()
+        for chunk in response.iter_content(_CHUNK):
+            if skip:
+                cut = min(skip, len(chunk))
+                chunk, skip = chunk[cut:], skip - cut
+            out += chunk
+            if end is not None and len(out) >= end - start:
+                del out[end - start:]
+                break
+        if expected is not None and len(out) < expected:
+            return None
+        return bytes(out)
+
+    def exists(self, locator: str) -> bool:
+        try:
+            self._request("HEAD", locator, {}).close()
+        except NotFoundError:
+            return False
+        return True
+
+    def stat(self, locator: str) -> ObjectStat:
+        response = self._request("HEAD", locator, {"Accept-Encoding": "identity"})
+        response.close()
+        length = response.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            raise StorageError("server did not report the object's size", locator=locator)
+        return ObjectStat(locator, int(length))

@@ -1,0 +1,135 @@
+"""`file://` store: a content-addressed directory (object name = SHA-256 of its bytes).
+
+Writes are atomic (temporary file + rename in the same directory tree), so concurrent writers of the
+same object are safe and a crash never leaves a partial object under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
+
+from ..errors import NotFoundError, StorageError
+from .base import Buffer, ObjectStat, check_range, content_path
+
+_COPY_CHUNK = 8 << 20
+
+
+def path_from_locator(locator: str) -> Path:
+    """The filesystem path of a `file://` locator (or a plain path)."""
+    if "://" not in locator:
+        return Path(locator)
+    parsed = urlparse(locator)
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+        raise StorageError("not a local file URI", locator=locator)
+    return Path(url2pathname(unquote(parsed.path)))
+
+
+def locator_from_path(path: str | Path) -> str:
+    return Path(path).absolute().as_uri()
+
+
+class LocalStore:
+    """Content-addressed directory store. `LocalStore()` without a root can only read."""
+
+    schemes = ("file",)
+
+    def __init__(self, root: str | Path | None = None, *, fsync: bool = True) -> None:
+        self.root = None if root is None else path_from_locator(str(root)).absolute()
+        self.fsync = fsync
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    @property
+    def uri(self) -> str:
+        return locator_from_path(self._require_root())
+
+    def _require_root(self) -> Path:
+        if self.root is None:
+            raise StorageError("this LocalStore has no root directory and can only read",
+                               hint="create it as LocalStore('/path/to/store') to write")
+        return self.root
+
+    def object_path(self, sha256: str) -> Path:
+        return self._require_root() / content_path(sha256)
+
+    def _commit(self, tmp: Path, sha256: str) -> str:
+        final = self.object_path(sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        return locator_from_path(final)
+
+    def _tempfile(self) -> tuple[int, Path]:
+        tmpdir = self._require_root() / "tmp"
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=tmpdir, prefix="put-")
+        return fd, Path(name)
+
+    def put(self, data: Buffer, *, sha256: str | None = None) -> str:
+        view = memoryview(data).cast("B")
+        digest = sha256 or hashlib.sha256(view).hexdigest()
+        final = self.object_path(digest)
+        if final.is_file() and final.stat().st_size == len(view):
+            return locator_from_path(final)
+        fd, tmp = self._tempfile()
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(view)
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            return self._commit(tmp, digest)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write object: {exc}", locator=locator_from_path(final)) from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def put_file(self, path: str | Path, *, sha256: str | None = None) -> str:
+        fd, tmp = self._tempfile()
+        hasher = hashlib.sha256()
+        try:
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                while chunk := src.read(_COPY_CHUNK):
+                    hasher.update(chunk)
+                    dst.write(chunk)
+                if self.fsync:
+                    dst.flush()
+                    os.fsync(dst.fileno())
+            if sha256 and sha256 != hasher.hexdigest():
+                raise StorageError(f"{path} changed while it was copied (hash differs)", hint="retry the upload")
+            return self._commit(tmp, hasher.hexdigest())
+        except OSError as exc:
+            raise StorageError(f"cannot store {path}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def get(self, locator: str, start: int = 0, end: int | None = None) -> bytes:
+        check_range(start, end)
+        path = path_from_locator(locator)
+        try:
+            with open(path, "rb") as fh:
+                if start:
+                    fh.seek(start)
+                return fh.read() if end is None else fh.read(end - start)
+        except FileNotFoundError:
+            raise NotFoundError(locator) from None
+        except IsADirectoryError:
+            raise NotFoundError(locator, hint="the locator names a directory, not an object") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read: {exc}", locator=locator) from exc
+
+    def exists(self, locator: str) -> bool:
+        return path_from_locator(locator).is_file()
+
+    def stat(self, locator: str) -> ObjectStat:
+        try:
+            return ObjectStat(locator, path_from_locator(locator).stat().st_size)
+        except FileNotFoundError:
+            raise NotFoundError(locator) from None

@@ -1,0 +1,72 @@
+"""Stores registered by URI scheme, in the spirit of fsspec: `store_for(locator)` finds the backend.
+
+Backends register a factory for their schemes; later backends (`ar://`, `ipfs://`, `piece://`) plug in
+with `register_store` and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ..errors import UnsupportedLocatorError
+from .base import Store
+from .http import HttpStore
+from .local import LocalStore
+
+StoreFactory = Callable[[], Store]
+
+_factories: dict[str, StoreFactory] = {}
+_readers: dict[str, Store] = {}
+_lock = threading.RLock()
+
+
+def register_store(scheme: str, factory: StoreFactory, *, replace: bool = False) -> None:
+    """Register `factory` (called with no arguments) as the reader for `scheme://` locators."""
+    scheme = scheme.lower()
+    with _lock:
+        if scheme in _factories and not replace:
+            raise ValueError(f"a store is already registered for {scheme}://")
+        _factories[scheme] = factory
+        _readers.pop(scheme, None)
+
+
+def registered_schemes() -> list[str]:
+    return sorted(_factories)
+
+
+def scheme_of(locator: str) -> str:
+    return urlparse(locator).scheme.lower() if "://" in locator else "file"
+
+
+def store_for(locator: str) -> Store:
+    """The (shared, thread-safe) store able to read `locator`."""
+    scheme = scheme_of(locator)
+    with _lock:
+        store = _readers.get(scheme)
+        if store is None:
+            factory = _factories.get(scheme)
+            if factory is None:
+                raise UnsupportedLocatorError(
+                    f"no store is registered for {scheme}://", locator=locator,
+                    hint=f"registered schemes: {', '.join(registered_schemes())}")
+            store = _readers[scheme] = factory()
+    return store
+
+
+def open_store(target: str | Path | Store) -> Store:
+    """A writable store from a Store, a directory path, or a `file://` URI."""
+    if isinstance(target, Store):
+        return target
+    text = str(target)
+    if scheme_of(text) == "file":
+        return LocalStore(text)
+    raise UnsupportedLocatorError(f"cannot open {text!r} as a writable store", locator=text,
+                                  hint="pass a directory, a file:// URI, or a Store instance")
+
+
+register_store("file", LocalStore)
+register_store("http", HttpStore)
+register_store("https", lambda: store_for("http://"))
