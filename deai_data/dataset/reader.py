@@ -158,12 +158,17 @@ class Dataset:
             return error(what + "; the header is damaged", None)
         if header != cipher.header:
             return error(what + "; the header does not match the manifest", None)
+        bad = []
         for i in range(cipher.count):
             start, end = segment_span(i, entry.plaintext_size, self.manifest.segment_size)
             try:
                 cipher.open_segment(i, data[start:end])
             except IntegrityError:
-                return error(what, i)
+                bad.append(i)
+        if bad and len(bad) == cipher.count > 1:
+            return error(what + "; no segment authenticates: the header (salt) is damaged", None)
+        if bad:
+            return error(what, bad[0])
         return error(what + "; every segment authenticates (bytes added past the end)", None)
 
     def read_shard(self, index: int) -> pa.Table:

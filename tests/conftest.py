@@ -1,0 +1,61 @@
+"""Shared fixtures: an isolated home (keystore, journals) per test, a fast keystore, sample tables."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from deai_data import Keystore
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own DEAI_HOME / DEAI_KEYSTORE and a keystore passphrase in the environment."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("DEAI_HOME", str(home))
+    monkeypatch.setenv("DEAI_KEYSTORE", str(home / "keystore"))
+    monkeypatch.setenv("DEAI_KEYSTORE_PASSWORD", "correct horse battery staple")
+    return home
+
+
+@pytest.fixture
+def keystore(tmp_path: Path) -> Keystore:
+    """A keystore with cheap scrypt parameters (the format is the same; only the cost differs)."""
+    return Keystore(tmp_path / "ks", passphrase="test passphrase", scrypt_n=2**10)
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    path.mkdir()
+    return path
+
+
+def sample_table(rows: int = 5000, seed: int = 1) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    return pa.table({
+        "id": np.arange(rows, dtype=np.int64),
+        "score": rng.random(rows),
+        "text": [f"record {i} " + "x" * int(rng.integers(0, 40)) for i in range(rows)],
+        "blob": [rng.bytes(int(rng.integers(0, 300))) for _ in range(rows)],
+    })
+
+
+@pytest.fixture
+def table() -> pa.Table:
+    return sample_table()
+
+
+def env_without_pythonpath() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return env
