@@ -35,7 +35,7 @@ class DyingStore(LocalStore):
     def put(self, data, *, sha256=None):
         self.calls += 1
         if self.calls == self.die_at:
-            fd, tmp = self._tempfile()
+            fd, _tmp = self._tempfile()
             os.write(fd, bytes(memoryview(data)[: len(data) // 2]))
             os.kill(os.getpid(), signal.SIGKILL)
         return super().put(data, sha256=sha256)

@@ -26,7 +26,7 @@ def hashes(n: int) -> list[bytes]:
     return [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(n)]
 
 
-@pytest.mark.parametrize("n", list(range(0, 34)) + [100, 257])
+@pytest.mark.parametrize("n", [*list(range(0, 34)), 100, 257])
 def test_root_matches_rfc9162(n):
     assert merkle_root(hashes(n)) == rfc9162_mth(hashes(n))
 

@@ -267,12 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("keys", "list, export or import keystore entries")
     keys = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    keys.add_parser("list", help="list entries (no passphrase needed)")
-    e = keys.add_parser("export", help="export a data key, encrypted with DEAI_EXPORT_PASSWORD or a prompt")
-    e.add_argument("manifest_hash")
-    e.add_argument("--out", required=True)
-    i = keys.add_parser("import", help="import an exported key")
-    i.add_argument("file")
+    actions = {
+        "list": keys.add_parser("list", help="list entries (no passphrase needed)"),
+        "export": keys.add_parser("export", help="export a data key, encrypted with DEAI_EXPORT_PASSWORD or a prompt"),
+        "import": keys.add_parser("import", help="import an exported key"),
+    }
+    for action in actions.values():
+        action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    actions["export"].add_argument("manifest_hash")
+    actions["export"].add_argument("--out", required=True)
+    actions["import"].add_argument("file")
     p.set_defaults(func=cmd_keys)
 
     p = command("demo", "publish a generated dataset to a local store, open it, verify it, print a summary")

@@ -96,12 +96,10 @@ class Dataset:
             given = self._key_given
             if given is None:
                 store = self._keystore or Keystore()
-                try:
-                    given = store.get(DATA_KEY, self.manifest_hash)
-                except KeystoreError as exc:
+                if not store.has(DATA_KEY, self.manifest_hash):
                     raise KeystoreError(f"no key for dataset {self.label} in the keystore at {store.path}",
-                                        hint="pass key=..., or import the key with `deai-data keys import`") \
-                        from exc
+                                        hint="pass key=..., or import the key with `deai-data keys import`")
+                given = store.get(DATA_KEY, self.manifest_hash)
             raw = bytes.fromhex(given) if isinstance(given, str) else given
             try:
                 raw = check_key(raw)
