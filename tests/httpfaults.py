@@ -1,6 +1,7 @@
 """Loopback HTTP test services: a static file server with range requests, and a fault-injecting proxy.
 
-Both bind 127.0.0.1 on a free port and run on a thread of the test process (`with StaticServer(root) as server: server.url`).
+Both bind 127.0.0.1 on a free port and run on a thread of the test process
+(`with StaticServer(root) as server: ... server.url`).
 The proxy is reused by every backend's and the loader's tests: put it in front of any real gateway
 (arlocal, an IPFS node, the static server) and script errors, 429s, stalls, truncation and altered bytes.
 """

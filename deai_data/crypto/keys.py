@@ -20,6 +20,7 @@ DATASET_ID_SIZE = 32
 _COMMITMENT_LABEL = b"deai-data/v1/key-commitment"
 _SALT_LABEL = b"deai-data/v1/shard-salt"
 _SHARD_KEY_LABEL = b"deai-data/v1/shard-key"
+_FINGERPRINT_LABEL = b"deai-data/v1/content-fingerprint"
 
 
 def new_data_key() -> bytes:
@@ -45,11 +46,19 @@ def key_commitment(data_key: bytes, dataset_id: bytes) -> bytes:
     return hmac.new(data_key, _COMMITMENT_LABEL + dataset_id, hashlib.sha256).digest()
 
 
-def shard_salt(data_key: bytes, dataset_id: bytes, shard_index: int, plaintext_sha256: bytes) -> bytes:
-    """Deterministic per-shard salt: the same plaintext re-sealed gives the same ciphertext,
-    different plaintext at the same index gets a different key (so resumed publishes reproduce
-    finished shards and never reuse a nonce)."""
-    msg = _SALT_LABEL + dataset_id + struct.pack(">Q", shard_index) + plaintext_sha256
+def fingerprint_key(data_key: bytes, dataset_id: bytes) -> bytes:
+    """Key of the secret content fingerprint (an AES-GCM tag over a shard's plaintext)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=dataset_id, info=_FINGERPRINT_LABEL).derive(data_key)
+
+
+def shard_salt(data_key: bytes, dataset_id: bytes, shard_index: int, fingerprint: bytes) -> bytes:
+    """Synthetic per-shard salt (SIV style): HMAC of the shard's secret content fingerprint.
+
+    The same plaintext re-sealed gives the same ciphertext (a resumed publish reproduces finished
+    shards exactly); different plaintext at the same index gets a different salt, hence a different
+    shard key, so no (key, nonce) pair is ever used for two plaintexts.
+    """
+    msg = _SALT_LABEL + dataset_id + struct.pack(">Q", shard_index) + fingerprint
     return hmac.new(data_key, msg, hashlib.sha256).digest()
 
 

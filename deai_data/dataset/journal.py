@@ -1,7 +1,7 @@
 """The publish journal: an append-only JSON-lines file that lets an interrupted publish resume.
 
-Finished shards are keyed by (index, SHA-256 of the shard's plaintext): a resumed publish skips every
-shard whose content is unchanged and whose sealed object is still in the store. Lines are fsynced;
+Finished shards are keyed by (index, the shard's synthetic salt, a keyed hash of its content): a resumed
+publish skips every shard whose content is unchanged and whose sealed object is still in the store. Lines are fsynced;
 a torn last line (a crash mid-write) is ignored.
 """
 
@@ -49,7 +49,7 @@ class Journal:
             elif doc.get("type") == "shard" and self.header is not None:
                 entry = ShardEntry(doc["index"], doc["records"], doc["plaintext_size"], doc["sealed_size"],
                                    doc["sha256"], tuple(doc["locators"]))
-                self.shards[(entry.index, doc["plaintext_sha256"])] = entry
+                self.shards[(entry.index, doc["salt"])] = entry
 
     def _append(self, doc: dict[str, Any]) -> None:
         line = json.dumps(doc, sort_keys=True).encode() + b"\n"
@@ -69,15 +69,15 @@ class Journal:
         self._append({"type": "header", "version": JOURNAL_VERSION, "publish_id": header.publish_id,
                       "dataset_id": header.dataset_id, "key_commitment": header.key_commitment})
 
-    def finished(self, index: int, plaintext_sha256: str) -> ShardEntry | None:
-        return self.shards.get((index, plaintext_sha256))
+    def finished(self, index: int, salt: str) -> ShardEntry | None:
+        return self.shards.get((index, salt))
 
-    def record(self, entry: ShardEntry, plaintext_sha256: str) -> None:
+    def record(self, entry: ShardEntry, salt: str) -> None:
         """Note a shard as sealed and stored in every store."""
-        doc = {"type": "shard", "plaintext_sha256": plaintext_sha256, **entry.to_dict()}
+        doc = {"type": "shard", "salt": salt, **entry.to_dict()}
         self._append(doc)
         with self._lock:
-            self.shards[(entry.index, plaintext_sha256)] = entry
+            self.shards[(entry.index, salt)] = entry
 
     def close(self) -> None:
         """The publish finished: the journal is no longer needed."""

@@ -18,14 +18,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..buffers import ReusableBuffers
 from ..crypto.keys import check_key, key_commitment, new_data_key, new_dataset_id
 from ..crypto.keystore import DATA_KEY, PENDING_DATA_KEY, Keystore
-from ..crypto.sealing import DEFAULT_SEGMENT_SIZE, check_segment_size, seal_shard
-from ..errors import DeaiError, PublishError, StorageError
+from ..crypto.sealing import DEFAULT_SEGMENT_SIZE, TAG_SIZE, ShardSealer, check_segment_size
+from ..errors import PublishError, StorageError
 from ..formats import canonical
 from ..formats.manifest import Manifest, ShardEntry
 from ..formats.merkle import merkle_root
-from ..formats.shard import COMPRESSIONS, DEFAULT_SHARD_SIZE, cut_into_shards, encode_shard
+from ..formats.shard import COMPRESSIONS, DEFAULT_SHARD_SIZE, cut_into_shards, encode_shard_into
 from ..storage.base import Store
 from ..storage.registry import open_store
 from .journal import Journal, JournalHeader
@@ -173,10 +174,9 @@ class _ShardPipeline:
                  progress: Callable[[PublishProgress], None] | None, started: float) -> None:
         self.stores = stores
         self.journal = journal
-        self.data_key = data_key
-        self.dataset_id = dataset_id
         self.schema = schema
-        self.segment_size = segment_size
+        self.sealer = ShardSealer(data_key, dataset_id, segment_size)
+        self.buffers = ReusableBuffers()
         self.compression = compression
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.progress = progress
@@ -217,26 +217,27 @@ class _ShardPipeline:
                         f.cancel()
         errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
         if errors:
-            if isinstance(errors[0], DeaiError):
+            if not isinstance(errors[0], OSError):
                 raise errors[0]
             raise StorageError(f"publishing failed: {errors[0]}", hint="fix the error and publish again: "
                                "finished shards are kept and will not be redone") from errors[0]
         return [f.result() for f in futures]
 
     def _one(self, index: int, batches: list[pa.RecordBatch]) -> ShardEntry:
-        plaintext = encode_shard(batches, self.schema, self.compression)
+        plaintext = encode_shard_into(batches, self.schema, self.compression,
+                                      lambda size: self.buffers.get("plaintext", size))
         rows = sum(b.num_rows for b in batches)
-        digest = hashlib.sha256(plaintext).digest()
-        entry = self.journal.finished(index, digest.hex())
+        salt = self.sealer.salt(index, plaintext, self.buffers.get("scratch", len(plaintext) + TAG_SIZE)).hex()
+        entry = self.journal.finished(index, salt)
         if entry is not None and all(self._still_stored(loc, entry.sealed_size) for loc in entry.locators):
             self._report(entry, reused=True)
             return entry
-        sealed = seal_shard(plaintext, data_key=self.data_key, dataset_id=self.dataset_id, shard_index=index,
-                            segment_size=self.segment_size, plaintext_sha256=digest)
+        out = self.buffers.get("sealed", self.sealer.sealed_size(len(plaintext)))
+        sealed = self.sealer.seal_into(index, plaintext, bytes.fromhex(salt), out)
         sha = hashlib.sha256(sealed).hexdigest()
         locators = tuple(s.put(sealed, sha256=sha) for s in self.stores)
-        entry = ShardEntry(index, rows, plaintext.size, len(sealed), sha, locators)
-        self.journal.record(entry, digest.hex())
+        entry = ShardEntry(index, rows, len(plaintext), len(sealed), sha, locators)
+        self.journal.record(entry, salt)
         self._report(entry, reused=False)
         return entry
 

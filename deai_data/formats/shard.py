@@ -6,7 +6,7 @@ deterministic: the same batches and target always give the same shards.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -74,16 +74,33 @@ def cut_into_shards(batches: Iterable[pa.RecordBatch], target_size: int) -> Iter
         yield current
 
 
-def encode_shard(batches: list[pa.RecordBatch], schema: pa.Schema, compression: str | None = None) -> pa.Buffer:
-    """Serialise record batches as one Arrow IPC file (optional buffer compression)."""
+def _write_ipc(sink: pa.NativeFile, batches: list[pa.RecordBatch], schema: pa.Schema,
+               compression: str | None) -> None:
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-    sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression=compression)
-    with pa.ipc.new_file(sink, schema, options=options) as writer:
+    with pa.ipc.new_file(sink, schema, options=pa.ipc.IpcWriteOptions(compression=compression)) as writer:
         for batch in batches:
             writer.write_batch(batch)
+
+
+def encode_shard(batches: list[pa.RecordBatch], schema: pa.Schema, compression: str | None = None) -> pa.Buffer:
+    """Serialise record batches as one Arrow IPC file (optional buffer compression)."""
+    sink = pa.BufferOutputStream()
+    _write_ipc(sink, batches, schema, compression)
     return sink.getvalue()
+
+
+def encode_shard_into(batches: list[pa.RecordBatch], schema: pa.Schema, compression: str | None,
+                      allocate: Callable[[int], memoryview]) -> memoryview:
+    """Like `encode_shard`, but into memory from `allocate(size)` (a reusable buffer) when the size
+    can be known without compressing twice; returns a view of exactly the encoded bytes."""
+    if compression is not None:
+        return memoryview(encode_shard(batches, schema, compression)).cast("B")
+    counter = pa.MockOutputStream()
+    _write_ipc(counter, batches, schema, None)
+    out = allocate(counter.size())
+    _write_ipc(pa.FixedSizeBufferWriter(pa.py_buffer(out)), batches, schema, None)
+    return out
 
 
 def decode_shard(data: bytes | bytearray | memoryview | pa.Buffer) -> pa.Table:
