@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/publish.py [--gib 2] [--dir DIR] [--no-fsync]
 
-For 4 KiB and 1 MiB records: publish GiB of records to a LocalStore, then (1) write the same number
-of bytes as the sealed shards to the same disk, file per shard, with the same fsync policy, and
-(2) AES-256-GCM + SHA-256 of the same bytes in memory. Prints GB/s, the ratios, and a per-stage
-breakdown of one shard (where the time goes).
+For 4 KiB and 1 MiB records: publish GiB of records to a LocalStore, and, interleaved with it in
+the same run, (1) write the same number of bytes as the sealed shards to the same disk, one file per
+shard, with the same fsync policy, and (2) AES-256-GCM + SHA-256 of the same bytes in memory.
+Prints medians in GB/s, the ratios, and a per-stage breakdown of one shard (where the time goes).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -30,16 +31,20 @@ from deai_data.formats.shard import DEFAULT_SHARD_SIZE, cut_into_shards, encode_
 GB = 1e9
 
 
-def make_table(total: int, record: int) -> pa.Table:
-    """`total` bytes of random records of `record` bytes each, built without per-record copies."""
+def make_table(total: int, record: int) -> tuple[pa.Table, memoryview]:
+    """`total` bytes of random records of `record` bytes each (chunks of 256 MiB, no per-record copies),
+    and the raw bytes behind them (the plain-write baseline writes those)."""
     rows = total // record
     data = np.random.default_rng(0).integers(0, 256, size=rows * record, dtype=np.uint8)
-    offsets = np.arange(0, rows * record + 1, record, dtype=np.int32 if rows * record < 2**31 else np.int64)
-    kind = pa.binary() if offsets.dtype == np.int32 else pa.large_binary()
-    blobs = pa.Array.from_buffers(kind, rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-    # chunk so that no single array exceeds what binary offsets can address
-    table = pa.table({"id": np.arange(rows, dtype=np.int64), "bytes": blobs})
-    return table.cast(pa.schema([("id", pa.int64()), ("bytes", pa.binary())])) if kind != pa.binary() else table
+    per_chunk = max(1, (256 << 20) // record)
+    chunks = []
+    for first in range(0, rows, per_chunk):
+        n = min(per_chunk, rows - first)
+        offsets = np.arange(0, n * record + 1, record, dtype=np.int32)
+        body = pa.py_buffer(data[first * record:(first + n) * record])
+        chunks.append(pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), body]))
+    table = pa.table({"id": np.arange(rows, dtype=np.int64), "bytes": pa.chunked_array(chunks, pa.binary())})
+    return table, memoryview(data)
 
 
 def plain_write(directory: Path, sizes: list[int], payload: memoryview, fsync: bool) -> float:
@@ -96,29 +101,36 @@ def stage_breakdown(table: pa.Table) -> dict[str, float]:
     return t
 
 
-def run(record: int, total: int, root: Path, fsync: bool) -> dict[str, float]:
-    table = make_table(total, record)
-    payload_bytes = sum(b.nbytes for b in table.column("bytes").chunks)
-    store_dir = root / f"store-{record}"
-    started = time.perf_counter()
-    result = publish(table, store=LocalStore(store_dir, fsync=fsync), name=f"bench-{record}", keystore=False,
-                     journal_dir=root / "journals")
-    publish_s = time.perf_counter() - started
-    sizes = [s.sealed_size for s in result.manifest.shards]
-    payload = memoryview(table.column("bytes").chunks[0].buffers()[2]).cast("B")
-    write_s = plain_write(root / f"plain-{record}", sizes, payload, fsync)
-    crypto_s = crypto_in_memory(payload, 1 << 20) * (sum(sizes) / len(payload))
+def run(record: int, total: int, root: Path, fsync: bool, repeats: int) -> dict[str, float]:
+    """Interleave publish and plain-write runs `repeats` times; medians of each."""
+    table, payload = make_table(total, record)
+    publish_s, write_s, crypto_s = [], [], []
+    # warm-up (untimed) of both paths: thread buffers, allocator, the disk's first-touch costs
+    warm = table.slice(0, table.num_rows // 8)
+    publish(warm, store=LocalStore(root / "warm", fsync=fsync), name="warm", keystore=False,
+            journal_dir=root / "journals")
+    plain_write(root / "warm-plain", [64 << 20] * 4, payload, fsync)
+    shutil.rmtree(root / "warm")
+    shutil.rmtree(root / "warm-plain")
+    for rep in range(repeats):
+        store_dir = root / f"store-{record}-{rep}"
+        started = time.perf_counter()
+        result = publish(table, store=LocalStore(store_dir, fsync=fsync), name=f"bench-{record}", keystore=False,
+                         journal_dir=root / "journals")
+        publish_s.append(time.perf_counter() - started)
+        sizes = [s.sealed_size for s in result.manifest.shards]
+        shutil.rmtree(store_dir)
+        write_s.append(plain_write(root / f"plain-{record}-{rep}", sizes, payload, fsync))
+        shutil.rmtree(root / f"plain-{record}-{rep}")
+        crypto_s.append(crypto_in_memory(payload, 1 << 20) * (sum(sizes) / len(payload)))
     sealed = sum(sizes)
-    stages = stage_breakdown(table)
-    shutil.rmtree(store_dir)
-    shutil.rmtree(root / f"plain-{record}")
+    p, w, c = statistics.median(publish_s), statistics.median(write_s), statistics.median(crypto_s)
     return {
-        "record_bytes": record, "records": table.num_rows, "payload_gb": payload_bytes / GB,
-        "sealed_gb": sealed / GB, "shards": len(sizes),
-        "publish_gbps": sealed / publish_s / GB, "plain_write_gbps": sealed / write_s / GB,
-        "aes_sha_in_memory_gbps": sealed / crypto_s / GB,
-        "ratio_to_plain_write": write_s / publish_s, "ratio_to_crypto": crypto_s / publish_s,
-        **{f"stage_{k}": v for k, v in stages.items()},
+        "record_bytes": record, "records": table.num_rows, "sealed_gb": sealed / GB, "shards": len(sizes),
+        "repeats": repeats, "publish_gbps": sealed / p / GB, "plain_write_gbps": sealed / w / GB,
+        "aes_sha_in_memory_gbps": sealed / c / GB, "ratio_to_plain_write": w / p, "ratio_to_crypto": c / p,
+        "publish_s": publish_s, "plain_write_s": write_s,
+        **{f"stage_{k}": v for k, v in stage_breakdown(table).items()},
     }
 
 
@@ -128,11 +140,12 @@ def main() -> None:
     parser.add_argument("--dir", help="scratch directory on the disk to measure (default: a temp dir)")
     parser.add_argument("--no-fsync", action="store_true", help="neither publish nor baseline fsync")
     parser.add_argument("--records", default="4096,1048576", help="record sizes in bytes, comma separated")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per size (medians reported)")
     args = parser.parse_args()
     total = int(args.gib * (1 << 30))
     root = Path(tempfile.mkdtemp(prefix="deai-bench-", dir=args.dir))
     try:
-        rows = [run(int(r), total, root, not args.no_fsync) for r in args.records.split(",")]
+        rows = [run(int(r), total, root, not args.no_fsync, args.repeats) for r in args.records.split(",")]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"publish {args.gib} GiB, fsync={not args.no_fsync}, cores={os.cpu_count()}, python {sys.version.split()[0]}")

@@ -3,6 +3,7 @@ allocating (and page-faulting) a fresh buffer for every shard."""
 
 from __future__ import annotations
 
+import queue
 import threading
 
 
@@ -20,3 +21,25 @@ class ReusableBuffers(threading.local):
         if buf is None or len(buf) < size:
             buf = self._buffers[name] = bytearray(size + size // 8)
         return memoryview(buf)[:size]
+
+
+class BufferPool:
+    """A fixed number of growable buffers handed between threads; `acquire` blocks while all are
+    in use, which is the backpressure that bounds memory between a fast and a slow stage."""
+
+    def __init__(self, count: int) -> None:
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._slots = threading.Semaphore(count)
+        for _ in range(count):
+            self._free.put(bytearray())
+
+    def acquire(self, size: int) -> bytearray:
+        self._slots.acquire()
+        buf = self._free.get()
+        if len(buf) < size:
+            buf = bytearray(size + size // 8)
+        return buf
+
+    def release(self, buf: bytearray) -> None:
+        self._free.put(buf)
+        self._slots.release()

@@ -10,18 +10,18 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from ..buffers import ReusableBuffers
+from ..buffers import BufferPool, ReusableBuffers
 from ..crypto.keys import check_key, key_commitment, new_data_key, new_dataset_id
 from ..crypto.keystore import DATA_KEY, PENDING_DATA_KEY, Keystore
-from ..crypto.sealing import DEFAULT_SEGMENT_SIZE, TAG_SIZE, ShardSealer, check_segment_size
+from ..crypto.sealing import DEFAULT_SEGMENT_SIZE, ShardSealer, check_segment_size
 from ..errors import PublishError, StorageError
 from ..formats import canonical
 from ..formats.manifest import Manifest, ShardEntry
@@ -167,7 +167,10 @@ def _start_or_resume(journal: Journal, publish_id: str, key: bytes | None, ks: K
 
 
 class _ShardPipeline:
-    """Seals and stores shards on a thread pool, at most `workers + 1` shards in memory at once."""
+    """Two stages on threads: `workers` threads encode, fingerprint, seal and hash (CPU); `io_threads`
+    more write to the stores, so no core waits on a disk or a network. Memory is bounded: each CPU
+    thread reuses one plaintext buffer, and sealed shards wait for the stores in a pool of
+    `workers + io_threads` buffers (sealing pauses while all are queued for writing)."""
 
     def __init__(self, stores: list[Store], journal: Journal, data_key: bytes, dataset_id: bytes,
                  schema: pa.Schema, segment_size: int, compression: str | None, workers: int | None,
@@ -176,9 +179,11 @@ class _ShardPipeline:
         self.journal = journal
         self.schema = schema
         self.sealer = ShardSealer(data_key, dataset_id, segment_size)
-        self.buffers = ReusableBuffers()
         self.compression = compression
-        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.workers = workers or min(8, os.cpu_count() or 1)
+        self.io_threads = 2
+        self.plaintexts = ReusableBuffers()
+        self.sealed_buffers = BufferPool(self.workers + self.io_threads)
         self.progress = progress
         self.started = started
         self.sealed = 0
@@ -187,59 +192,84 @@ class _ShardPipeline:
         self._bytes = 0
         self._done = 0
         self._lock = threading.Lock()
+        self._failed = threading.Event()
 
-    def run(self, shards: Any) -> list[ShardEntry]:
-        slots = threading.BoundedSemaphore(self.workers + 1)
-        failed = threading.Event()
-        futures: list[Future[ShardEntry]] = []
+    def run(self, shards: Iterable[list[pa.RecordBatch]]) -> list[ShardEntry]:
+        in_flight = threading.BoundedSemaphore(self.workers + self.io_threads + 1)
+        results: list[Future[ShardEntry]] = []
 
         def finished(future: Future[ShardEntry]) -> None:
             if future.cancelled() or future.exception() is not None:
-                failed.set()
-            slots.release()
+                self._failed.set()
+            in_flight.release()
 
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="deai-seal") as pool:
+        with ThreadPoolExecutor(self.io_threads, thread_name_prefix="deai-store") as io, \
+                ThreadPoolExecutor(self.workers, thread_name_prefix="deai-seal") as cpu:
             try:
                 for index, batches in enumerate(shards):
-                    slots.acquire()
-                    if failed.is_set():
-                        slots.release()
+                    in_flight.acquire()
+                    if self._failed.is_set():
+                        in_flight.release()
                         break
-                    future = pool.submit(self._one, index, batches)
-                    future.add_done_callback(finished)
-                    futures.append(future)
+                    done: Future[ShardEntry] = Future()
+                    done.add_done_callback(finished)
+                    results.append(done)
+                    cpu.submit(self._seal, index, batches, done, io)
             except BaseException:
-                failed.set()
+                self._failed.set()
                 raise
-            finally:
-                if failed.is_set():
-                    for f in futures:
-                        f.cancel()
-        errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+        errors = [f.exception() for f in results if not f.cancelled() and f.exception() is not None]
         if errors:
             if not isinstance(errors[0], OSError):
                 raise errors[0]
             raise StorageError(f"publishing failed: {errors[0]}", hint="fix the error and publish again: "
                                "finished shards are kept and will not be redone") from errors[0]
-        return [f.result() for f in futures]
+        return [f.result() for f in results]
 
-    def _one(self, index: int, batches: list[pa.RecordBatch]) -> ShardEntry:
-        plaintext = encode_shard_into(batches, self.schema, self.compression,
-                                      lambda size: self.buffers.get("plaintext", size))
-        rows = sum(b.num_rows for b in batches)
-        salt = self.sealer.salt(index, plaintext, self.buffers.get("scratch", len(plaintext) + TAG_SIZE)).hex()
-        entry = self.journal.finished(index, salt)
-        if entry is not None and all(self._still_stored(loc, entry.sealed_size) for loc in entry.locators):
-            self._report(entry, reused=True)
-            return entry
-        out = self.buffers.get("sealed", self.sealer.sealed_size(len(plaintext)))
-        sealed = self.sealer.seal_into(index, plaintext, bytes.fromhex(salt), out)
-        sha = hashlib.sha256(sealed).hexdigest()
-        locators = tuple(s.put(sealed, sha256=sha) for s in self.stores)
-        entry = ShardEntry(index, rows, len(plaintext), len(sealed), sha, locators)
-        self.journal.record(entry, salt)
-        self._report(entry, reused=False)
-        return entry
+    def _seal(self, index: int, batches: list[pa.RecordBatch], done: Future[ShardEntry],
+              io: ThreadPoolExecutor) -> None:
+        """CPU stage: encode, fingerprint, seal and hash one shard, then queue it for the stores."""
+        if self._failed.is_set() or not done.set_running_or_notify_cancel():
+            done.cancel()
+            return
+        buf = None
+        try:
+            plaintext = encode_shard_into(batches, self.schema, self.compression,
+                                          lambda size: self.plaintexts.get("plaintext", size))
+            rows = sum(b.num_rows for b in batches)
+            buf = self.sealed_buffers.acquire(self.sealer.sealed_size(len(plaintext)))
+            out = memoryview(buf)
+            # the fingerprint's by-product ciphertext lands in the sealed buffer, overwritten just after
+            salt = self.sealer.salt(index, plaintext, out)
+            entry = self.journal.finished(index, salt.hex())
+            if entry is not None and all(self._still_stored(loc, entry.sealed_size) for loc in entry.locators):
+                self._report(entry, reused=True)
+                done.set_result(entry)
+                return
+            sealed = self.sealer.seal_into(index, plaintext, salt, out)
+            sha = hashlib.sha256(sealed).hexdigest()
+            io.submit(self._store, ShardEntry(index, rows, len(plaintext), len(sealed), sha, ()), salt,
+                      sealed, buf, done)
+            buf = None  # now owned by the store stage
+        except BaseException as exc:
+            done.set_exception(exc)
+        finally:
+            if buf is not None:
+                self.sealed_buffers.release(buf)
+
+    def _store(self, entry: ShardEntry, salt: bytes, sealed: memoryview, buf: bytearray,
+               done: Future[ShardEntry]) -> None:
+        """I/O stage: put the sealed shard in every store, then journal it as finished."""
+        try:
+            entry = replace(entry, locators=tuple(s.put(sealed, sha256=entry.sha256) for s in self.stores))
+            self.journal.record(entry, salt.hex())
+            self._report(entry, reused=False)
+            done.set_result(entry)
+        except BaseException as exc:
+            done.set_exception(exc)
+        finally:
+            del sealed
+            self.sealed_buffers.release(buf)
 
     def _still_stored(self, locator: str, size: int) -> bool:
         store = next((s for s in self.stores if any(locator.startswith(f"{x}:") for x in s.schemes)), None)
