@@ -165,3 +165,11 @@ def test_default_keystore_comes_from_environment(table, store_dir, isolated_home
     assert Keystore().get(DATA_KEY, result.manifest_hash) == result.key
     assert (isolated_home / "keystore" / "keystore.json").exists()
     assert open_dataset(result.manifest_uri).to_arrow().num_rows == 10
+
+
+@pytest.mark.parametrize("kw", [{"metadata": {"n": 1}}, {"previous": "not-a-hash"}, {"key": b"short"},
+                                {"license": None}])
+def test_parameters_that_would_make_an_unreadable_manifest_are_refused(table, store_dir, keystore, kw):
+    with pytest.raises(PublishError):
+        publish(table, store=store_dir, name="bad", keystore=keystore, **kw)
+    assert not list(store_dir.glob("objects/sha256/*/*")), "nothing is stored before the parameters are checked"

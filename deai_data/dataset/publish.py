@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +23,7 @@ from ..buffers import BufferPool, ReusableBuffers
 from ..crypto.keys import check_key, key_commitment, new_data_key, new_dataset_id
 from ..crypto.keystore import DATA_KEY, PENDING_DATA_KEY, Keystore
 from ..crypto.sealing import DEFAULT_SEGMENT_SIZE, ShardSealer, check_segment_size
-from ..errors import PublishError, StorageError
+from ..errors import ManifestError, PublishError, StorageError
 from ..formats import canonical
 from ..formats.manifest import Manifest, ShardEntry
 from ..formats.merkle import merkle_root
@@ -102,6 +103,18 @@ def publish(
         check_segment_size(segment_size)
     except ValueError as exc:
         raise PublishError(str(exc)) from None
+    for label, text in (("name", name), ("description", description), ("license", license)):
+        if not isinstance(text, str):
+            raise PublishError(f"{label} must be a string")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in (metadata or {}).items()):
+        raise PublishError("metadata keys and values must be strings")
+    if previous is not None and not re.fullmatch(r"[0-9a-f]{64}", previous):
+        raise PublishError("previous must be the manifest hash (64 lowercase hex digits) of the earlier version")
+    if key is not None:
+        try:
+            key = check_key(key)
+        except ValueError as exc:
+            raise PublishError(str(exc)) from None
     targets = [store] if isinstance(store, (str, Path, Store)) else list(store)
     if not targets:
         raise PublishError("no store given")
@@ -131,6 +144,10 @@ def publish(
         compression=compression, previous=previous,
     )
     body = manifest.to_bytes()
+    try:
+        Manifest.from_bytes(body)  # never store a manifest that a reader would refuse
+    except ManifestError as exc:
+        raise PublishError(f"invalid publish parameter: {exc.message}") from None
     manifest_hash = canonical.sha256_hex(body)
     uris = tuple(s.put(body, sha256=manifest_hash) for s in stores)
     if ks is not None:
@@ -152,13 +169,12 @@ def _start_or_resume(journal: Journal, publish_id: str, key: bytes | None, ks: K
         if candidate is None and ks is not None and ks.has(PENDING_DATA_KEY, publish_id):
             candidate = ks.get(PENDING_DATA_KEY, publish_id)
         if candidate is not None:
-            candidate = check_key(candidate)
             if key_commitment(candidate, dataset_id).hex() == header.key_commitment:
                 return candidate, dataset_id
             if key is not None:
                 raise PublishError("the key given is not the key of the interrupted publish in the journal",
                                    hint=f"pass the same key, resume=False, or delete {journal.path}")
-    data_key = check_key(key) if key is not None else new_data_key()
+    data_key = key if key is not None else new_data_key()
     dataset_id = new_dataset_id()
     if ks is not None:
         ks.put(PENDING_DATA_KEY, publish_id, data_key, {"journal": str(journal.path)})
