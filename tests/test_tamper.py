@@ -142,6 +142,8 @@ def test_wrong_key_is_a_decryption_error(published, keystore):
         read_everything(published.manifest_uri, keystore, key=bytes(32))
     with pytest.raises(DecryptionError):
         open_dataset(published.manifest_uri, key=b"short").read_shard(0)
+    with pytest.raises(DecryptionError):
+        open_dataset(published.manifest_uri, key="not hex").read_shard(0)
 
 
 def test_no_key_in_keystore(published, tmp_path):

@@ -201,7 +201,7 @@ def seal_shard(
     view = memoryview(plaintext).cast("B")
     sealer = ShardSealer(data_key, dataset_id, segment_size)
     out = bytearray(sealer.sealed_size(len(view)))
-    salt = sealer.salt(shard_index, view, memoryview(bytearray(len(view) + TAG_SIZE)))
+    salt = sealer.salt(shard_index, view, memoryview(out))  # the sealed buffer doubles as scratch
     sealer.seal_into(shard_index, view, salt, memoryview(out))
     return out
 

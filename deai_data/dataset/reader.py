@@ -100,9 +100,8 @@ class Dataset:
                     raise KeystoreError(f"no key for dataset {self.label} in the keystore at {store.path}",
                                         hint="pass key=..., or import the key with `deai-data keys import`")
                 given = store.get(DATA_KEY, self.manifest_hash)
-            raw = bytes.fromhex(given) if isinstance(given, str) else given
             try:
-                raw = check_key(raw)
+                raw = check_key(bytes.fromhex(given) if isinstance(given, str) else given)
             except ValueError as exc:
                 raise DecryptionError(f"dataset {self.label}: {exc}") from None
             if key_commitment(raw, bytes.fromhex(self.manifest.dataset_id)).hex() != self.manifest.key_commitment:
