@@ -4,7 +4,8 @@
 
 For 4 KiB and 1 MiB records: publish GiB of records to a LocalStore, and, interleaved with it in
 the same run, (1) write the same number of bytes as the sealed shards to the same disk, one file per
-shard, with the same fsync policy, and (2) AES-256-GCM + SHA-256 of the same bytes in memory.
+shard, with the same fsync policy, buffered as most programs write (and, when fsyncing, also with
+O_DIRECT as LocalStore writes large objects), and (2) AES-256-GCM + SHA-256 of the same bytes in memory.
 Prints medians in GB/s, the ratios, and a per-stage breakdown of one shard (where the time goes).
 """
 
@@ -25,8 +26,10 @@ import numpy as np
 import pyarrow as pa
 
 from deai_data import LocalStore, publish
+from deai_data.buffers import page_aligned
 from deai_data.crypto.sealing import ShardSealer
 from deai_data.formats.shard import DEFAULT_SHARD_SIZE, cut_into_shards, encode_shard
+from deai_data.storage.local import _write_direct
 
 GB = 1e9
 
@@ -47,17 +50,32 @@ def make_table(total: int, record: int) -> tuple[pa.Table, memoryview]:
     return table, memoryview(data)
 
 
-def plain_write(directory: Path, sizes: list[int], payload: memoryview, fsync: bool) -> float:
-    """Write files of the given sizes (same bytes as the sealed shards) to the same disk."""
+def plain_write(directory: Path, sizes: list[int], payload: memoryview, fsync: bool, direct: bool = False) -> float:
+    """Write files of the given sizes (same bytes as the sealed shards) to the same disk: buffered
+    `open().write()` as most programs do, or (direct=True) O_DIRECT from a page-aligned buffer as
+    LocalStore does for large objects when it fsyncs."""
     directory.mkdir(parents=True)
+    aligned = page_aligned(max(sizes, default=0)) if direct else None
     started = time.perf_counter()
     pos = 0
     for i, size in enumerate(sizes):
-        with open(directory / f"{i:06d}", "wb") as fh:
-            fh.write(payload[pos:pos + size] if pos + size <= len(payload) else payload[:size])
+        chunk = payload[pos:pos + size] if pos + size <= len(payload) else payload[:size]
+        if aligned is not None:
+            aligned[:size] = chunk
+            chunk = memoryview(aligned)[:size]
+            fd = os.open(directory / f"{i:06d}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            done = _write_direct(fd, chunk)
+            while done < size:
+                done += os.write(fd, chunk[done:])
             if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
+                os.fsync(fd)
+            os.close(fd)
+        else:
+            with open(directory / f"{i:06d}", "wb") as fh:
+                fh.write(chunk)
+                if fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
         pos = (pos + size) % max(1, len(payload) - size)
     return time.perf_counter() - started
 
@@ -104,7 +122,7 @@ def stage_breakdown(table: pa.Table) -> dict[str, float]:
 def run(record: int, total: int, root: Path, fsync: bool, repeats: int) -> dict[str, float]:
     """Interleave publish and plain-write runs `repeats` times; medians of each."""
     table, payload = make_table(total, record)
-    publish_s, write_s, crypto_s = [], [], []
+    publish_s, write_s, direct_s, crypto_s = [], [], [], []
     # warm-up (untimed) of both paths: thread buffers, allocator, the disk's first-touch costs
     warm = table.slice(0, table.num_rows // 8)
     publish(warm, store=LocalStore(root / "warm", fsync=fsync), name="warm", keystore=False,
@@ -122,14 +140,19 @@ def run(record: int, total: int, root: Path, fsync: bool, repeats: int) -> dict[
         shutil.rmtree(store_dir)
         write_s.append(plain_write(root / f"plain-{record}-{rep}", sizes, payload, fsync))
         shutil.rmtree(root / f"plain-{record}-{rep}")
+        if fsync:
+            direct_s.append(plain_write(root / f"direct-{record}-{rep}", sizes, payload, fsync, direct=True))
+            shutil.rmtree(root / f"direct-{record}-{rep}")
         crypto_s.append(crypto_in_memory(payload, 1 << 20) * (sum(sizes) / len(payload)))
     sealed = sum(sizes)
     p, w, c = statistics.median(publish_s), statistics.median(write_s), statistics.median(crypto_s)
+    d = statistics.median(direct_s) if direct_s else float("nan")
     return {
         "record_bytes": record, "records": table.num_rows, "sealed_gb": sealed / GB, "shards": len(sizes),
         "repeats": repeats, "publish_gbps": sealed / p / GB, "plain_write_gbps": sealed / w / GB,
         "aes_sha_in_memory_gbps": sealed / c / GB, "ratio_to_plain_write": w / p, "ratio_to_crypto": c / p,
-        "publish_s": publish_s, "plain_write_s": write_s,
+        "direct_write_gbps": sealed / d / GB, "ratio_to_direct_write": d / p,
+        "publish_s": publish_s, "plain_write_s": write_s, "direct_write_s": direct_s,
         **{f"stage_{k}": v for k, v in stage_breakdown(table).items()},
     }
 
@@ -149,12 +172,13 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"publish {args.gib} GiB, fsync={not args.no_fsync}, cores={os.cpu_count()}, python {sys.version.split()[0]}")
-    print(f"{'record':>8} {'shards':>6} {'publish':>9} {'plain write':>12} {'aes+sha mem':>12} "
-          f"{'vs write':>9} {'vs crypto':>10}")
+    print(f"{'record':>8} {'shards':>6} {'publish':>9} {'plain write':>12} {'direct write':>13} "
+          f"{'aes+sha mem':>12} {'vs write':>9} {'vs direct':>10} {'vs crypto':>10}")
     for r in rows:
         print(f"{r['record_bytes']:>8} {r['shards']:>6} {r['publish_gbps']:>7.2f}GB/s "
-              f"{r['plain_write_gbps']:>10.2f}GB/s {r['aes_sha_in_memory_gbps']:>10.2f}GB/s "
-              f"{r['ratio_to_plain_write']:>8.2f}x {r['ratio_to_crypto']:>9.2f}x")
+              f"{r['plain_write_gbps']:>10.2f}GB/s {r['direct_write_gbps']:>11.2f}GB/s "
+              f"{r['aes_sha_in_memory_gbps']:>10.2f}GB/s {r['ratio_to_plain_write']:>8.2f}x "
+              f"{r['ratio_to_direct_write']:>9.2f}x {r['ratio_to_crypto']:>9.2f}x")
     for r in rows:
         mb = r["stage_shard_bytes"] / 1e6
         parts = ", ".join(f"{k[6:]} {mb / r[k] / 1e3:.2f} GB/s" for k in r if k.startswith("stage_")

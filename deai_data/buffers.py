@@ -3,6 +3,7 @@ allocating (and page-faulting) a fresh buffer for every shard."""
 
 from __future__ import annotations
 
+import mmap
 import queue
 import threading
 
@@ -23,23 +24,28 @@ class ReusableBuffers(threading.local):
         return memoryview(buf)[:size]
 
 
+def page_aligned(size: int) -> mmap.mmap:
+    """Anonymous memory starting on a page boundary (what O_DIRECT writes need)."""
+    return mmap.mmap(-1, max(size, 1))
+
+
 class BufferPool:
-    """A fixed number of growable buffers handed between threads; `acquire` blocks while all are
-    in use, which is the backpressure that bounds memory between a fast and a slow stage."""
+    """A fixed number of growable, page-aligned buffers handed between threads; `acquire` blocks
+    while all are in use, which is the backpressure that bounds memory between a fast and a slow stage."""
 
     def __init__(self, count: int) -> None:
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._free: queue.SimpleQueue[mmap.mmap | None] = queue.SimpleQueue()
         self._slots = threading.Semaphore(count)
         for _ in range(count):
-            self._free.put(bytearray())
+            self._free.put(None)
 
-    def acquire(self, size: int) -> bytearray:
+    def acquire(self, size: int) -> mmap.mmap:
         self._slots.acquire()
         buf = self._free.get()
-        if len(buf) < size:
-            buf = bytearray(size + size // 8)
+        if buf is None or len(buf) < size:
+            buf = page_aligned(size + size // 8)
         return buf
 
-    def release(self, buf: bytearray) -> None:
+    def release(self, buf: mmap.mmap) -> None:
         self._free.put(buf)
         self._slots.release()

@@ -6,6 +6,9 @@ same object are safe and a crash never leaves a partial object under its final n
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -17,6 +20,40 @@ from ..errors import NotFoundError, StorageError
 from .base import Buffer, ObjectStat, check_range, content_path
 
 _COPY_CHUNK = 8 << 20
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+_DIRECT_ALIGN = 4096
+_DIRECT_MIN = 1 << 20
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_direct(fd: int, view: memoryview) -> int:
+    """Write the page-aligned prefix of `view` with O_DIRECT (no page-cache copy: far less CPU, and
+    the data is on its way to the disk at once); returns the bytes written, 0 where not possible
+    (small, read-only or unaligned buffers, filesystems without O_DIRECT). The caller writes the rest."""
+    size = len(view) & ~(_DIRECT_ALIGN - 1)
+    if not _O_DIRECT or size < _DIRECT_MIN or view.readonly:
+        return 0
+    if ctypes.addressof(ctypes.c_char.from_buffer(view)) % _DIRECT_ALIGN:
+        return 0
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT)
+    except OSError:
+        return 0
+    try:
+        _write_all(fd, view[:size])
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        os.lseek(fd, 0, os.SEEK_SET)  # the filesystem refused direct I/O: start over, buffered
+        size = 0
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+    return size
 
 
 def path_from_locator(locator: str) -> Path:
@@ -78,11 +115,13 @@ class LocalStore:
             return locator_from_path(final)
         fd, tmp = self._tempfile()
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(view)
+            try:
+                written = _write_direct(fd, view) if self.fsync else 0
+                _write_all(fd, view[written:])
                 if self.fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             return self._commit(tmp, digest)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
