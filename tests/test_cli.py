@@ -110,6 +110,9 @@ def test_demo_command_from_readme(tmp_path):
     """The README's main-job command (`make demo`, which runs `deai-data demo`) works as written."""
     readme = (REPO / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+    makefile = (REPO / "Makefile").read_text()
+    assert "demo: setup\n\t$(BIN)/deai-data demo\n" in makefile
+    assert "python -m pytest" in makefile.split("\ntest:")[1].split("\n\n")[0]
     out = cli("demo", "--json", "--dir", str(tmp_path / "demo"))
     summary = json.loads(out.stdout)
     assert summary["round_trip_identical"] and summary["tamper_detected"] and summary["records"] == 2000
