@@ -51,6 +51,7 @@ class _Service:
 # ---- static files with Range ----------------------------------------------------------------------
 class _StaticHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in separate writes: no 40 ms delayed-ACK stall
 
     def log_message(self, *args: object) -> None:
         pass
@@ -132,6 +133,7 @@ class Hit:
 
 class _ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, *args: object) -> None:
         pass

@@ -22,6 +22,7 @@ from ..errors import DeaiError, DecryptionError, IntegrityError, KeystoreError, 
 from ..formats.manifest import Manifest, ShardEntry
 from ..formats.shard import decode_shard
 from ..storage.base import content_path
+from ..storage.cache import ShardCache
 from ..storage.local import locator_from_path
 from ..storage.registry import store_for
 
@@ -59,12 +60,14 @@ class Dataset:
     """A dataset version opened from its manifest. Shards are fetched on demand and verified."""
 
     def __init__(self, manifest: Manifest, manifest_uri: str, *, key: bytes | str | None = None,
-                 keystore: Keystore | None = None, mirrors: Sequence[str] = (), workers: int = 2) -> None:
+                 keystore: Keystore | None = None, mirrors: Sequence[str] = (), workers: int = 2,
+                 cache: ShardCache | None = None) -> None:
         self.manifest = manifest
         self.manifest_uri = manifest_uri
         self.manifest_hash = manifest.hash
         self.mirrors = [m.rstrip("/") for m in mirrors]
         self.workers = max(1, workers)
+        self.cache = cache
         self._key_given = key
         self._keystore = keystore
         self._key: bytes | None = None
@@ -123,6 +126,12 @@ class Dataset:
         else the last storage error.
         """
         entry = self.manifest.shards[index]
+        if self.cache is not None:
+            cached = self.cache.get(entry.sha256)
+            if cached is not None and _matches(entry, cached):
+                return cached
+            if cached is not None:
+                self.cache.discard(entry.sha256)
         integrity: IntegrityError | None = None
         last: DeaiError | None = None
         for locator in self.locators(entry):
@@ -131,7 +140,9 @@ class Dataset:
             except StorageError as exc:
                 last = exc
                 continue
-            if len(data) == entry.sealed_size and hashlib.sha256(data).hexdigest() == entry.sha256:
+            if _matches(entry, data):
+                if self.cache is not None:
+                    self.cache.put(entry.sha256, data)
                 return data
             integrity = integrity or self._diagnose(entry, data, locator)
         if integrity is not None:
@@ -243,6 +254,10 @@ class Dataset:
         return report
 
 
+def _matches(entry: ShardEntry, data: bytes) -> bool:
+    return len(data) == entry.sealed_size and hashlib.sha256(data).hexdigest() == entry.sha256
+
+
 def fetch_manifest(manifest_uri: str | Path, *, manifest_hash: str | None = None) -> tuple[Manifest, str]:
     """Fetch, hash-check and parse a manifest. The expected hash comes from `manifest_hash` (e.g. from
     the chain) or from a content-addressed locator; without either the manifest is taken as given."""
@@ -257,12 +272,14 @@ def fetch_manifest(manifest_uri: str | Path, *, manifest_hash: str | None = None
 
 
 def open_dataset(manifest_uri: str | Path, *, key: bytes | str | None = None, keystore: Keystore | None = None,
-                 manifest_hash: str | None = None, mirrors: Sequence[str] = (), workers: int = 2) -> Dataset:
+                 manifest_hash: str | None = None, mirrors: Sequence[str] = (), workers: int = 2,
+                 cache: ShardCache | None = None) -> Dataset:
     """Open a dataset version from its manifest URI.
 
     The key comes from `key` (bytes or hex) or from the keystore by manifest hash; it is checked
     against the manifest's key commitment before any shard is decrypted. `mirrors` are base URIs of
     content-addressed copies of the store (LocalStore layout), tried after each shard's own locators.
+    `cache` keeps fetched ciphertext on local disk (checked again on every read).
     """
     manifest, uri = fetch_manifest(manifest_uri, manifest_hash=manifest_hash)
-    return Dataset(manifest, uri, key=key, keystore=keystore, mirrors=mirrors, workers=workers)
+    return Dataset(manifest, uri, key=key, keystore=keystore, mirrors=mirrors, workers=workers, cache=cache)

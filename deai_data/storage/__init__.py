@@ -1,6 +1,7 @@
 """Storage backends behind one small protocol, registered by URI scheme."""
 
 from .base import ObjectStat, Store, content_path
+from .cache import ShardCache
 from .http import HttpStore
 from .local import LocalStore, locator_from_path, path_from_locator
 from .registry import open_store, register_store, registered_schemes, store_for
@@ -9,6 +10,7 @@ __all__ = [
     "HttpStore",
     "LocalStore",
     "ObjectStat",
+    "ShardCache",
     "Store",
     "content_path",
     "locator_from_path",

@@ -1,0 +1,125 @@
+"""The epoch plan: which samples, in which order, go to which rank and DataLoader worker.
+
+Global order for (seed, epoch): a shuffled shard order, then rows permuted inside windows of
+`window` consecutive shards (a bounded shuffle). Each rank takes a contiguous block of that stream,
+cut into `lanes` contiguous spans; the rank's batch j comes from lane j % lanes. DataLoader worker
+w of W produces the rank's batches j = skip + w, skip + w + W, ...: the order a training loop sees
+is the same for every worker count, and with W dividing `lanes` no two workers read the same shard.
+Everything is computed in closed form, so resuming at batch `skip` replays nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+TAILS = ("none", "drop", "pad")
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """What fixes the order. Changing any field changes the order (and invalidates resume states)."""
+
+    batch_size: int = 1
+    seed: int = 0
+    shuffle: bool = True
+    window: int = 2
+    lanes: int = 4
+    tail: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.window < 1 or self.lanes < 1:
+            raise ValueError("batch_size, window and lanes must be at least 1")
+        if self.tail not in TAILS:
+            raise ValueError(f"tail must be one of {TAILS}")
+
+
+class EpochPlan:
+    """The order of one epoch for one rank. Positions are indices into the epoch's sample stream."""
+
+    def __init__(self, records: Sequence[int], config: PlanConfig, epoch: int, *, world_size: int = 1,
+                 rank: int = 0) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in a world of {world_size}")
+        self.config = config
+        self.epoch = epoch
+        counts = np.asarray(records, dtype=np.int64)
+        rng = np.random.default_rng([config.seed, epoch])
+        self.shard_order = rng.permutation(len(counts)) if config.shuffle else np.arange(len(counts))
+        ordered = counts[self.shard_order]
+        self.shard_starts = np.concatenate([[0], np.cumsum(ordered)])  # stream start of each ordered shard
+        self.total = int(self.shard_starts[-1])
+        self.window_starts = self.shard_starts[::config.window]
+        if self.window_starts[-1] != self.total:
+            self.window_starts = np.append(self.window_starts, self.total)
+        self._rank_block(world_size, rank)
+        self._lanes()
+
+    # ---- partitioning ---------------------------------------------------------------------------
+    def _rank_block(self, world: int, rank: int) -> None:
+        n, tail = self.total, self.config.tail
+        base, extra = divmod(n, world)
+        if tail == "pad" and n:
+            size = base + (1 if extra else 0)
+            self.rank_start, self.rank_size = rank * size, size
+        elif tail == "drop":
+            self.rank_start, self.rank_size = rank * base, base
+        else:
+            self.rank_start = rank * base + min(rank, extra)
+            self.rank_size = base + (1 if rank < extra else 0)
+
+    def _lanes(self) -> None:
+        b, c = self.config.batch_size, self.config.lanes
+        self.num_batches = -(-self.rank_size // b)
+        last_len = self.rank_size - (self.num_batches - 1) * b if self.num_batches else 0
+        counts = np.array([(self.num_batches - lane + c - 1) // c for lane in range(c)], dtype=np.int64)
+        lengths = counts * b
+        if self.num_batches:
+            lengths[(self.num_batches - 1) % c] -= b - last_len
+        self.lane_starts = np.concatenate([[0], np.cumsum(lengths)])[:-1]
+        self.last_len = last_len
+
+    # ---- batches --------------------------------------------------------------------------------
+    def worker_batches(self, worker: int = 0, num_workers: int = 1, skip: int = 0) -> range:
+        """The rank-local batch numbers that DataLoader worker `worker` of `num_workers` produces."""
+        return range(skip + worker, self.num_batches, num_workers)
+
+    def batch_positions(self, j: int) -> np.ndarray:
+        """Stream positions of the samples of rank-local batch `j`, in batch order."""
+        b, c = self.config.batch_size, self.config.lanes
+        length = self.last_len if j == self.num_batches - 1 else b
+        start = self.rank_start + self.lane_starts[j % c] + (j // c) * b
+        positions = np.arange(start, start + length, dtype=np.int64)
+        return positions % self.total if self.config.tail == "pad" else positions
+
+    def locate(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(shard index, row within shard) for each stream position."""
+        windows = np.searchsorted(self.window_starts, positions, side="right") - 1
+        permuted = np.empty_like(positions)
+        for w in np.unique(windows):
+            mask = windows == w
+            start = int(self.window_starts[w])
+            perm = self._window_permutation(int(w), int(self.window_starts[w + 1]) - start)
+            permuted[mask] = start + perm[positions[mask] - start]
+        ordered = np.searchsorted(self.shard_starts, permuted, side="right") - 1
+        return self.shard_order[ordered], permuted - self.shard_starts[ordered]
+
+    def _window_permutation(self, window: int, length: int) -> np.ndarray:
+        return _permutation(self.config.seed, self.epoch, window, length, self.config.shuffle)
+
+    def batches(self, worker: int = 0, num_workers: int = 1, skip: int = 0
+                ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(batch number, shards, rows) for each batch this worker produces, in order."""
+        for j in self.worker_batches(worker, num_workers, skip):
+            shards, rows = self.locate(self.batch_positions(j))
+            yield j, shards, rows
+
+
+@lru_cache(maxsize=64)
+def _permutation(seed: int, epoch: int, window: int, length: int, shuffle: bool) -> np.ndarray:
+    if not shuffle:
+        return np.arange(length, dtype=np.int64)
+    return np.random.default_rng([seed, epoch, window, 1]).permutation(length)

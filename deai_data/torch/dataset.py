@@ -1,0 +1,285 @@
+"""`StreamingDataset`: a purchased dataset streamed into a PyTorch DataLoader, every sample from
+shards whose SHA-256 and AEAD tags checked out, in a deterministic order that survives a change of
+worker count, with exact mid-epoch resume through `StreamingDataLoader.state_dict()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from ..crypto.keystore import Keystore
+from ..dataset.reader import Dataset, open_dataset
+from ..loader.plan import EpochPlan, PlanConfig
+from ..storage.cache import ShardCache
+
+STATE_VERSION = 1
+
+
+def to_torch(table: pa.Table) -> dict[str, Any]:
+    """Columns of a batch as tensors where the type allows (numbers, fixed-shape tensors), else lists.
+    Tensors own writable memory (Arrow's buffers are read-only)."""
+    out: dict[str, Any] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        typ = column.type
+        if isinstance(typ, pa.FixedShapeTensorType):
+            out[name] = torch.from_numpy(_writable(column.combine_chunks().to_numpy_ndarray()))
+        elif (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)) \
+                and column.null_count == 0:
+            out[name] = torch.from_numpy(_writable(column.to_numpy()))
+        else:
+            out[name] = column.to_pylist()
+    return out
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    return array if array.flags.writeable else array.copy()
+
+
+def decode_image(data: bytes) -> Any:
+    """bytes -> a PIL image (needs Pillow); use in a `transform`."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    return Image.open(BytesIO(data))
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+
+
+class StreamingDataset(IterableDataset):
+    """Stream a published dataset: fetched ahead on threads, verified, decrypted, in plan order.
+
+    batch_size: the DataLoader's batch size (sample mode), or the size of the batches this dataset
+        yields itself with `batched=True` (then use `DataLoader(batch_size=None)`).
+    batched: yield whole batches as dicts of tensors/lists: no per-sample Python objects.
+    shuffle, seed, shuffle_window (shards mixed together), lanes: the order; see
+        `deai_data.loader.plan`. Workers counts dividing `lanes` read disjoint shards.
+    tail: "none" (every sample once; ranks may differ by a batch), "drop" or "pad" (equal ranks).
+    prefetch: shards loaded ahead beyond those in use; threads: fetch/decrypt threads per worker;
+        max_shards: decrypted shards held per worker (default: lanes per worker x (shuffle_window + 1)
+        + prefetch). Memory per worker is about max_shards x the shard size.
+    cache_dir, cache_limit: keep fetched ciphertext on local disk (LRU, bytes).
+    """
+
+    def __init__(
+        self,
+        manifest_uri: str | Path,
+        *,
+        key: bytes | str | None = None,
+        keystore: Keystore | None = None,
+        manifest_hash: str | None = None,
+        mirrors: Sequence[str] = (),
+        batch_size: int = 1,
+        batched: bool = False,
+        shuffle: bool = True,
+        seed: int = 0,
+        shuffle_window: int = 2,
+        lanes: int = 2,
+        tail: str = "none",
+        columns: Sequence[str] | None = None,
+        transform: Callable[[dict[str, Any]], Any] | None = None,
+        batch_transform: Callable[[dict[str, Any]], Any] | None = None,
+        prefetch: int = 2,
+        threads: int = 2,
+        max_shards: int | None = None,
+        cache_dir: str | Path | None = None,
+        cache_limit: int | None = None,
+        world_size: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = PlanConfig(batch_size=batch_size, seed=seed, shuffle=shuffle, window=shuffle_window,
+                                 lanes=lanes, tail=tail)
+        cache = ShardCache(cache_dir, cache_limit) if cache_dir is not None else None
+        self.source: Dataset = open_dataset(manifest_uri, key=key, keystore=keystore, manifest_hash=manifest_hash,
+                                            mirrors=mirrors, cache=cache)
+        self.source.key  # resolve and check the key now, in the main process  # noqa: B018
+        self.source._keystore = None  # nothing but the checked key travels to worker processes
+        self.records = [s.records for s in self.source.manifest.shards]
+        self.batched = batched
+        self.columns = list(columns) if columns is not None else None
+        self.transform = transform
+        self.batch_transform = batch_transform
+        self.prefetch = max(1, prefetch)
+        self.threads = max(1, threads)
+        self.max_shards = max_shards
+        self.world_size, self.rank = world_size, rank
+        self.epoch = 0
+        self.skip = 0
+
+    def __repr__(self) -> str:
+        return f"StreamingDataset({self.source.label}, epoch={self.epoch}, {self.config})"
+
+    def _world(self) -> tuple[int, int]:
+        world, rank = _distributed()
+        return (self.world_size or world, self.rank if self.rank is not None else rank)
+
+    def plan(self, epoch: int | None = None) -> EpochPlan:
+        world, rank = self._world()
+        return EpochPlan(self.records, self.config, self.epoch if epoch is None else epoch,
+                         world_size=world, rank=rank)
+
+    def __len__(self) -> int:
+        """Samples this rank yields in a full epoch."""
+        return self.plan().rank_size
+
+    # ---- order and resume -----------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.skip = epoch, 0
+
+    def state_dict(self, batches_consumed: int) -> dict[str, Any]:
+        """A small JSON-able state: resuming from it yields exactly the batches after the first
+        `batches_consumed` of this epoch (on every rank, with any number of workers)."""
+        c = self.config
+        return {"version": STATE_VERSION, "manifest_hash": self.source.manifest_hash, "epoch": self.epoch,
+                "batches": batches_consumed, "world_size": self._world()[0], "batch_size": c.batch_size,
+                "seed": c.seed, "shuffle": c.shuffle, "shuffle_window": c.window, "lanes": c.lanes, "tail": c.tail}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mine = self.state_dict(0)
+        for field in ("version", "manifest_hash", "world_size", "batch_size", "seed", "shuffle",
+                      "shuffle_window", "lanes", "tail"):
+            if state.get(field) != mine[field]:
+                raise ValueError(f"cannot resume: the state's {field} is {state.get(field)!r}, this dataset's "
+                                 f"is {mine[field]!r} (the order would differ)")
+        self.epoch, self.skip = int(state["epoch"]), int(state["batches"])
+
+    # ---- iteration ------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        plan = self.plan()
+        lanes_here = -(-self.config.lanes // workers)
+        budget = self.max_shards or lanes_here * (self.config.window + 1) + self.prefetch
+        with _ShardReader(self.source, budget, self.threads) as reader:
+            for _, shards, rows in reader.ahead(plan.batches(worker, workers, self.skip)):
+                table = reader.gather(shards, rows)
+                if self.columns is not None:
+                    table = table.select(self.columns)
+                yield from self._emit(table)
+
+    def _emit(self, table: pa.Table) -> Iterator[Any]:
+        batch = to_torch(table)
+        if self.batched:
+            yield self.batch_transform(batch) if self.batch_transform else batch
+            return
+        names = list(batch)
+        values = [v.numpy() if isinstance(v, torch.Tensor) else v for v in batch.values()]
+        for i in range(table.num_rows):
+            sample = {name: column[i] for name, column in zip(names, values, strict=True)}
+            yield self.transform(sample) if self.transform else sample
+
+
+class _ShardReader:
+    """Loads shards on threads ahead of need and keeps exactly those the coming batches use.
+
+    It looks ahead over the coming batches until they name `budget` distinct shards: those are
+    loaded (in order of first use, `threads` at a time) and everything else is dropped, so memory
+    stays at about `budget` decrypted shards.
+    """
+
+    def __init__(self, source: Dataset, budget: int, threads: int) -> None:
+        self.source = source
+        self.budget = max(1, budget)
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="deai-load")
+        self.loaded: dict[int, Future[pa.Table]] = {}
+
+    def __enter__(self) -> _ShardReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _want(self, shard: int) -> None:
+        if shard not in self.loaded:
+            self.loaded[shard] = self.pool.submit(self.source.read_shard, shard)
+
+    def ahead(self, batches: Iterator[tuple[int, np.ndarray, np.ndarray]]
+              ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Pass the batches through, keeping the shards of the look-ahead loaded or loading."""
+        window: deque[tuple[int, np.ndarray, list[int]]] = deque()
+        counts: Counter[int] = Counter()  # shard -> batches in the look-ahead that use it
+        pending: Iterator[tuple[int, np.ndarray, np.ndarray]] | None = batches
+        while True:
+            while pending is not None and (not window or len(counts) < self.budget):
+                nxt = next(pending, None)
+                if nxt is None:
+                    pending = None
+                    break
+                used = np.unique(nxt[1]).tolist()
+                window.append((nxt[0], nxt[1], nxt[2], used))  # type: ignore[arg-type]
+                for shard in used:
+                    if counts[shard] == 0:
+                        self._want(shard)
+                    counts[shard] += 1
+            if not window:
+                return
+            j, shards, rows, used = window.popleft()  # type: ignore[misc]
+            yield j, shards, rows
+            for shard in used:
+                counts[shard] -= 1
+                if counts[shard] == 0:
+                    del counts[shard]
+                    self.loaded.pop(shard).cancel()
+
+    def gather(self, shards: np.ndarray, rows: np.ndarray) -> pa.Table:
+        """The rows of one batch, in batch order, from the loaded shards."""
+        unique = np.unique(shards)
+        if len(unique) == 1:
+            return self._table(int(unique[0])).take(pa.array(rows))
+        order = np.argsort(shards, kind="stable")
+        parts = [self._table(int(s)).take(pa.array(rows[order][shards[order] == s])) for s in unique]
+        combined = pa.concat_tables(parts)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return combined.take(pa.array(inverse))
+
+    def _table(self, shard: int) -> pa.Table:
+        self._want(shard)
+        return self.loaded[shard].result()
+
+
+class StreamingDataLoader(DataLoader):
+    """A DataLoader that counts the batches the training loop has taken, for `state_dict()`;
+    at the end of an epoch the dataset moves to the next epoch."""
+
+    def __init__(self, dataset: StreamingDataset, **kwargs: Any) -> None:
+        expected = None if dataset.batched else dataset.config.batch_size
+        kwargs.setdefault("batch_size", expected)
+        if kwargs["batch_size"] != expected:
+            raise ValueError(f"DataLoader batch_size must be {expected} for this dataset "
+                             f"(batched={dataset.batched}, batch_size={dataset.config.batch_size})")
+        super().__init__(dataset, **kwargs)
+        self.batches_consumed = dataset.skip
+
+    def __iter__(self) -> Iterator[Any]:
+        dataset: StreamingDataset = self.dataset  # type: ignore[assignment]
+        self.batches_consumed = dataset.skip
+        for batch in super().__iter__():
+            self.batches_consumed += 1
+            yield batch
+        dataset.set_epoch(dataset.epoch + 1)
+        self.batches_consumed = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        dataset: StreamingDataset = self.dataset  # type: ignore[assignment]
+        return dataset.state_dict(self.batches_consumed)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        dataset: StreamingDataset = self.dataset  # type: ignore[assignment]
+        dataset.load_state_dict(state)
+        self.batches_consumed = dataset.skip

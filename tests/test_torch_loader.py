@@ -1,0 +1,239 @@
+"""StreamingDataset in a real PyTorch DataLoader: order, exact resume, verification, cache, HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+torch = pytest.importorskip("torch") if os.environ.get("CI") != "true" else __import__("torch")
+
+from httpfaults import Fault, FaultProxy, StaticServer  # noqa: E402
+
+from deai_data import HttpStore, IntegrityError, publish, register_store  # noqa: E402
+from deai_data.storage import ShardCache, content_path, path_from_locator  # noqa: E402
+from deai_data.torch import StreamingDataLoader, StreamingDataset  # noqa: E402
+
+ROWS = 3000
+
+
+@pytest.fixture
+def published(store_dir, keystore):
+    rng = np.random.default_rng(5)
+    table = pa.table({
+        "id": np.arange(ROWS, dtype=np.int64),
+        "x": rng.random(ROWS).astype(np.float32),
+        "image": pa.FixedShapeTensorArray.from_numpy_ndarray(rng.integers(0, 255, (ROWS, 4, 4), dtype=np.uint8)),
+        "blob": [bytes([i % 251]) * (i % 50) for i in range(ROWS)],
+    })
+    result = publish(table, store=store_dir, name="train", keystore=keystore, shard_size=8_000, segment_size=4096)
+    assert len(result.manifest.shards) >= 10
+    return result, table
+
+
+def ids(loader) -> list[int]:
+    return [int(i) for batch in loader for i in batch["id"]]
+
+
+def make(result, keystore, **kw):
+    return StreamingDataset(result.manifest_uri, keystore=keystore, batch_size=kw.pop("batch_size", 16), **kw)
+
+
+def test_every_sample_once_same_order_for_0_1_2_workers(published, keystore):
+    result, table = published
+    orders = []
+    for workers in (0, 1, 2):
+        loader = StreamingDataLoader(make(result, keystore, seed=7), num_workers=workers)
+        orders.append(ids(loader))
+    assert orders[0] == orders[1] == orders[2]
+    assert sorted(orders[0]) == list(range(ROWS))
+    assert orders[0] != list(range(ROWS))
+
+
+def test_samples_are_the_published_records(published, keystore):
+    result, table = published
+    loader = StreamingDataLoader(make(result, keystore, batch_size=32), num_workers=0)
+    images = table.column("image").combine_chunks().to_numpy_ndarray()
+    xs = table.column("x").to_numpy()
+    blobs = table.column("blob").to_pylist()
+    for batch in loader:
+        idx = batch["id"].numpy()
+        assert np.array_equal(batch["image"].numpy(), images[idx])
+        assert np.array_equal(batch["x"].numpy(), xs[idx])
+        assert list(batch["blob"]) == [blobs[i] for i in idx]
+
+
+@pytest.mark.parametrize(("k", "workers_before", "workers_after"), [(0, 0, 2), (1, 0, 0), (7, 2, 0), (50, 1, 2),
+                                                                    (93, 2, 1), (187, 0, 0)])
+def test_exact_resume_after_k_batches_with_other_worker_counts(published, keystore, k, workers_before, workers_after):
+    result, _ = published
+    full = ids(StreamingDataLoader(make(result, keystore, seed=3), num_workers=0))
+    loader = StreamingDataLoader(make(result, keystore, seed=3), num_workers=workers_before)
+    seen = []
+    for _, batch in zip(range(k), loader):  # the loop takes k batches, then the job dies
+        seen.extend(int(i) for i in batch["id"])
+    state = json.loads(json.dumps(loader.state_dict()))
+    assert state["batches"] == k and len(json.dumps(state)) < 400
+
+    restarted = StreamingDataLoader(make(result, keystore, seed=3), num_workers=workers_after)
+    restarted.load_state_dict(state)
+    rest = ids(restarted)
+    assert seen + rest == full  # none lost, none repeated, same order
+
+
+def test_resume_refuses_a_different_order(published, keystore):
+    result, _ = published
+    state = StreamingDataLoader(make(result, keystore, seed=3)).state_dict()
+    other = StreamingDataLoader(make(result, keystore, seed=4))
+    with pytest.raises(ValueError, match="seed"):
+        other.load_state_dict(state)
+
+
+def test_epochs_advance_and_differ(published, keystore):
+    result, _ = published
+    loader = StreamingDataLoader(make(result, keystore, seed=3))
+    first, second = ids(loader), ids(loader)
+    assert sorted(first) == sorted(second) == list(range(ROWS)) and first != second
+    assert loader.dataset.epoch == 2
+
+
+def test_batched_mode_and_transforms(published, keystore):
+    result, _ = published
+    dataset = make(result, keystore, batch_size=100, batched=True, columns=["id", "x"],
+                   batch_transform=lambda b: {**b, "x2": b["x"] * 2})
+    batches = list(StreamingDataLoader(dataset, num_workers=2))
+    assert len(batches) == 30 and set(batches[0]) == {"id", "x", "x2"}
+    assert torch.allclose(batches[0]["x2"], batches[0]["x"] * 2)
+    samples = make(result, keystore, batch_size=4, transform=lambda s: int(s["id"]) * 10)
+    assert sorted(StreamingDataLoader(samples, batch_size=4).dataset.__iter__())[:3] == [0, 10, 20]
+    with pytest.raises(ValueError, match="batch_size must be"):
+        StreamingDataLoader(make(result, keystore, batch_size=4), batch_size=8)
+
+
+def test_ranks_split_the_epoch(published, keystore):
+    result, _ = published
+    parts = [ids(StreamingDataLoader(make(result, keystore, world_size=3, rank=r), num_workers=1)) for r in range(3)]
+    assert sorted(parts[0] + parts[1] + parts[2]) == list(range(ROWS))
+    assert len(parts[0]) == len(parts[1]) == len(parts[2]) == ROWS // 3
+
+
+def test_tampered_shard_mid_epoch_surfaces_and_nothing_corrupt_gets_through(published, keystore):
+    result, table = published
+    victim = result.manifest.shards[5]
+    path = path_from_locator(victim.locators[0])
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 1
+    path.write_bytes(bytes(blob))
+    xs = table.column("x").to_numpy()
+    seen = 0
+    with pytest.raises(IntegrityError) as info:
+        for batch in StreamingDataLoader(make(result, keystore, shuffle=False, lanes=1), num_workers=0):
+            idx = batch["id"].numpy()
+            assert np.array_equal(batch["x"].numpy(), xs[idx])
+            seen += len(idx)
+    assert info.value.shard == 5
+    assert 0 < seen < ROWS
+
+
+def test_cache_smaller_than_a_shard_and_shared_by_two_processes(published, keystore, tmp_path):
+    result, _ = published
+    tiny = make(result, keystore, cache_dir=tmp_path / "c1", cache_limit=100)
+    assert sorted(ids(StreamingDataLoader(tiny))) == list(range(ROWS))
+    assert ShardCache(tmp_path / "c1").size() == 0
+
+    limit = 3 * result.manifest.shards[0].sealed_size
+    bounded = make(result, keystore, cache_dir=tmp_path / "c2", cache_limit=limit)
+    assert sorted(ids(StreamingDataLoader(bounded))) == list(range(ROWS))
+    assert 0 < ShardCache(tmp_path / "c2").size() <= limit
+
+    script = textwrap.dedent(f"""
+        import sys
+        from deai_data import Keystore
+        from deai_data.torch import StreamingDataLoader, StreamingDataset
+        ks = Keystore({str(keystore.path)!r}, passphrase="test passphrase")
+        ds = StreamingDataset({result.manifest_uri!r}, keystore=ks, batch_size=16,
+                              cache_dir={str(tmp_path / 'shared')!r}, cache_limit={limit})
+        got = sorted(int(i) for b in StreamingDataLoader(ds) for i in b["id"])
+        sys.exit(0 if got == list(range({ROWS})) else 1)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    assert ShardCache(tmp_path / "shared").size() <= limit
+
+
+def test_streams_over_http_through_500s_and_stalls(published, keystore, store_dir):
+    result, _ = published
+    register_store("http", lambda: HttpStore(backoff=0.01, timeout=0.5), replace=True)
+    try:
+        with StaticServer(store_dir) as origin, FaultProxy(origin.url) as proxy:
+            a, b, c = (shard.sha256 for shard in result.manifest.shards[:3])
+            proxy.add(Fault("status", status=500, match=a, times=3), Fault("stall", match=b, delay=1.0),
+                      Fault("truncate", at=100, match=c, times=2), Fault("status", status=503, match=c))
+            dataset = StreamingDataset(f"{proxy.url}/{content_path(result.manifest_hash)}", keystore=keystore,
+                                       batch_size=16, mirrors=[proxy.url])
+            dataset.source.manifest = dataset.source.manifest.with_locators(
+                {i: () for i in range(dataset.source.num_shards)})  # every shard through the proxy
+            assert sorted(ids(StreamingDataLoader(dataset))) == list(range(ROWS))
+            assert sum(h.fault is not None for h in proxy.hits) == 7  # every fault met, and recovered from
+            assert sum(h.path.endswith(s.sha256) for s in result.manifest.shards for h in proxy.hits) >= 10
+    finally:
+        register_store("http", HttpStore, replace=True)
+
+
+def test_two_process_torchrun_gloo(published, keystore, tmp_path):
+    result, _ = published
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, os, torch.distributed as dist
+        from deai_data import Keystore
+        from deai_data.torch import StreamingDataLoader, StreamingDataset
+        dist.init_process_group("gloo")
+        ks = Keystore({str(keystore.path)!r}, passphrase="test passphrase")
+        ds = StreamingDataset({result.manifest_uri!r}, keystore=ks, batch_size=16, tail="drop")
+        got = [int(i) for b in StreamingDataLoader(ds, num_workers=1) for i in b["id"]]
+        everything = [None] * dist.get_world_size()
+        dist.all_gather_object(everything, got)
+        if dist.get_rank() == 0:
+            with open({str(tmp_path / 'out.json')!r}, "w") as fh:
+                json.dump(everything, fh)
+        dist.destroy_process_group()
+    """))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    env["GLOO_SOCKET_IFNAME"] = "lo"  # the two ranks talk over loopback only
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             "--master_addr=127.0.0.1", f"--master_port={port}", str(script)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # torchrun and the ranks it started, by our PID's group
+            proc.wait()
+    assert proc.returncode == 0, stderr[-3000:]
+    parts = json.loads((tmp_path / "out.json").read_text())
+    assert len(parts) == 2 and len(parts[0]) == len(parts[1]) == ROWS // 2
+    assert sorted(parts[0] + parts[1]) == list(range(ROWS))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_pinned_non_blocking(published, keystore):
+    result, _ = published
+    loader = StreamingDataLoader(make(result, keystore, batch_size=64, batched=True), pin_memory=True)
+    total = 0
+    for batch in loader:
+        x = batch["x"].to("cuda", non_blocking=True)
+        total += int(x.shape[0])
+    torch.cuda.synchronize()
+    assert total == ROWS
