@@ -48,7 +48,7 @@ def make(result, keystore, **kw):
 
 
 def test_every_sample_once_same_order_for_0_1_2_workers(published, keystore):
-    result, table = published
+    result, _ = published
     orders = []
     for workers in (0, 1, 2):
         loader = StreamingDataLoader(make(result, keystore, seed=7), num_workers=workers)
@@ -78,7 +78,7 @@ def test_exact_resume_after_k_batches_with_other_worker_counts(published, keysto
     full = ids(StreamingDataLoader(make(result, keystore, seed=3), num_workers=0))
     loader = StreamingDataLoader(make(result, keystore, seed=3), num_workers=workers_before)
     seen = []
-    for _, batch in zip(range(k), loader):  # the loop takes k batches, then the job dies
+    for _, batch in zip(range(k), loader, strict=False):  # the loop takes k batches, then the job dies
         seen.extend(int(i) for i in batch["id"])
     state = json.loads(json.dumps(loader.state_dict()))
     assert state["batches"] == k and len(json.dumps(state)) < 400
