@@ -237,3 +237,37 @@ def test_gpu_pinned_non_blocking(published, keystore):
         total += int(x.shape[0])
     torch.cuda.synchronize()
     assert total == ROWS
+
+
+def test_verify_modes_and_what_each_guarantees(published, keystore):
+    """aead mode still refuses bytes altered by anyone without the key; only full mode refuses a
+    shard re-sealed by a key holder (it no longer matches the manifest's SHA-256)."""
+    from deai_data.crypto.sealing import ShardSealer
+    from deai_data.formats.shard import encode_shard
+
+    result, _ = published
+    entry = result.manifest.shards[2]
+    path = path_from_locator(entry.locators[0])
+    original = path.read_bytes()
+    genuine = make(result, keystore).source.read_shard(2)
+
+    flipped = bytearray(original)
+    flipped[200] ^= 1
+    path.write_bytes(bytes(flipped))
+    for verify in ("full", "aead"):
+        with pytest.raises(IntegrityError):
+            ids(StreamingDataLoader(make(result, keystore, verify=verify)))
+
+    # a key holder re-seals different records of the same size under the same index
+    forged_rows = genuine.set_column(1, "x", pa.array(np.zeros(genuine.num_rows, np.float32)))
+    plain = memoryview(encode_shard(forged_rows.to_batches(), forged_rows.schema)).cast("B")
+    sealer = ShardSealer(result.key, bytes.fromhex(result.manifest.dataset_id), result.manifest.segment_size)
+    out = memoryview(bytearray(sealer.sealed_size(len(plain))))
+    forged = sealer.seal_into(2, plain, sealer.salt(2, plain, out), out)
+    assert len(forged) == entry.sealed_size
+    path.write_bytes(bytes(forged))
+    with pytest.raises(IntegrityError) as info:
+        ids(StreamingDataLoader(make(result, keystore, verify="full")))
+    assert info.value.shard == 2
+    xs = [float(x) for b in StreamingDataLoader(make(result, keystore, verify="aead")) for x in b["x"]]
+    assert xs.count(0.0) == forged_rows.num_rows  # accepted: the documented limit of "aead"

@@ -214,8 +214,10 @@ def open_shard(
     shard_index: int,
     dataset: str | None = None,
     plaintext_size: int | None = None,
-) -> bytearray:
-    """Open a whole sealed shard, checking it is shard `shard_index` of this dataset."""
+    out: memoryview | None = None,
+) -> bytearray | memoryview:
+    """Open a whole sealed shard, checking it is shard `shard_index` of this dataset; the plaintext
+    goes into `out` (exactly the plaintext size) when given, else into a new bytearray."""
     view = memoryview(sealed).cast("B")
     header = ShardHeader.decode(view[:HEADER_SIZE], dataset=dataset, shard=shard_index)
     if header.shard_index != shard_index:
@@ -224,6 +226,8 @@ def open_shard(
         raise IntegrityError(f"header says {header.plaintext_size} plaintext bytes, manifest {plaintext_size}",
                              dataset=dataset, shard=shard_index)
     cipher = ShardCipher(data_key, dataset_id, header, dataset=dataset)
-    out = bytearray(header.plaintext_size)
-    cipher.open_into(view, memoryview(out))
-    return out
+    target = out if out is not None else bytearray(header.plaintext_size)
+    if len(target) != header.plaintext_size:
+        raise ValueError(f"output buffer holds {len(target)} bytes, the plaintext is {header.plaintext_size}")
+    cipher.open_into(view, memoryview(target))
+    return target

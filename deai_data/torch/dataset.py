@@ -73,6 +73,8 @@ class StreamingDataset(IterableDataset):
         max_shards: decrypted shards held per worker (default: lanes per worker x (shuffle_window + 1)
         + prefetch). Memory per worker is about max_shards x the shard size.
     cache_dir, cache_limit: keep fetched ciphertext on local disk (LRU, bytes).
+    verify: "full" (SHA-256 of every shard against the manifest, and AEAD tags) or "aead" (tags
+        only: faster, and still stops anyone without the key; see Dataset.read_shard).
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class StreamingDataset(IterableDataset):
         prefetch: int = 2,
         threads: int = 2,
         max_shards: int | None = None,
+        verify: str = "full",
         cache_dir: str | Path | None = None,
         cache_limit: int | None = None,
         world_size: int | None = None,
@@ -117,6 +120,9 @@ class StreamingDataset(IterableDataset):
         self.prefetch = max(1, prefetch)
         self.threads = max(1, threads)
         self.max_shards = max_shards
+        if verify not in ("full", "aead"):
+            raise ValueError("verify must be 'full' or 'aead'")
+        self.verify = verify
         self.world_size, self.rank = world_size, rank
         self.epoch = 0
         self.skip = 0
@@ -165,7 +171,7 @@ class StreamingDataset(IterableDataset):
         plan = self.plan()
         lanes_here = -(-self.config.lanes // workers)
         budget = self.max_shards or lanes_here * (self.config.window + 1) + self.prefetch
-        with _ShardReader(self.source, budget, self.threads) as reader:
+        with _ShardReader(self.source, budget, self.threads, self.verify) as reader:
             for _, shards, rows in reader.ahead(plan.batches(worker, workers, self.skip)):
                 table = reader.gather(shards, rows)
                 if self.columns is not None:
@@ -192,8 +198,9 @@ class _ShardReader:
     stays at about `budget` decrypted shards.
     """
 
-    def __init__(self, source: Dataset, budget: int, threads: int) -> None:
+    def __init__(self, source: Dataset, budget: int, threads: int, verify: str) -> None:
         self.source = source
+        self.verify = verify
         self.budget = max(1, budget)
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="deai-load")
         self.loaded: dict[int, Future[pa.Table]] = {}
@@ -204,9 +211,14 @@ class _ShardReader:
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
+    def _load(self, shard: int) -> pa.Table:
+        # one chunk per column, so that taking a batch's rows costs O(batch), not O(shard)
+        table = self.source.read_shard(shard, verify=self.verify)
+        return table if all(c.num_chunks <= 1 for c in table.columns) else table.combine_chunks()
+
     def _want(self, shard: int) -> None:
         if shard not in self.loaded:
-            self.loaded[shard] = self.pool.submit(self.source.read_shard, shard)
+            self.loaded[shard] = self.pool.submit(self._load, shard)
 
     def ahead(self, batches: Iterator[tuple[int, np.ndarray, np.ndarray]]
               ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
