@@ -271,3 +271,14 @@ def test_verify_modes_and_what_each_guarantees(published, keystore):
     assert info.value.shard == 2
     xs = [float(x) for b in StreamingDataLoader(make(result, keystore, verify="aead")) for x in b["x"]]
     assert xs.count(0.0) == forged_rows.num_rows  # accepted: the documented limit of "aead"
+
+
+def test_dataset_pickles_for_spawned_workers(published, keystore):
+    import pickle
+
+    result, _ = published
+    dataset = make(result, keystore, seed=9)
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert ids(StreamingDataLoader(clone)) == ids(StreamingDataLoader(dataset))
+    spawned = StreamingDataLoader(make(result, keystore, seed=9), num_workers=2, multiprocessing_context="spawn")
+    assert ids(spawned) == ids(StreamingDataLoader(make(result, keystore, seed=9)))

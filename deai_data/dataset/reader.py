@@ -15,13 +15,14 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from ..buffers import ReusableBuffers
 from ..crypto.keys import check_key, key_commitment
 from ..crypto.keystore import DATA_KEY, Keystore
 from ..crypto.sealing import HEADER_SIZE, ShardCipher, ShardHeader, open_shard, segment_span
 from ..errors import DeaiError, DecryptionError, IntegrityError, KeystoreError, StorageError
 from ..formats.manifest import Manifest, ShardEntry
 from ..formats.shard import decode_shard
-from ..storage.base import content_path
+from ..storage.base import Buffer, content_path
 from ..storage.cache import ShardCache
 from ..storage.local import locator_from_path
 from ..storage.registry import store_for
@@ -68,6 +69,7 @@ class Dataset:
         self.mirrors = [m.rstrip("/") for m in mirrors]
         self.workers = max(1, workers)
         self.cache = cache
+        self._buffers = ReusableBuffers()
         self._key_given = key
         self._keystore = keystore
         self._key: bytes | None = None
@@ -78,6 +80,15 @@ class Dataset:
 
     def __len__(self) -> int:
         return self.manifest.records
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_buffers"]  # per-thread scratch memory: each process makes its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._buffers = ReusableBuffers()
 
     @property
     def schema(self) -> pa.Schema:
@@ -126,6 +137,20 @@ class Dataset:
         Tries every locator in turn; raises the integrity error if any mirror served altered bytes,
         else the last storage error.
         """
+        return bytes(self._fetch_sealed(index, check_hash))
+
+    def _get(self, locator: str, size: int) -> Buffer:
+        """The object at `locator`: read into this thread's reused buffer where the store can
+        (no fresh allocation per shard), else as new bytes. A view stays valid until this thread's
+        next read."""
+        store = store_for(locator)
+        read_into = getattr(store, "read_into", None)
+        if read_into is None or self.cache is not None:
+            return store.get(locator)
+        buf = self._buffers.get("sealed", size + 1)  # one byte more reveals an object that is too long
+        return buf[:read_into(locator, buf)]
+
+    def _fetch_sealed(self, index: int, check_hash: bool) -> Buffer:
         entry = self.manifest.shards[index]
         if self.cache is not None:
             cached = self.cache.get(entry.sha256)
@@ -137,7 +162,7 @@ class Dataset:
         last: DeaiError | None = None
         for locator in self.locators(entry):
             try:
-                data = store_for(locator).get(locator)
+                data = self._get(locator, entry.sealed_size)
             except StorageError as exc:
                 last = exc
                 continue
@@ -150,7 +175,7 @@ class Dataset:
             raise integrity
         raise last or StorageError(f"dataset {self.label}: shard {index} has no locator")
 
-    def _diagnose(self, entry: ShardEntry, data: bytes, locator: str) -> IntegrityError:
+    def _diagnose(self, entry: ShardEntry, data: Buffer, locator: str) -> IntegrityError:
         """Name the first bad segment of a shard whose hash did not match (when the key is at hand)."""
         def error(why: str, segment: int | None = None) -> IntegrityError:
             return IntegrityError(why, dataset=self.label, shard=entry.index, segment=segment, locator=locator)
@@ -194,7 +219,7 @@ class Dataset:
             raise ValueError("verify must be 'full' or 'aead'")
         entry = self.manifest.shards[index]
         plaintext = pa.allocate_buffer(entry.plaintext_size)
-        open_shard(self.fetch_sealed(index, check_hash=verify == "full"), data_key=self.key,
+        open_shard(self._fetch_sealed(index, verify == "full"), data_key=self.key,
                    dataset_id=bytes.fromhex(self.manifest.dataset_id), shard_index=index,
                    dataset=self.label, plaintext_size=entry.plaintext_size, out=memoryview(plaintext).cast("B"))
         try:
@@ -266,7 +291,7 @@ class Dataset:
         return report
 
 
-def _matches(entry: ShardEntry, data: bytes, check_hash: bool = True) -> bool:
+def _matches(entry: ShardEntry, data: Buffer, check_hash: bool = True) -> bool:
     if len(data) != entry.sealed_size:
         return False
     return not check_hash or hashlib.sha256(data).hexdigest() == entry.sha256

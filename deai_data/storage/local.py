@@ -164,6 +164,22 @@ class LocalStore:
         except OSError as exc:
             raise StorageError(f"cannot read: {exc}", locator=locator) from exc
 
+    def read_into(self, locator: str, buf: memoryview) -> int:
+        """Read the object's first len(buf) bytes into `buf` (memory the caller reuses); returns
+        how many bytes were read (fewer when the object is shorter)."""
+        try:
+            with open(path_from_locator(locator), "rb", buffering=0) as fh:
+                total = 0
+                while total < len(buf) and (n := fh.readinto(buf[total:])):
+                    total += n
+                return total
+        except FileNotFoundError:
+            raise NotFoundError(locator) from None
+        except IsADirectoryError:
+            raise NotFoundError(locator, hint="the locator names a directory, not an object") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read: {exc}", locator=locator) from exc
+
     def exists(self, locator: str) -> bool:
         return path_from_locator(locator).is_file()
 

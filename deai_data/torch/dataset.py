@@ -173,10 +173,7 @@ class StreamingDataset(IterableDataset):
         budget = self.max_shards or lanes_here * (self.config.window + 1) + self.prefetch
         with _ShardReader(self.source, budget, self.threads, self.verify) as reader:
             for _, shards, rows in reader.ahead(plan.batches(worker, workers, self.skip)):
-                table = reader.gather(shards, rows)
-                if self.columns is not None:
-                    table = table.select(self.columns)
-                yield from self._emit(table)
+                yield from self._emit(reader.gather(shards, rows, self.columns))
 
     def _emit(self, table: pa.Table) -> Iterator[Any]:
         batch = to_torch(table)
@@ -223,7 +220,7 @@ class _ShardReader:
     def ahead(self, batches: Iterator[tuple[int, np.ndarray, np.ndarray]]
               ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Pass the batches through, keeping the shards of the look-ahead loaded or loading."""
-        window: deque[tuple[int, np.ndarray, list[int]]] = deque()
+        window: deque[tuple[int, np.ndarray, np.ndarray, list[int]]] = deque()
         counts: Counter[int] = Counter()  # shard -> batches in the look-ahead that use it
         pending: Iterator[tuple[int, np.ndarray, np.ndarray]] | None = batches
         while True:
@@ -233,14 +230,14 @@ class _ShardReader:
                     pending = None
                     break
                 used = np.unique(nxt[1]).tolist()
-                window.append((nxt[0], nxt[1], nxt[2], used))  # type: ignore[arg-type]
+                window.append((nxt[0], nxt[1], nxt[2], used))
                 for shard in used:
                     if counts[shard] == 0:
                         self._want(shard)
                     counts[shard] += 1
             if not window:
                 return
-            j, shards, rows, used = window.popleft()  # type: ignore[misc]
+            j, shards, rows, used = window.popleft()
             yield j, shards, rows
             for shard in used:
                 counts[shard] -= 1
@@ -248,13 +245,17 @@ class _ShardReader:
                     del counts[shard]
                     self.loaded.pop(shard).cancel()
 
-    def gather(self, shards: np.ndarray, rows: np.ndarray) -> pa.Table:
-        """The rows of one batch, in batch order, from the loaded shards."""
+    def gather(self, shards: np.ndarray, rows: np.ndarray, columns: list[str] | None) -> pa.Table:
+        """The rows (and columns) of one batch, in batch order, from the loaded shards."""
+        def table(shard: int) -> pa.Table:
+            whole = self._table(shard)
+            return whole if columns is None else whole.select(columns)
+
         unique = np.unique(shards)
         if len(unique) == 1:
-            return self._table(int(unique[0])).take(pa.array(rows))
+            return table(int(unique[0])).take(pa.array(rows))
         order = np.argsort(shards, kind="stable")
-        parts = [self._table(int(s)).take(pa.array(rows[order][shards[order] == s])) for s in unique]
+        parts = [table(int(s)).take(pa.array(rows[order][shards[order] == s])) for s in unique]
         combined = pa.concat_tables(parts)
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
@@ -278,8 +279,12 @@ class StreamingDataLoader(DataLoader):
         super().__init__(dataset, **kwargs)
         self.batches_consumed = dataset.skip
 
+    @property
+    def streaming(self) -> StreamingDataset:
+        return self.dataset  # type: ignore[return-value]
+
     def __iter__(self) -> Iterator[Any]:
-        dataset: StreamingDataset = self.dataset  # type: ignore[assignment]
+        dataset = self.streaming
         self.batches_consumed = dataset.skip
         for batch in super().__iter__():
             self.batches_consumed += 1
@@ -288,10 +293,8 @@ class StreamingDataLoader(DataLoader):
         self.batches_consumed = 0
 
     def state_dict(self) -> dict[str, Any]:
-        dataset: StreamingDataset = self.dataset  # type: ignore[assignment]
-        return dataset.state_dict(self.batches_consumed)
+        return self.streaming.state_dict(self.batches_consumed)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        dataset: StreamingDataset = self.dataset  # type: ignore[assignment]
-        dataset.load_state_dict(state)
-        self.batches_consumed = dataset.skip
+        self.streaming.load_state_dict(state)
+        self.batches_consumed = self.streaming.skip
