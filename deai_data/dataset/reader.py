@@ -125,6 +125,11 @@ class Dataset:
             self._key = raw
         return self._key
 
+    def unlock(self) -> None:
+        """Resolve and check the key now, then forget the keystore (only the key is kept)."""
+        self.key  # noqa: B018
+        self._keystore = None
+
     # ---- fetching -------------------------------------------------------------------------------
     def locators(self, entry: ShardEntry) -> list[str]:
         """The shard's own locators, then its address in every content-addressed mirror."""
@@ -268,7 +273,7 @@ class Dataset:
         """Fetch every shard, check hash, tags and decoding. `strict` raises the first failure."""
         report = VerifyReport()
         started = time.perf_counter()
-        self.key  # a wrong key is one error for the whole dataset, raised at once  # noqa: B018
+        self.unlock()  # a wrong key is one error for the whole dataset, raised at once
 
         def check(index: int) -> DeaiError | None:
             try:

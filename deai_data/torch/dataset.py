@@ -105,13 +105,14 @@ class StreamingDataset(IterableDataset):
         rank: int | None = None,
     ) -> None:
         super().__init__()
+        if verify not in ("full", "aead"):
+            raise ValueError("verify must be 'full' or 'aead'")
         self.config = PlanConfig(batch_size=batch_size, seed=seed, shuffle=shuffle, window=shuffle_window,
                                  lanes=lanes, tail=tail)
         cache = ShardCache(cache_dir, cache_limit) if cache_dir is not None else None
         self.source: Dataset = open_dataset(manifest_uri, key=key, keystore=keystore, manifest_hash=manifest_hash,
                                             mirrors=mirrors, cache=cache)
-        self.source.key  # resolve and check the key now, in the main process  # noqa: B018
-        self.source._keystore = None  # nothing but the checked key travels to worker processes
+        self.source.unlock()  # the key is checked now, in the main process; workers get only the key
         self.records = [s.records for s in self.source.manifest.shards]
         self.batched = batched
         self.columns = list(columns) if columns is not None else None
@@ -120,8 +121,6 @@ class StreamingDataset(IterableDataset):
         self.prefetch = max(1, prefetch)
         self.threads = max(1, threads)
         self.max_shards = max_shards
-        if verify not in ("full", "aead"):
-            raise ValueError("verify must be 'full' or 'aead'")
         self.verify = verify
         self.world_size, self.rank = world_size, rank
         self.epoch = 0
