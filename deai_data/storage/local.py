@@ -10,8 +10,11 @@ import ctypes
 import errno
 import fcntl
 import hashlib
+import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
@@ -54,6 +57,20 @@ def _write_direct(fd: int, view: memoryview) -> int:
     finally:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags)
     return size
+
+
+@contextmanager
+def _reading(locator: str) -> Iterator[io.FileIO]:
+    """Open an object for reading; missing objects and I/O failures become the store's errors."""
+    try:
+        with open(path_from_locator(locator), "rb", buffering=0) as fh:
+            yield fh
+    except FileNotFoundError:
+        raise NotFoundError(locator) from None
+    except IsADirectoryError:
+        raise NotFoundError(locator, hint="the locator names a directory, not an object") from None
+    except OSError as exc:
+        raise StorageError(f"cannot read: {exc}", locator=locator) from exc
 
 
 def path_from_locator(locator: str) -> Path:
@@ -151,34 +168,19 @@ class LocalStore:
 
     def get(self, locator: str, start: int = 0, end: int | None = None) -> bytes:
         check_range(start, end)
-        path = path_from_locator(locator)
-        try:
-            with open(path, "rb") as fh:
-                if start:
-                    fh.seek(start)
-                return fh.read() if end is None else fh.read(end - start)
-        except FileNotFoundError:
-            raise NotFoundError(locator) from None
-        except IsADirectoryError:
-            raise NotFoundError(locator, hint="the locator names a directory, not an object") from None
-        except OSError as exc:
-            raise StorageError(f"cannot read: {exc}", locator=locator) from exc
+        with _reading(locator) as fh:
+            if start:
+                fh.seek(start)
+            return fh.readall() if end is None else fh.read(end - start)
 
     def read_into(self, locator: str, buf: memoryview) -> int:
         """Read the object's first len(buf) bytes into `buf` (memory the caller reuses); returns
         how many bytes were read (fewer when the object is shorter)."""
-        try:
-            with open(path_from_locator(locator), "rb", buffering=0) as fh:
-                total = 0
-                while total < len(buf) and (n := fh.readinto(buf[total:])):
-                    total += n
-                return total
-        except FileNotFoundError:
-            raise NotFoundError(locator) from None
-        except IsADirectoryError:
-            raise NotFoundError(locator, hint="the locator names a directory, not an object") from None
-        except OSError as exc:
-            raise StorageError(f"cannot read: {exc}", locator=locator) from exc
+        with _reading(locator) as fh:
+            total = 0
+            while total < len(buf) and (n := fh.readinto(buf[total:])):
+                total += n
+            return total
 
     def exists(self, locator: str) -> bool:
         return path_from_locator(locator).is_file()
