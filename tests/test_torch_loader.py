@@ -282,3 +282,20 @@ def test_dataset_pickles_for_spawned_workers(published, keystore):
     assert ids(StreamingDataLoader(clone)) == ids(StreamingDataLoader(dataset))
     spawned = StreamingDataLoader(make(result, keystore, seed=9), num_workers=2, multiprocessing_context="spawn")
     assert ids(spawned) == ids(StreamingDataLoader(make(result, keystore, seed=9)))
+
+
+def test_large_values_are_copied_straight_out_of_the_shards(store_dir, keystore):
+    rng = np.random.default_rng(1)
+    blobs = [rng.bytes(100_000 + i) for i in range(60)]
+    texts = ["é" * (40_000 + i) for i in range(60)]
+    table = pa.table({"id": np.arange(60), "blob": pa.array(blobs, pa.binary()), "text": texts})
+    result = publish(table, store=store_dir, name="big", keystore=keystore, shard_size=1 << 20)
+    for batched in (False, True):
+        loader = StreamingDataLoader(StreamingDataset(result.manifest_uri, keystore=keystore, batch_size=8,
+                                                      batched=batched, seed=2))
+        seen = 0
+        for batch in loader:
+            for i, blob, text in zip(batch["id"].tolist(), batch["blob"], batch["text"], strict=True):
+                assert blob == blobs[i] and text == texts[i]
+                seen += 1
+        assert seen == 60

@@ -41,6 +41,17 @@ def to_torch(table: pa.Table) -> dict[str, Any]:
     return out
 
 
+def _large_values(column: pa.ChunkedArray, threshold: int = 64 << 10) -> bool:
+    """A single-chunk binary/string column without nulls whose values average `threshold` bytes or
+    more: cheaper to copy value by value than to `take` (a copy) and then convert (a second one)."""
+    if not (pa.types.is_binary(column.type) or pa.types.is_string(column.type)):
+        return False
+    if column.num_chunks != 1 or column.null_count or not len(column):
+        return False
+    array = column.chunk(0)
+    return array.buffers()[2].size >= threshold * len(array)
+
+
 def _writable(array: np.ndarray) -> np.ndarray:
     return array if array.flags.writeable else array.copy()
 
@@ -174,14 +185,13 @@ class StreamingDataset(IterableDataset):
             for _, shards, rows in reader.ahead(plan.batches(worker, workers, self.skip)):
                 yield from self._emit(reader.gather(shards, rows, self.columns))
 
-    def _emit(self, table: pa.Table) -> Iterator[Any]:
-        batch = to_torch(table)
+    def _emit(self, batch: dict[str, Any]) -> Iterator[Any]:
         if self.batched:
             yield self.batch_transform(batch) if self.batch_transform else batch
             return
         names = list(batch)
         values = [v.numpy() if isinstance(v, torch.Tensor) else v for v in batch.values()]
-        for i in range(table.num_rows):
+        for i in range(len(values[0]) if values else 0):
             sample = {name: column[i] for name, column in zip(names, values, strict=True)}
             yield self.transform(sample) if self.transform else sample
 
@@ -244,21 +254,41 @@ class _ShardReader:
                     del counts[shard]
                     self.loaded.pop(shard).cancel()
 
-    def gather(self, shards: np.ndarray, rows: np.ndarray, columns: list[str] | None) -> pa.Table:
-        """The rows (and columns) of one batch, in batch order, from the loaded shards."""
-        def table(shard: int) -> pa.Table:
-            whole = self._table(shard)
-            return whole if columns is None else whole.select(columns)
+    def gather(self, shards: np.ndarray, rows: np.ndarray, columns: list[str] | None) -> dict[str, Any]:
+        """The columns of one batch, in batch order, from the loaded shards: numbers and tensors as
+        torch tensors (see `to_torch`); large binary values copied once, straight out of the shards."""
+        first = self._table(int(shards[0]))
+        names = columns if columns is not None else first.column_names
+        direct = [n for n in names if all(_large_values(self._table(int(s)).column(n)) for s in np.unique(shards))]
+        taken = [n for n in names if n not in direct]
+        out = to_torch(self._take(shards, rows, taken)) if taken else {}
+        for name in direct:
+            out[name] = self._values(shards, rows, name)
+        return {name: out[name] for name in names}
 
+    def _take(self, shards: np.ndarray, rows: np.ndarray, columns: list[str]) -> pa.Table:
         unique = np.unique(shards)
         if len(unique) == 1:
-            return table(int(unique[0])).take(pa.array(rows))
+            return self._table(int(unique[0])).select(columns).take(pa.array(rows))
         order = np.argsort(shards, kind="stable")
-        parts = [table(int(s)).take(pa.array(rows[order][shards[order] == s])) for s in unique]
-        combined = pa.concat_tables(parts)
+        parts = [self._table(int(s)).select(columns).take(pa.array(rows[order][shards[order] == s])) for s in unique]
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
-        return combined.take(pa.array(inverse))
+        return pa.concat_tables(parts).take(pa.array(inverse))
+
+    def _values(self, shards: np.ndarray, rows: np.ndarray, name: str) -> list[Any]:
+        views = {}
+        for s in np.unique(shards).tolist():
+            array = self._table(s).column(name).chunk(0)
+            offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset:array.offset + len(array) + 1]
+            views[s] = (offsets.tolist(), memoryview(array.buffers()[2]))
+        text = pa.types.is_string(self._table(int(shards[0])).column(name).type)
+        out = []
+        for s, r in zip(shards.tolist(), rows.tolist(), strict=True):
+            offsets, data = views[s]
+            value = data[offsets[r]:offsets[r + 1]]
+            out.append(str(value, "utf-8") if text else bytes(value))
+        return out
 
     def _table(self, shard: int) -> pa.Table:
         self._want(shard)
