@@ -299,3 +299,25 @@ def test_large_values_are_copied_straight_out_of_the_shards(store_dir, keystore)
                 assert blob == blobs[i] and text == texts[i]
                 seen += 1
         assert seen == 60
+
+
+def test_images_decoded_in_a_transform(store_dir, keystore):
+    import io
+
+    from PIL import Image
+
+    from deai_data.torch import decode_image
+
+    pixels = np.random.default_rng(3).integers(0, 255, (10, 6, 5, 3), dtype=np.uint8)
+    encoded = []
+    for array in pixels:
+        out = io.BytesIO()
+        Image.fromarray(array).save(out, format="PNG")
+        encoded.append(out.getvalue())
+    table = pa.table({"id": np.arange(10), "png": pa.array(encoded, pa.binary())})
+    result = publish(table, store=store_dir, name="pngs", keystore=keystore)
+    dataset = StreamingDataset(result.manifest_uri, keystore=keystore, batch_size=5,
+                               transform=lambda s: (int(s["id"]), np.asarray(decode_image(s["png"]))))
+    decoded = dict(sample for sample in dataset)
+    assert sorted(decoded) == list(range(10))
+    assert all(np.array_equal(decoded[i], pixels[i]) for i in range(10))
