@@ -6,6 +6,7 @@ and 5xx; a 404 is a `NotFoundError` at once. Read-only: publishing goes through 
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ _CHUNK = 1 << 20
 
 
 class HttpStore:
-    """Read-only store over HTTP(S). One `requests.Session` (connection pooling) per store."""
+    """Read-only store over HTTP(S), with a pooled `requests.Session` per thread."""
 
     schemes = ("http", "https")
 
@@ -37,10 +38,22 @@ class HttpStore:
         self.retries = retries
         self.backoff = backoff
         self.max_retry_after = max_retry_after
-        self.session = session or requests.Session()
+        self._given = session
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"HttpStore(retries={self.retries}, timeout={self.timeout})"
+
+    @property
+    def session(self) -> requests.Session:
+        """The session given at construction, else one per thread (requests does not promise that a
+        Session is thread-safe; each keeps its own connection pool)."""
+        if self._given is not None:
+            return self._given
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
 
     def put(self, data: Buffer, *, sha256: str | None = None) -> str:
         raise StorageError("the HTTP store is read-only", hint="publish to a writable store (file://, ar://, ipfs://)")
