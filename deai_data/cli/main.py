@@ -95,8 +95,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     manifest, uri = fetch_manifest(args.manifest, manifest_hash=args.manifest_hash)
     doc = manifest.to_dict()
-    doc.pop("schema")
-    doc["schema"] = doc_fields = manifest.to_dict()["schema"]["fields"]
+    doc["schema"] = doc["schema"]["fields"]  # the readable form; the Arrow bytes are for programs
     doc["manifest_hash"] = manifest.hash
     doc["manifest_uri"] = uri
     lines = [
@@ -111,7 +110,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         f"shards         {len(manifest.shards)} ({human_bytes(manifest.plaintext_size)} plaintext, "
         f"{human_bytes(manifest.sealed_size)} sealed, compression {manifest.compression or 'none'})",
         f"previous       {manifest.previous or '-'}",
-        "schema         " + ", ".join(f"{f['name']}: {f['type']}" for f in doc_fields),
+        "schema         " + ", ".join(f"{f['name']}: {f['type']}" for f in doc["schema"]),
     ]
     _emit(args, doc, lines)
     return 0
@@ -119,9 +118,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     dataset = _open(args)
-    bar = ProgressLine(enabled=False if args.json else None)
     report = dataset.verify(strict=False)
-    bar.close()
     doc = {"ok": report.ok, "manifest_hash": dataset.manifest_hash, "shards_verified": report.shards,
            "shards": dataset.num_shards, "records": report.records, "sealed_bytes": report.sealed_bytes,
            "seconds": round(report.seconds, 3), "errors": [str(e) for e in report.errors]}

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ..errors import KeystoreError
+from ..home import deai_home
 
 FORMAT = "deai-data/keystore"
 EXPORT_FORMAT = "deai-data/key-export"
@@ -36,7 +37,7 @@ DEFAULT_SCRYPT_N = 2**15
 
 def default_keystore_path() -> Path:
     env = os.environ.get("DEAI_KEYSTORE")
-    return Path(env).expanduser() if env else Path.home() / ".deai-data" / "keystore"
+    return Path(env).expanduser() if env else deai_home() / "keystore"
 
 
 def passphrase_from_env_or_prompt(*, confirm: bool = False) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,9 +24,10 @@ from ..crypto.keystore import DATA_KEY, PENDING_DATA_KEY, Keystore
 from ..crypto.sealing import DEFAULT_SEGMENT_SIZE, ShardSealer, check_segment_size
 from ..errors import ManifestError, PublishError, StorageError
 from ..formats import canonical
-from ..formats.manifest import Manifest, ShardEntry
+from ..formats.manifest import Manifest, ShardEntry, is_hex_digest
 from ..formats.merkle import merkle_root
 from ..formats.shard import COMPRESSIONS, DEFAULT_SHARD_SIZE, cut_into_shards, encode_shard_into
+from ..home import deai_home
 from ..storage.base import Store
 from ..storage.registry import open_store
 from .journal import Journal, JournalHeader
@@ -61,8 +61,7 @@ class PublishResult:
 
 
 def default_journal_dir() -> Path:
-    home = os.environ.get("DEAI_HOME")
-    return (Path(home).expanduser() if home else Path.home() / ".deai-data") / "journals"
+    return deai_home() / "journals"
 
 
 def _store_identity(store: Store) -> str:
@@ -108,7 +107,7 @@ def publish(
             raise PublishError(f"{label} must be a string")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in (metadata or {}).items()):
         raise PublishError("metadata keys and values must be strings")
-    if previous is not None and not re.fullmatch(r"[0-9a-f]{64}", previous):
+    if previous is not None and not is_hex_digest(previous):
         raise PublishError("previous must be the manifest hash (64 lowercase hex digits) of the earlier version")
     if key is not None:
         try:

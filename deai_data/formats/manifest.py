@@ -145,18 +145,18 @@ class Manifest:
                 raise ManifestError("values must be strings", field=f"metadata.{k}")
         shards = tuple(_parse_shard(i, s, segment_size) for i, s in enumerate(_expect(doc, "shards", list)))
         manifest = cls(
-            dataset_id=_expect(doc, "dataset_id", str, "", _is_hex32, "must be 64 lowercase hex digits"),
+            dataset_id=_expect(doc, "dataset_id", str, "", is_hex_digest, "must be 64 lowercase hex digits"),
             name=_expect(doc, "name", str),
             description=_expect(doc, "description", str),
             license=_expect(doc, "license", str),
             schema=schema,
             records=_expect(doc, "records", int, "", _non_negative, "must be >= 0"),
             segment_size=segment_size,
-            key_commitment=_expect(enc, "key_commitment", str, "encryption.", _is_hex32, "must be 64 hex digits"),
+            key_commitment=_expect(enc, "key_commitment", str, "encryption.", is_hex_digest, "must be 64 hex digits"),
             shards=shards,
-            content_root=_expect(doc, "content_root", str, "", _is_hex32, "must be 64 hex digits"),
+            content_root=_expect(doc, "content_root", str, "", is_hex_digest, "must be 64 hex digits"),
             compression=compression,
-            previous=_expect(doc, "previous", (str, type(None)), "", lambda v: v is None or _is_hex32(v),
+            previous=_expect(doc, "previous", (str, type(None)), "", lambda v: v is None or is_hex_digest(v),
                              "must be null or a manifest hash (64 hex digits)"),
             metadata=metadata,
         )
@@ -186,7 +186,8 @@ def _non_negative(v: int) -> bool:
     return v >= 0
 
 
-def _is_hex32(v: str) -> bool:
+def is_hex_digest(v: str) -> bool:
+    """A 32-byte hash written as 64 lowercase hex digits (manifest hashes, roots, ids)."""
     return len(v) == 64 and all(c in "0123456789abcdef" for c in v)
 
 
@@ -234,6 +235,6 @@ def _parse_shard(position: int, doc: Any, segment_size: int) -> ShardEntry:
         records=_expect(doc, "records", int, prefix, _non_negative, "must be >= 0"),
         plaintext_size=plain,
         sealed_size=sealed,
-        sha256=_expect(doc, "sha256", str, prefix, _is_hex32, "must be 64 lowercase hex digits"),
+        sha256=_expect(doc, "sha256", str, prefix, is_hex_digest, "must be 64 lowercase hex digits"),
         locators=tuple(locators),
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import requests
 
@@ -58,8 +57,7 @@ class HttpStore:
     def put(self, data: Buffer, *, sha256: str | None = None) -> str:
         raise StorageError("the HTTP store is read-only", hint="publish to a writable store (file://, ar://, ipfs://)")
 
-    def put_file(self, path: str | Path, *, sha256: str | None = None) -> str:
-        return self.put(b"")
+    put_file = put  # equally refused
 
     def _request(self, method: str, locator: str, headers: dict[str, str]) -> requests.Response:
         """Send one request, retrying transient failures; the caller reads (and retries) the body."""
