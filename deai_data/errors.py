@@ -115,3 +115,27 @@ class PublishError(DeaiError):
     """A publish could not be completed or resumed."""
 
     exit_code = 10
+
+
+class ChainError(DeaiError):
+    """The chain could not be reached, or a transaction failed for a reason other than a contract check."""
+
+    exit_code = 11
+
+
+class MarketError(ChainError):
+    """The market contract refused a call; `error` is the contract's custom error name, `args` its values."""
+
+    exit_code = 12
+
+    def __init__(self, message: str, *, error: str | None = None, args: dict | None = None,
+                 hint: str | None = None) -> None:
+        self.error = error
+        self.error_args = dict(args or {})
+        super().__init__(message, hint=hint)
+
+
+class KeyDeliveryError(DeaiError):
+    """A delivered key is missing, cannot be unsealed, or does not match the dataset's key commitment."""
+
+    exit_code = 13

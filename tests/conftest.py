@@ -59,3 +59,26 @@ def env_without_pythonpath() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     return env
+
+
+@pytest.fixture(scope="session")
+def anvil():
+    """One real anvil for the whole session (tests isolate themselves with evm_snapshot/evm_revert)."""
+    from chains import Anvil
+    node = Anvil()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(params=["embedded", "anvil"])
+def w3(request: pytest.FixtureRequest):
+    """A chain of each kind: a fresh in-process EVM, or the session's anvil rolled back after the test."""
+    from deai_data.chain import connect
+    if request.param == "embedded":
+        yield connect()
+        return
+    node = request.getfixturevalue("anvil")
+    chain = connect(node.url)
+    snapshot = chain.provider.make_request("evm_snapshot", [])["result"]
+    yield chain
+    chain.provider.make_request("evm_revert", [snapshot])

@@ -1,0 +1,10 @@
+"""EVM access: connecting to a chain, loading accounts, sending transactions and decoding reverts.
+
+Knows no market: the market client (deai_data.market) builds on it.
+"""
+
+from .accounts import load_account, save_account
+from .connect import connect, dev_accounts
+from .transact import RevertDecoder, Transactor
+
+__all__ = ["RevertDecoder", "Transactor", "connect", "dev_accounts", "load_account", "save_account"]

@@ -1,0 +1,72 @@
+"""Chains for the market tests: the embedded in-process EVM and a real anvil started on a free loopback port.
+
+anvil comes from contracts/node_modules (installed by `make contracts-deps`); a missing binary is a test
+failure, never a skip. It is stopped by the PID this module started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+from web3 import Web3
+
+from deai_data.chain.connect import is_embedded
+
+REPO = Path(__file__).resolve().parent.parent
+ANVIL = REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Anvil:
+    """One anvil process on 127.0.0.1; `url` is its JSON-RPC endpoint."""
+
+    def __init__(self, *extra: str) -> None:
+        if not ANVIL.is_file():
+            raise RuntimeError(f"anvil is not installed at {ANVIL}: run `make contracts-deps` (npm ci in contracts/)")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([str(ANVIL), "--host", "127.0.0.1", "--port", str(self.port), "--silent",
+                                      *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
+                              timeout=1).raise_for_status()
+                return
+            except requests.RequestException:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    self.stop()
+                    raise RuntimeError(f"anvil did not start: {err}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def advance_time(w3: Web3, seconds: int) -> None:
+    """Move the chain's clock forward and mine a block at the new time."""
+    now = w3.eth.get_block("latest")["timestamp"]
+    if is_embedded(w3):
+        w3.provider.ethereum_tester.time_travel(now + seconds)
+        w3.provider.ethereum_tester.mine_blocks(1)
+    else:
+        w3.provider.make_request("evm_increaseTime", [seconds])
+        w3.provider.make_request("evm_mine", [])
