@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
+FORGE   = contracts/node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup contracts-deps contracts-test artifacts check-artifacts demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -13,17 +14,38 @@ $(VENV)/.installed: pyproject.toml requirements/dev.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
+# anvil, forge, solc (WebAssembly) and OpenZeppelin from the committed npm lockfile; nothing is downloaded
+# at build time (forge uses contracts/tools/solc, offline).
+contracts-deps: contracts/node_modules/.installed
+
+contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+contracts-test: contracts-deps
+	cd contracts && ../$(FORGE) test --summary
+
+# Rebuild the contract and copy its ABI + bytecode into deai_data (commit the result).
+artifacts: contracts-deps setup
+	cd contracts && ../$(FORGE) build
+	$(BIN)/python contracts/tools/export_artifact.py
+
+# CI: fail when deai_data/market/DataMarket.json differs from what the sources compile to.
+check-artifacts: contracts-deps setup
+	cd contracts && ../$(FORGE) build
+	$(BIN)/python contracts/tools/export_artifact.py --check
+
 demo: setup
 	$(BIN)/deai-data demo
 
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup lint
+test: setup contracts-deps lint contracts-test check-artifacts
 	$(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/python bench/publish.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis contracts/out contracts/cache

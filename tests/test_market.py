@@ -4,7 +4,9 @@ relayed registration, revert decoding, agent restarts and Merkle proofs checked 
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 from chains import advance_time
@@ -14,7 +16,7 @@ from deai_data import Keystore, publish
 from deai_data.chain import dev_accounts
 from deai_data.crypto.key_delivery import delivery_info, seal_key
 from deai_data.errors import KeyDeliveryError, MarketError
-from deai_data.formats.merkle import inclusion_proof, merkle_root
+from deai_data.formats.merkle import inclusion_proof, merkle_root, verify_inclusion
 from deai_data.market import KeyAgent, Market
 
 PRICE = 10**17
@@ -223,3 +225,28 @@ def test_verify_shard_against_registered_dataset(owner_market, published):
     for index, shard_hash in enumerate(hashes):
         assert owner_market.verify_shard(dataset_id, shard_hash, index, inclusion_proof(hashes, index))
     assert not owner_market.verify_shard(dataset_id, hashes[0], 1, inclusion_proof(hashes, 0))
+
+
+@pytest.mark.parametrize("w3", ["embedded"], indirect=True)
+def test_solidity_built_merkle_trees_match_python(w3):
+    """Roots and proofs from contracts/test/helpers/MerkleBuilder.sol (the RFC's recursive definition,
+    built by `forge build` before pytest in `make test`) equal and verify with the Python side."""
+    built = Path(__file__).resolve().parent.parent / "contracts/out/MerkleBuilder.sol/MerkleBuilder.json"
+    assert built.is_file(), f"{built} is missing: run `make contracts-test` (forge build) first"
+    doc = json.loads(built.read_text())
+    deployer = dev_accounts(w3)[0]
+    factory = w3.eth.contract(abi=doc["abi"], bytecode=doc["bytecode"]["object"])
+    tx = factory.constructor().build_transaction({"from": deployer.address, "nonce": 0, "gas": 3_000_000,
+                                                  "chainId": w3.eth.chain_id})
+    address = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(deployer.sign_transaction(tx).raw_transaction))["contractAddress"]
+    builder = w3.eth.contract(address=address, abi=doc["abi"])
+    rng = random.Random(11)
+    for size in [*range(1, 20), 32, 33, 63, 64, 65]:
+        hashes = [rng.randbytes(32) for _ in range(size)]
+        root = builder.functions.root(hashes).call()
+        assert root == merkle_root(hashes)
+        for index in {0, size - 1, rng.randrange(size)}:
+            proof = builder.functions.proof(hashes, index).call()
+            assert list(proof) == inclusion_proof(hashes, index)
+            assert verify_inclusion(hashes[index], index, size, proof, root)

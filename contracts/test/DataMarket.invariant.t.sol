@@ -27,6 +27,7 @@ contract MarketHandler {
         market = market_;
         usd = usd_;
         for (uint256 i = 1; i <= 5; ++i) {
+            // forge-lint: disable-next-line(unsafe-typecast)
             address a = address(uint160(0x1000 + i));
             actors.push(a);
             vm.deal(a, 1e30);

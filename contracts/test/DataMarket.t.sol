@@ -4,6 +4,7 @@ pragma solidity ^0.8.28;
 import {Test} from "./helpers/Test.sol";
 import {TestToken, FeeOnTransferToken, ReentrantToken, ReentrantReceiver, RefusingReceiver} from "./helpers/Tokens.sol";
 import {DataMarket} from "../src/DataMarket.sol";
+import {MerkleBuilder} from "./helpers/MerkleBuilder.sol";
 
 /// @notice Shared fixture: a market with a 2.5 % fee, an owner, a buyer, an agent and a stranger.
 abstract contract MarketFixture is Test {
@@ -635,5 +636,22 @@ contract FuzzTest is MarketFixture {
             vm.expectRevert(abi.encodeWithSelector(DataMarket.PriceAboveMax.selector, id, newPrice, price));
         }
         market.purchase{value: newPrice}(id, BUYER_PK, price);
+    }
+}
+
+contract MerkleCrossTest is MarketFixture {
+    /// The recursive RFC 9162 builder's proofs verify with the market's iterative verifier, for any size.
+    function testFuzz_builderProofsVerify(uint8 size, uint256 indexSeed, bytes32 seed) public {
+        MerkleBuilder builder = new MerkleBuilder();
+        uint256 n = bound(size, 1, 70);
+        bytes32[] memory hashes = new bytes32[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            hashes[i] = keccak256(abi.encode(seed, i));
+        }
+        uint256 index = indexSeed % n;
+        bytes32 treeRoot = builder.root(hashes);
+        bytes32[] memory path = builder.proof(hashes, index);
+        assertTrue(market.verifyInclusion(hashes[index], index, n, path, treeRoot), "proof verifies");
+        assertTrue(!market.verifyInclusion(keccak256("other"), index, n, path, treeRoot), "other leaf fails");
     }
 }

@@ -11,20 +11,8 @@ from ..errors import ChainError
 
 EMBEDDED = "embedded"
 
-# Anvil's published development keys (its default mnemonic): test chains only, never real funds.
-_ANVIL_DEV_KEYS = (
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
-    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
-    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
-    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdf4074a2bfc",
-    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
-    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
-)
-
+# Anvil's (and Hardhat's) published development mnemonic: test chains only, never real funds.
+ANVIL_DEV_MNEMONIC = "test test test test test test test test test test test junk"
 
 def connect(rpc: str | None = None, *, timeout: float = 30.0) -> Web3:
     """A connected Web3: `None` or "embedded" gives a fresh in-process chain; otherwise an HTTP JSON-RPC URL."""
@@ -45,6 +33,12 @@ def connect(rpc: str | None = None, *, timeout: float = 30.0) -> Web3:
     return w3
 
 
+def anvil_dev_accounts(count: int = 10) -> list[LocalAccount]:
+    """The accounts anvil funds by default, derived from its published mnemonic."""
+    Account.enable_unaudited_hdwallet_features()
+    return [Account.from_mnemonic(ANVIL_DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)]
+
+
 def is_embedded(w3: Web3) -> bool:
     return type(w3.provider).__name__ == "EthereumTesterProvider"
 
@@ -52,10 +46,9 @@ def is_embedded(w3: Web3) -> bool:
 def dev_accounts(w3: Web3) -> list[LocalAccount]:
     """The funded development accounts of the embedded chain or anvil (for the demo and tests only)."""
     if is_embedded(w3):
-        keys = [k.to_hex() for k in w3.provider.ethereum_tester.backend.account_keys]
+        accounts = [Account.from_key(k.to_hex()) for k in w3.provider.ethereum_tester.backend.account_keys]
     else:
-        keys = list(_ANVIL_DEV_KEYS)
-    accounts = [Account.from_key(k) for k in keys]
+        accounts = anvil_dev_accounts()
     known = {a.lower() for a in w3.eth.accounts}
     if not any(a.address.lower() in known for a in accounts):
         raise ChainError("this chain has none of the known development accounts",

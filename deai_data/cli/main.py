@@ -1,8 +1,8 @@
-"""The `deai-data` command line: publish, get, verify, inspect, keys, demo.
+"""The `deai-data` command line: publish, get, verify, inspect, keys, market, serve-keys, demo.
 
 Exit codes: 0 success, 1 other deai-data error, 2 usage or unsupported locator, 3 integrity failure,
 4 wrong key, 5 malformed manifest, 6 storage failure, 7 not found, 8 keystore, 9 source, 10 publish,
-130 interrupted.
+11 chain unreachable or transaction failed, 12 refused by the market contract, 13 key delivery, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ..dataset.reader import Dataset, fetch_manifest, open_dataset
 from ..dataset.sources import folder, parquet, read_source
 from ..errors import DeaiError, KeystoreError
 from ..formats.shard import DEFAULT_SHARD_SIZE
+from .market import add_market_commands
 from .progress import ProgressLine, human_bytes
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
@@ -192,7 +193,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         lines += [f"  {e.kind:<17} {e.name}  {e.meta.get('name', '')}" for e in entries]
         _emit(args, doc, lines)
     elif args.keys_command == "export":
-        bundle = keystore.export(DATA_KEY, args.manifest_hash, _export_passphrase(confirm=True))
+        bundle = keystore.export(args.kind, args.manifest_hash, _export_passphrase(confirm=True))
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(bundle)
@@ -271,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for action in actions.values():
         action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
-    actions["export"].add_argument("manifest_hash")
+    actions["export"].add_argument("manifest_hash", metavar="NAME",
+                                   help="entry name: a manifest hash (data keys) or a public key (purchase keys)")
+    actions["export"].add_argument("--kind", default=DATA_KEY, help="entry kind (default data-key; see keys list)")
     actions["export"].add_argument("--out", required=True)
     actions["import"].add_argument("file")
     p.set_defaults(func=cmd_keys)
@@ -280,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="work in this folder and keep it (default: a temporary folder)")
     p.add_argument("--records", type=int, default=2000)
     p.set_defaults(func=cmd_demo)
+
+    add_market_commands(command)
     return parser
 
 

@@ -167,7 +167,7 @@ class Market:
             uris = manifest_uris or published.manifest_uris or (published.manifest_uri,)
         else:
             manifest, uri = fetch_manifest(published)
-            manifest_hash = manifest.hash()
+            manifest_hash = manifest.hash
             uris = manifest_uris or (uri,)
         return {
             "manifestHash": _hex32(manifest_hash),

@@ -1,0 +1,238 @@
+"""`deai-data market ...` and `deai-data serve-keys`: the data market from the command line.
+
+The chain comes from `--rpc` or $DEAI_RPC_URL, the market from `--market` or $DEAI_MARKET, the signing
+account from $DEAI_ETH_PRIVATE_KEY or an encrypted account file (`market account new`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from eth_account import Account
+
+from ..chain import connect, load_account, save_account
+from ..errors import ChainError
+from ..market import KeyAgent, Market
+
+_AMOUNT_UNITS = {"": 1, "wei": 1, "gwei": 10**9, "ether": 10**18, "eth": 10**18}
+
+
+def parse_amount(text: str) -> int:
+    """'1000', '2.5gwei', '0.1ether' -> wei (or the token's smallest unit when no unit is given)."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _AMOUNT_UNITS:
+        raise argparse.ArgumentTypeError(f"not an amount: {text!r} (examples: 1000, 2gwei, 0.1ether)")
+    whole, _, frac = match.group(1).partition(".")
+    unit = _AMOUNT_UNITS[match.group(2).lower()]
+    value = int(whole) * unit + (int(frac) * unit // 10 ** len(frac) if frac else 0)
+    return value
+
+
+def _emit(args: argparse.Namespace, doc: dict[str, Any], lines: list[str]) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=True, default=str) if args.json else "\n".join(lines))
+
+
+def _rpc(args: argparse.Namespace) -> str:
+    rpc = args.rpc or os.environ.get("DEAI_RPC_URL")
+    if not rpc:
+        raise ChainError("no chain given", hint="pass --rpc URL or set DEAI_RPC_URL (the CLI needs a node that "
+                                                "outlives it; the embedded chain is for Python programs)")
+    return rpc
+
+
+def _market(args: argparse.Namespace, *, signing: bool = True) -> Market:
+    address = args.market or os.environ.get("DEAI_MARKET")
+    if not address:
+        raise ChainError("no market address", hint="pass --market ADDRESS or set DEAI_MARKET")
+    return Market(connect(_rpc(args)), address, load_account() if signing else None)
+
+
+# ---- commands -----------------------------------------------------------------------------------
+def cmd_account(args: argparse.Namespace) -> int:
+    if args.account_command == "new":
+        account = Account.create()
+        path = save_account(account, args.out)
+        _emit(args, {"address": account.address, "file": str(path)},
+              [f"new account {account.address}, encrypted in {path}", "fund it before sending transactions"])
+    else:
+        account = load_account()
+        _emit(args, {"address": account.address}, [account.address])
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    market = Market.deploy(connect(_rpc(args)), load_account(), treasury=args.treasury, fee_bps=args.fee_bps)
+    _emit(args, {"market": market.address, "chain_id": market.chain_id, "fee_bps": args.fee_bps},
+          [f"DataMarket deployed at {market.address} on chain {market.chain_id} (fee {args.fee_bps} bps)",
+           f"export DEAI_MARKET={market.address}"])
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    market = _market(args)
+    dataset_id = market.register(args.manifest, price=args.price, payment_token=args.token,
+                                 delivery_window=args.window, license_uri=args.license_uri,
+                                 previous=args.previous, manifest_uris=tuple(args.uri or ()))
+    _emit(args, {"dataset_id": dataset_id, "market": market.address},
+          [f"registered dataset {dataset_id} on {market.address}",
+           "run `deai-data serve-keys` so that buyers receive the key"])
+    return 0
+
+
+def cmd_buy(args: argparse.Namespace) -> int:
+    market = _market(args)
+    purchase = market.purchase(args.dataset_id, max_price=args.max_price)
+    doc: dict[str, Any] = {"purchase_id": purchase.purchase_id, "dataset_id": purchase.dataset_id,
+                           "amount": purchase.amount, "deadline": purchase.deadline, "key_received": False}
+    lines = [f"purchase {purchase.purchase_id}: {purchase.amount} paid into escrow; the owner must deliver "
+             f"the key before {purchase.deadline} (unix time) or you can refund"]
+    if args.wait:
+        market.receive_key(purchase.purchase_id, timeout=args.wait)
+        doc["key_received"] = True
+        lines.append(f"key received and checked; open it with deai_data.Market(...).open_dataset({args.dataset_id})")
+    _emit(args, doc, lines)
+    return 0
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    market = _market(args)
+    market.receive_key(args.purchase_id, timeout=args.wait)
+    _emit(args, {"purchase_id": args.purchase_id, "key_received": True},
+          [f"key of purchase {args.purchase_id} received, checked against the commitment and kept in the keystore"])
+    return 0
+
+
+def cmd_refund(args: argparse.Namespace) -> int:
+    amount = _market(args).refund(args.purchase_id)
+    _emit(args, {"purchase_id": args.purchase_id, "refunded": amount},
+          [f"purchase {args.purchase_id} refunded: {amount} withdrawn to your account"])
+    return 0
+
+
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    amount = _market(args).withdraw(args.token)
+    _emit(args, {"withdrawn": amount, "token": args.token}, [f"withdrew {amount}"])
+    return 0
+
+
+def cmd_price(args: argparse.Namespace) -> int:
+    market = _market(args)
+    if args.pause or args.resume:
+        market.set_paused(args.dataset_id, bool(args.pause))
+    if args.price is not None:
+        market.set_price(args.dataset_id, args.price)
+    listing = market.listing(args.dataset_id)
+    _emit(args, {"dataset_id": args.dataset_id, "price": listing.price, "paused": listing.paused},
+          [f"dataset {args.dataset_id}: price {listing.price}, sales {'paused' if listing.paused else 'open'}"])
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    _market(args).set_key_agent(args.agent, not args.revoke)
+    verb = "may no longer" if args.revoke else "may now"
+    _emit(args, {"agent": args.agent, "allowed": not args.revoke},
+          [f"{args.agent} {verb} deliver keys for your datasets"])
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    market = _market(args, signing=False)
+    if args.purchase:
+        p = market.purchase_info(args.id)
+        doc = {k: getattr(p, k) for k in p.__dataclass_fields__}
+        lines = [f"{k:<16} {v}" for k, v in doc.items()]
+    else:
+        listing = market.listing(args.id)
+        doc = {k: getattr(listing, k) for k in listing.__dataclass_fields__}
+        doc["manifest_uris"] = list(listing.manifest_uris)
+        lines = [f"{k:<16} {v}" for k, v in doc.items()]
+    _emit(args, doc, lines)
+    return 0
+
+
+def cmd_serve_keys(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    agent = KeyAgent(_market(args), state_path=args.state, confirmations=args.confirmations,
+                     start_block=args.start_block, poll_interval=args.poll)
+    if args.once:
+        delivered = agent.run_once()
+        _emit(args, {"delivered": delivered}, [f"delivered {len(delivered)} keys: {delivered}"])
+        return 0
+    print(f"serving keys for {agent.me} on {agent.market.address}; Ctrl-C to stop", flush=True)
+    agent.run(threading.Event())
+    return 0
+
+
+# ---- parser -------------------------------------------------------------------------------------
+def add_market_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """Add `market` (with its actions) and `serve-keys` through the CLI's `command(name, help)` factory."""
+
+    def chain_options(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+        p.add_argument("--rpc", help="JSON-RPC URL (default $DEAI_RPC_URL)")
+        p.add_argument("--market", help="DataMarket address (default $DEAI_MARKET)")
+        if json_flag:
+            p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+
+    p = command("market", "deploy the market, register datasets, buy, refund, withdraw, set prices")
+    actions = p.add_subparsers(dest="market_command", required=True, metavar="ACTION")
+
+    def action(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        a = actions.add_parser(name, help=help_text, description=help_text)
+        chain_options(a)
+        a.set_defaults(func=func)
+        return a
+
+    a = action("account", "create or show the signing account (an encrypted eth-account file)", cmd_account)
+    a.add_argument("account_command", choices=("new", "show"))
+    a.add_argument("--out", help="account file (default $DEAI_HOME/account.json)")
+    a = action("deploy", "deploy a DataMarket contract", cmd_deploy)
+    a.add_argument("--fee-bps", type=int, default=0, help="protocol fee in basis points (at most 1000)")
+    a.add_argument("--treasury", help="fee recipient (default: the deploying account)")
+    a = action("register", "register a published dataset version for sale", cmd_register)
+    a.add_argument("manifest", help="manifest URI printed by `deai-data publish`")
+    a.add_argument("--price", type=parse_amount, required=True, help="price (wei, or e.g. 0.1ether)")
+    a.add_argument("--token", help="ERC-20 payment token address (default: native currency)")
+    a.add_argument("--window", type=int, default=86_400, help="delivery window in seconds (default 1 day)")
+    a.add_argument("--license-uri", help="license URI (default: the manifest's license)")
+    a.add_argument("--previous", type=int, help="dataset id of the version this one replaces")
+    a.add_argument("--uri", action="append", help="manifest URI to record (repeat for mirrors)")
+    a = action("buy", "pay a dataset's price into escrow with a fresh sealing key", cmd_buy)
+    a.add_argument("dataset_id", type=int)
+    a.add_argument("--max-price", type=parse_amount, help="refuse to pay more (default: the current price)")
+    a.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the key")
+    a = action("receive", "fetch, unseal and check the key of a purchase", cmd_receive)
+    a.add_argument("purchase_id", type=int)
+    a.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the delivery")
+    a = action("refund", "take back the price of an undelivered purchase after its deadline", cmd_refund)
+    a.add_argument("purchase_id", type=int)
+    a = action("withdraw", "pull your balance (sales revenue or refunds)", cmd_withdraw)
+    a.add_argument("--token", help="ERC-20 token address (default: native currency)")
+    a = action("price", "show or change a dataset's price; pause or resume sales", cmd_price)
+    a.add_argument("dataset_id", type=int)
+    a.add_argument("price", type=parse_amount, nargs="?")
+    group = a.add_mutually_exclusive_group()
+    group.add_argument("--pause", action="store_true")
+    group.add_argument("--resume", action="store_true")
+    a = action("set-agent", "allow an address to deliver keys for your datasets", cmd_agent)
+    a.add_argument("agent")
+    a.add_argument("--revoke", action="store_true")
+    a = action("show", "show a dataset version (or, with --purchase, a purchase)", cmd_show)
+    a.add_argument("id", type=int)
+    a.add_argument("--purchase", action="store_true", help="ID is a purchase id")
+
+    p = command("serve-keys", "deliver keys to buyers of your datasets (the owner's key agent)")
+    chain_options(p, json_flag=False)
+    p.add_argument("--confirmations", type=int, default=2, help="act on purchases this many blocks deep")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between passes")
+    p.add_argument("--state", help="checkpoint file (default under $DEAI_HOME/agents)")
+    p.add_argument("--start-block", type=int, default=0, help="first block to scan on a fresh start")
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.set_defaults(func=cmd_serve_keys)
+

@@ -1,0 +1,106 @@
+"""The market from the command line against a real anvil: owner and buyer as separate processes with
+separate keystores, and a key agent (`deai-data serve-keys`) killed with SIGKILL mid-stream and restarted:
+every purchase gets its key exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import env_without_pythonpath
+from web3 import Web3
+
+from deai_data.chain.connect import anvil_dev_accounts
+from deai_data.market import artifact
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-m", "deai_data.cli.main"]
+
+
+def _party(tmp_path: Path, name: str, key: str, rpc: str) -> dict[str, str]:
+    home = tmp_path / name
+    env = env_without_pythonpath()
+    env.update(DEAI_HOME=str(home), DEAI_KEYSTORE=str(home / "keystore"), DEAI_KEYSTORE_PASSWORD=f"{name} pw",
+               DEAI_ETH_PRIVATE_KEY=key, DEAI_RPC_URL=rpc)
+    return env
+
+
+def _run(env: dict[str, str], *args: str) -> dict:
+    done = subprocess.run([*CLI, *args, "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_cli_lifecycle_with_agent_killed_mid_stream(anvil, tmp_path):
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    try:
+        _lifecycle(anvil, w3, tmp_path)
+    finally:
+        w3.provider.make_request("evm_revert", [snapshot])
+
+
+def _lifecycle(anvil, w3: Web3, tmp_path: Path) -> None:
+    dev = anvil_dev_accounts()
+    owner = _party(tmp_path, "owner", dev[6].key.to_0x_hex(), anvil.url)
+    buyer = _party(tmp_path, "buyer", dev[7].key.to_0x_hex(), anvil.url)
+    source = tmp_path / "images"
+    for label in ("cat", "dog"):
+        (source / label).mkdir(parents=True)
+        for i in range(40):
+            (source / label / f"{i}.bin").write_bytes(os.urandom(700 + i))
+
+    published = _run(owner, "publish", str(source), "--store", str(tmp_path / "store"), "--shard-size", "8KiB")
+    market = _run(owner, "market", "deploy", "--fee-bps", "100")["market"]
+    owner["DEAI_MARKET"] = buyer["DEAI_MARKET"] = market
+    dataset_id = _run(owner, "market", "register", published["manifest_uri"], "--price", "0.01ether",
+                      "--window", "3600")["dataset_id"]
+    shown = _run(buyer, "market", "show", str(dataset_id))
+    assert shown["manifest_hash"] == published["manifest_hash"] and shown["price"] == 10**16
+
+    purchases = [_run(buyer, "market", "buy", str(dataset_id))["purchase_id"] for _ in range(8)]
+    contract = w3.eth.contract(address=market, abi=artifact()["abi"])
+
+    def delivered_ids() -> list[int]:
+        return [e["args"]["purchaseId"] for e in contract.events.KeyDelivered().get_logs(from_block=0)]
+
+    state = tmp_path / "agent-state.json"
+    agent = subprocess.Popen([*CLI, "serve-keys", "--confirmations", "0", "--poll", "0.2", "--state", str(state)],
+                             env=owner, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not delivered_ids():
+            assert agent.poll() is None, "the agent exited"
+            assert time.monotonic() < deadline, "the agent delivered nothing"
+            time.sleep(0.02)
+    finally:
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait()
+    after_kill = delivered_ids()
+    assert 1 <= len(after_kill) < len(purchases), "the kill must land mid-stream"
+
+    _run(owner, "serve-keys", "--confirmations", "0", "--state", str(state), "--once")
+    final = delivered_ids()
+    assert sorted(final) == purchases, "every purchase delivered exactly once"
+
+    assert _run(buyer, "market", "receive", str(purchases[-1]))["key_received"]
+    out = tmp_path / "bought.parquet"
+    got = _run(buyer, "get", published["manifest_uri"], "--manifest-hash", published["manifest_hash"],
+               "--out", str(out))
+    assert got["records"] == 80 and pq.read_table(out).num_rows == 80
+
+    withdrawn = _run(owner, "market", "withdraw")["withdrawn"]
+    assert withdrawn == len(purchases) * (10**16 - 10**14)
+
+    refused = subprocess.run([*CLI, "market", "refund", str(purchases[0])], env=buyer, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 12 and "NotPending" in refused.stderr
