@@ -94,8 +94,10 @@ contract DataMarket is ERC721, EIP712, Nonces, ReentrancyGuardTransient {
 
     // ------------------------------------------------------------------ state
 
-    uint256 public datasetCount;
-    uint256 public purchaseCount;
+    // Next ids start at 1 (0 means "none") and are set at deploy, so the first registration and the
+    // first purchase pay for a non-zero to non-zero write instead of zero to non-zero (about 17k gas less).
+    uint256 private _nextDatasetId = 1;
+    uint256 private _nextPurchaseId = 1;
     mapping(uint256 datasetId => Dataset) private _datasets;
     mapping(uint256 purchaseId => Purchase) private _purchases;
     /// @notice The version that registered a content root (a root can be registered once).
@@ -243,7 +245,7 @@ contract DataMarket is ERC721, EIP712, Nonces, ReentrancyGuardTransient {
             if (previousOwner != owner) revert NotDatasetOwner(r.previous, owner);
         }
 
-        datasetId = ++datasetCount;
+        datasetId = _nextDatasetId++;
         datasetByContentRoot[r.contentRoot] = datasetId;
         _datasets[datasetId] = Dataset({
             manifestHash: r.manifestHash,
@@ -320,13 +322,13 @@ contract DataMarket is ERC721, EIP712, Nonces, ReentrancyGuardTransient {
         if (msg.value != expectedValue) revert WrongPayment(expectedValue, msg.value);
 
         uint64 deadline = uint64(block.timestamp) + d.deliveryWindow;
-        purchaseId = ++purchaseCount;
+        purchaseId = _nextPurchaseId++;
         _purchases[purchaseId] = Purchase({
             buyer: msg.sender,
             deadline: deadline,
             status: Status.Pending,
             amount: price,
-            // casting to 'uint64' is safe because datasetId exists, so it is at most datasetCount
+            // casting to 'uint64' is safe because datasetId exists, so it is below _nextDatasetId
             // forge-lint: disable-next-line(unsafe-typecast)
             datasetId: uint64(datasetId),
             purchasedBlock: uint48(block.number)
@@ -389,6 +391,16 @@ contract DataMarket is ERC721, EIP712, Nonces, ReentrancyGuardTransient {
     }
 
     // ------------------------------------------------------------------ views
+
+    /// @notice Number of dataset versions registered so far (ids run from 1 to this).
+    function datasetCount() external view returns (uint256) {
+        return _nextDatasetId - 1;
+    }
+
+    /// @notice Number of purchases made so far (ids run from 1 to this).
+    function purchaseCount() external view returns (uint256) {
+        return _nextPurchaseId - 1;
+    }
 
     function datasetInfo(uint256 datasetId) external view returns (Dataset memory) {
         Dataset memory d = _datasets[datasetId];
