@@ -3,16 +3,21 @@
 The public API is re-exported here; everything else is private by convention.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .crypto.keystore import Keystore
 from .dataset.publish import PublishProgress, PublishResult, publish
 from .dataset.reader import Dataset, VerifyReport, open_dataset
 from .dataset.sources import folder, parquet
 from .errors import (
+    ChainError,
     DeaiError,
     DecryptionError,
     IntegrityError,
+    KeyDeliveryError,
     KeystoreError,
     ManifestError,
+    MarketError,
     NotFoundError,
     PublishError,
     SourceError,
@@ -22,30 +27,55 @@ from .errors import (
 from .formats.manifest import Manifest, ShardEntry
 from .storage import HttpStore, LocalStore, Store, register_store
 
+if TYPE_CHECKING:
+    from .chain import connect, load_account
+    from .market import KeyAgent, Listing, Market, PurchaseInfo
+
 __version__ = "0.1.0"
 
+# The market and chain parts import web3 (about a second): they load on first use, so that reading
+# and training never pay for it.
+_LAZY = {"Market": "market", "KeyAgent": "market", "Listing": "market", "PurchaseInfo": "market",
+         "connect": "chain", "load_account": "chain"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'deai_data' has no attribute {name!r}")
+
 __all__ = [
+    "ChainError",
     "Dataset",
     "DeaiError",
     "DecryptionError",
     "HttpStore",
     "IntegrityError",
+    "KeyAgent",
+    "KeyDeliveryError",
     "Keystore",
     "KeystoreError",
+    "Listing",
     "LocalStore",
     "Manifest",
     "ManifestError",
+    "Market",
+    "MarketError",
     "NotFoundError",
     "PublishError",
     "PublishProgress",
     "PublishResult",
+    "PurchaseInfo",
     "ShardEntry",
     "SourceError",
     "StorageError",
     "Store",
     "UnsupportedLocatorError",
     "VerifyReport",
+    "connect",
     "folder",
+    "load_account",
     "open_dataset",
     "parquet",
     "publish",

@@ -212,7 +212,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = run_demo(args.dir, records=args.records, say=(lambda _s: None) if args.json else print)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
-    return 0 if summary["round_trip_identical"] and summary["tamper_detected"] else 1
+    ok = summary["round_trip_identical"] and summary["tamper_detected"] and summary["buyer_copy_identical"]
+    return 0 if ok else 1
 
 
 # ---- parser -------------------------------------------------------------------------------------

@@ -13,13 +13,12 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eth_account import Account
-
-from ..chain import connect, load_account, save_account
 from ..errors import ChainError
-from ..market import KeyAgent, Market
+
+if TYPE_CHECKING:
+    from ..market import Market
 
 _AMOUNT_UNITS = {"": 1, "wei": 1, "gwei": 10**9, "ether": 10**18, "eth": 10**18}
 
@@ -48,6 +47,9 @@ def _rpc(args: argparse.Namespace) -> str:
 
 
 def _market(args: argparse.Namespace, *, signing: bool = True) -> Market:
+    from ..chain import connect, load_account
+    from ..market import Market
+
     address = args.market or os.environ.get("DEAI_MARKET")
     if not address:
         raise ChainError("no market address", hint="pass --market ADDRESS or set DEAI_MARKET")
@@ -56,6 +58,10 @@ def _market(args: argparse.Namespace, *, signing: bool = True) -> Market:
 
 # ---- commands -----------------------------------------------------------------------------------
 def cmd_account(args: argparse.Namespace) -> int:
+    from eth_account import Account
+
+    from ..chain import load_account, save_account
+
     if args.account_command == "new":
         account = Account.create()
         path = save_account(account, args.out)
@@ -68,6 +74,9 @@ def cmd_account(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from ..chain import connect, load_account
+    from ..market import Market
+
     market = Market.deploy(connect(_rpc(args)), load_account(), treasury=args.treasury, fee_bps=args.fee_bps)
     _emit(args, {"market": market.address, "chain_id": market.chain_id, "fee_bps": args.fee_bps},
           [f"DataMarket deployed at {market.address} on chain {market.chain_id} (fee {args.fee_bps} bps)",
@@ -158,6 +167,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_keys(args: argparse.Namespace) -> int:
+    from ..market import KeyAgent
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     agent = KeyAgent(_market(args), state_path=args.state, confirmations=args.confirmations,
                      start_block=args.start_block, poll_interval=args.poll)
