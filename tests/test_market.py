@@ -250,3 +250,26 @@ def test_solidity_built_merkle_trees_match_python(w3):
             proof = builder.functions.proof(hashes, index).call()
             assert list(proof) == inclusion_proof(hashes, index)
             assert verify_inclusion(hashes[index], index, size, proof, root)
+
+
+@pytest.mark.parametrize("w3", ["embedded"], indirect=True)
+def test_streaming_loader_opens_by_dataset_id_checked_against_the_chain(owner_market, buyer_market, published,
+                                                                        store_dir):
+    from deai_data.errors import IntegrityError
+    from deai_data.torch import StreamingDataset
+
+    dataset_id = _register(owner_market, published)
+    purchase = buyer_market.purchase(dataset_id)
+    KeyAgent(owner_market).run_once()
+    buyer_market.receive_key(purchase.purchase_id)
+
+    stream = StreamingDataset(dataset_id, market=buyer_market, batch_size=50, batched=True, shuffle=False)
+    ids = [int(i) for batch in stream for i in batch["id"]]
+    assert len(ids) == 600 and sorted(ids) == list(range(600))
+    by_uri = StreamingDataset(published.manifest_uri, market=buyer_market, batch_size=600, batched=True)
+    assert sorted(int(i) for batch in by_uri for i in batch["id"]) == list(range(600))
+
+    unregistered = publish(sample_table(50, seed=3), store=store_dir, name="not-for-sale",
+                           keystore=owner_market.keystore)
+    with pytest.raises(IntegrityError, match="not registered"):
+        StreamingDataset(unregistered.manifest_uri, market=buyer_market, key=unregistered.key)

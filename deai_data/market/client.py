@@ -24,7 +24,7 @@ from ..crypto.keys import key_commitment
 from ..crypto.keystore import DATA_KEY, Keystore
 from ..dataset.publish import PublishResult
 from ..dataset.reader import Dataset, fetch_manifest
-from ..errors import ChainError, DeaiError, KeyDeliveryError, MarketError
+from ..errors import ChainError, DeaiError, IntegrityError, KeyDeliveryError, MarketError
 from ..formats.manifest import Manifest
 
 PURCHASE_KEY = "purchase-key"
@@ -251,10 +251,25 @@ class Market:
         raise MarketError(f"no registered URI of dataset {dataset_id} served its manifest: {'; '.join(failures)}",
                           hint="the owner's storage is unreachable or serves altered data; try later or a mirror")
 
-    def open_dataset(self, dataset_id: int, *, key: bytes | str | None = None, **kwargs: Any) -> Dataset:
-        """Open a purchased dataset by its on-chain id: manifest from the chain's URIs, checked against the
-        registered hash; key from `key` or the keystore (where `receive_key` put it)."""
-        manifest, uri = self.fetch_manifest(dataset_id)
+    def checked_manifest(self, dataset: int | str) -> tuple[Manifest, str]:
+        """The manifest of a dataset id, or of a manifest URI, checked against the hash registered on-chain.
+
+        A URI's manifest must be registered here (found by its content root) with exactly its hash."""
+        if isinstance(dataset, int):
+            return self.fetch_manifest(dataset)
+        manifest, uri = fetch_manifest(dataset)
+        fn = self.contract.functions.datasetByContentRoot(_hex32(manifest.content_root))
+        dataset_id = self._view(fn, "look up content root")
+        if dataset_id == 0 or self.listing(dataset_id).manifest_hash != manifest.hash:
+            raise IntegrityError(f"manifest {manifest.hash} is not registered on market {self.address}",
+                                 locator=uri, hint="open it by dataset id, or check the market and chain")
+        return manifest, uri
+
+    def open_dataset(self, dataset: int | str, *, key: bytes | str | None = None, **kwargs: Any) -> Dataset:
+        """Open a purchased dataset by its on-chain id (or a manifest URI registered here): manifest from the
+        chain's URIs, checked against the registered hash; key from `key` or the keystore (where
+        `receive_key` put it)."""
+        manifest, uri = self.checked_manifest(dataset)
         return Dataset(manifest, uri, key=key, keystore=None if key is not None else self.keystore, **kwargs)
 
     # ------------------------------------------------------------------ owner controls

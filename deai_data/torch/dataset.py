@@ -74,6 +74,10 @@ def _distributed() -> tuple[int, int]:
 class StreamingDataset(IterableDataset):
     """Stream a published dataset: fetched ahead on threads, verified, decrypted, in plan order.
 
+    manifest_uri: a manifest URI, or with `market` a dataset id (int) or a URI registered there; with a
+        market (a `deai_data.Market`) the manifest is checked against the hash registered on-chain and
+        the key comes from the market's keystore unless given.
+
     batch_size: the DataLoader's batch size (sample mode), or the size of the batches this dataset
         yields itself with `batched=True` (then use `DataLoader(batch_size=None)`).
     batched: yield whole batches as dicts of tensors/lists: no per-sample Python objects.
@@ -90,8 +94,9 @@ class StreamingDataset(IterableDataset):
 
     def __init__(
         self,
-        manifest_uri: str | Path,
+        manifest_uri: str | Path | int,
         *,
+        market: Any = None,
         key: bytes | str | None = None,
         keystore: Keystore | None = None,
         manifest_hash: str | None = None,
@@ -121,8 +126,14 @@ class StreamingDataset(IterableDataset):
         self.config = PlanConfig(batch_size=batch_size, seed=seed, shuffle=shuffle, window=shuffle_window,
                                  lanes=lanes, tail=tail)
         cache = ShardCache(cache_dir, cache_limit) if cache_dir is not None else None
-        self.source: Dataset = open_dataset(manifest_uri, key=key, keystore=keystore, manifest_hash=manifest_hash,
-                                            mirrors=mirrors, cache=cache)
+        if market is not None:  # a deai_data.Market: the manifest is checked against the chain
+            manifest, uri = market.checked_manifest(manifest_uri if isinstance(manifest_uri, int) else
+                                                    str(manifest_uri))
+            self.source: Dataset = Dataset(manifest, uri, key=key, keystore=keystore or market.keystore,
+                                           mirrors=mirrors, cache=cache)
+        else:
+            self.source = open_dataset(manifest_uri, key=key, keystore=keystore, manifest_hash=manifest_hash,
+                                       mirrors=mirrors, cache=cache)
         self.source.unlock()  # the key is checked now, in the main process; workers get only the key
         self.records = [s.records for s in self.source.manifest.shards]
         self.batched = batched
