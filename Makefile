@@ -8,10 +8,10 @@ FORGE   = contracts/node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements/dev.lock
+$(VENV)/.installed: pyproject.toml indexer/pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . -e indexer
 	touch $@
 
 # anvil, forge, solc (WebAssembly) and OpenZeppelin from the committed npm lockfile; nothing is downloaded

@@ -10,6 +10,7 @@ from .dataset.publish import PublishProgress, PublishResult, publish
 from .dataset.reader import Dataset, VerifyReport, open_dataset
 from .dataset.sources import folder, parquet
 from .errors import (
+    CatalogError,
     ChainError,
     DeaiError,
     DecryptionError,
@@ -28,14 +29,15 @@ from .formats.manifest import Manifest, ShardEntry
 from .storage import HttpStore, LocalStore, Store, register_store
 
 if TYPE_CHECKING:
+    from .catalog import Catalog
     from .chain import connect, load_account
     from .market import KeyAgent, Listing, Market, PurchaseInfo
 
 __version__ = "0.1.0"
 
-# The market and chain parts import web3 (about a second): they load on first use, so that reading
-# and training never pay for it.
-_LAZY = {"Market": "market", "KeyAgent": "market", "Listing": "market", "PurchaseInfo": "market",
+# The market and chain parts import web3 (about a second), the catalog DuckDB: they load on first use,
+# so that reading and training never pay for them.
+_LAZY = {"Catalog": "catalog", "Market": "market", "KeyAgent": "market", "Listing": "market", "PurchaseInfo": "market",
          "connect": "chain", "load_account": "chain"}
 
 
@@ -46,6 +48,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'deai_data' has no attribute {name!r}")
 
 __all__ = [
+    "Catalog",
+    "CatalogError",
     "ChainError",
     "Dataset",
     "DeaiError",

@@ -139,3 +139,9 @@ class KeyDeliveryError(DeaiError):
     """A delivered key is missing, cannot be unsealed, or does not match the dataset's key commitment."""
 
     exit_code = 13
+
+
+class CatalogError(DeaiError):
+    """The analysts' catalog cannot be opened, or a query on it failed."""
+
+    exit_code = 14

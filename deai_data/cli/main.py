@@ -1,8 +1,9 @@
-"""The `deai-data` command line: publish, get, verify, inspect, keys, market, serve-keys, demo.
+"""The `deai-data` command line: publish, get, verify, inspect, keys, market, serve-keys, catalog, demo.
 
 Exit codes: 0 success, 1 other deai-data error, 2 usage or unsupported locator, 3 integrity failure,
 4 wrong key, 5 malformed manifest, 6 storage failure, 7 not found, 8 keystore, 9 source, 10 publish,
-11 chain unreachable or transaction failed, 12 refused by the market contract, 13 key delivery, 130 interrupted.
+11 chain unreachable or transaction failed, 12 refused by the market contract, 13 key delivery, 14 catalog,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..dataset.reader import Dataset, fetch_manifest, open_dataset
 from ..dataset.sources import folder, parquet, read_source
 from ..errors import DeaiError, KeystoreError
 from ..formats.shard import DEFAULT_SHARD_SIZE
+from .catalog import add_catalog_commands
 from .market import add_market_commands
 from .progress import ProgressLine, human_bytes
 
@@ -286,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     add_market_commands(command)
+    add_catalog_commands(command)
     return parser
 
 

@@ -1,0 +1,118 @@
+"""`deai-indexer run|backfill|status|rebuild`: index a DataMarket's events into Parquet + DuckDB.
+
+Logs are structured (key=value) on stderr; `--json` prints machine-readable results on stdout.
+Exit codes: 0 success, 1 error, 11 chain unreachable, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+
+from deai_data.errors import DeaiError
+
+from .catalog import build_catalog
+from .indexer import Indexer, Progress
+
+
+def _indexer(args: argparse.Namespace) -> Indexer:
+    rpc = args.rpc or os.environ.get("DEAI_RPC_URL")
+    market = args.market or os.environ.get("DEAI_MARKET")
+    if not rpc or not market:
+        raise DeaiError("the chain and the market are needed", hint="pass --rpc and --market (or set "
+                                                                     "DEAI_RPC_URL and DEAI_MARKET)")
+    confirmations = None if args.finality == "tag" else args.confirmations
+    return Indexer(rpc, market, args.root, confirmations=confirmations, chunk=args.chunk,
+                   enrich=not args.no_enrich)
+
+
+def _progress(args: argparse.Namespace):
+    if args.json or not sys.stderr.isatty():
+        return None
+
+    def show(p: Progress) -> None:
+        rate = p.events / p.seconds if p.seconds else 0.0
+        print(f"\rindexed to block {p.next_block - 1} of {p.target}: {p.events} events, {rate:,.0f} events/s",
+              end="", file=sys.stderr, flush=True)
+    return show
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    indexer = _indexer(args)
+    logging.getLogger("deai_indexer").info("following head=%s root=%s", indexer.head()[0], args.root)
+    indexer.follow(poll=args.poll, stop=threading.Event(), progress=_progress(args))
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    indexer = _indexer(args)
+    written = indexer.sync(args.to_block, start_block=args.from_block, progress=_progress(args))
+    status = indexer.status()
+    if not args.json and sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(json.dumps({"events": written, **status}) if args.json else
+          f"{written} events; indexed blocks {status['start_block']}-{status['indexed']} (head {status['head']})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _indexer(args).status()
+    print(json.dumps(status) if args.json else "\n".join(f"{k:<12} {v}" for k, v in status.items()))
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    path = build_catalog(args.root)
+    print(json.dumps({"catalog": str(path)}) if args.json else f"rebuilt {path} from the Parquet files")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deai-indexer", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, func, *, chain: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--root", type=Path, default=Path("deai-index"), help="index folder (default ./deai-index)")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        if chain:
+            p.add_argument("--rpc", help="JSON-RPC URL (default $DEAI_RPC_URL)")
+            p.add_argument("--market", help="DataMarket address (default $DEAI_MARKET)")
+            p.add_argument("--confirmations", type=int, default=12, help="blocks below head - N are final")
+            p.add_argument("--finality", choices=("depth", "tag"), default="depth",
+                           help="finality from --confirmations, or the node's `finalized` tag")
+            p.add_argument("--chunk", type=int, default=2000, help="first getLogs range in blocks (adapts)")
+            p.add_argument("--no-enrich", action="store_true", help="do not fetch manifests")
+        p.set_defaults(func=func)
+        return p
+
+    p = command("run", "index to the head, then follow it", cmd_run)
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between polls")
+    p = command("backfill", "index blocks FROM..TO (inclusive) and stop", cmd_backfill)
+    p.add_argument("from_block", type=int)
+    p.add_argument("to_block", type=int, nargs="?", help="default: the head")
+    command("status", "head, indexed, finalized and lag", cmd_status)
+    command("rebuild", "recreate the DuckDB catalog from the Parquet files only", cmd_rebuild, chain=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)r")
+    try:
+        return args.func(args)
+    except DeaiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

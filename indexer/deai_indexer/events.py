@@ -1,0 +1,141 @@
+"""The market's events as Arrow tables: one table per event type, decoded in bulk from raw JSON-RPC logs.
+
+Column types: ids and small integers int64; amounts (uint128/uint256) decimal(38, 0); addresses
+lowercase 0x-hex strings; bytes32 lowercase hex without 0x (as deai-data prints hashes); bytes binary;
+strings and string arrays as they are. Every row also has block_number, block_hash, block_time,
+log_index and tx_hash.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+from eth_abi import decode as abi_decode
+from eth_utils import keccak
+
+from deai_data.market import artifact
+
+AMOUNT = pa.decimal128(38, 0)
+_ID_FIELDS = {"datasetId", "purchaseId", "previous", "tokenId"}
+COMMON = [
+    pa.field("block_number", pa.int64(), nullable=False),
+    pa.field("block_hash", pa.string(), nullable=False),
+    pa.field("block_time", pa.timestamp("s", tz="UTC")),
+    pa.field("log_index", pa.int32(), nullable=False),
+    pa.field("tx_hash", pa.string(), nullable=False),
+]
+
+
+def snake(name: str) -> str:
+    """camelCase / PascalCase (acronyms included: manifestURIs) -> snake_case."""
+    words = re.sub(r"[A-Z]{2,}(?=[A-Z][a-z]|s?$|[0-9])", lambda m: m.group(0).capitalize(), name)
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", words).lower()
+
+
+def _arrow_type(name: str, abi_type: str) -> pa.DataType:
+    if abi_type == "address":
+        return pa.string()
+    if abi_type == "bool":
+        return pa.bool_()
+    if abi_type == "bytes32":
+        return pa.string()
+    if abi_type == "bytes":
+        return pa.binary()
+    if abi_type == "string":
+        return pa.string()
+    if abi_type == "string[]":
+        return pa.list_(pa.string())
+    if abi_type.startswith("uint"):
+        bits = int(abi_type[4:] or 256)
+        return pa.int64() if name in _ID_FIELDS or bits <= 64 else AMOUNT
+    raise ValueError(f"no column type for {abi_type}")
+
+
+def _word_decoder(abi_type: str) -> Callable[[str], Any]:
+    if abi_type == "address":
+        return lambda w: "0x" + w[24:].lower()
+    if abi_type == "bool":
+        return lambda w: w[-1] == "1"
+    if abi_type == "bytes32":
+        return lambda w: w.lower()
+    if abi_type.startswith("uint"):
+        return lambda w: int(w, 16)
+    raise ValueError(abi_type)
+
+
+def _python_value(abi_type: str, value: Any) -> Any:
+    if abi_type == "address":
+        return value.lower()
+    if abi_type == "bytes32":
+        return value.hex()
+    if abi_type == "bytes":
+        return bytes(value)
+    if abi_type == "string[]":
+        return list(value)
+    return value
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """One event of the ABI: its topic, table name, columns and how to decode a raw log into them."""
+
+    name: str
+    table: str
+    topic: str
+    schema: pa.Schema
+    indexed: tuple[tuple[str, str], ...]
+    data: tuple[tuple[str, str], ...]
+
+    @property
+    def static_data(self) -> bool:
+        return all(t in ("address", "bool", "bytes32") or t.startswith("uint") for _, t in self.data)
+
+    def decode(self, logs: list[dict[str, Any]], times: dict[int, int]) -> pa.Table:
+        """Decode raw logs (all of this event) into a table; `times` maps block number -> unix time."""
+        columns: dict[str, list[Any]] = {f.name: [] for f in self.schema}
+        numbers = [int(log["blockNumber"], 16) for log in logs]
+        columns["block_number"] = numbers
+        columns["block_hash"] = [log["blockHash"].lower() for log in logs]
+        columns["block_time"] = [_utc(times.get(n)) for n in numbers]
+        columns["log_index"] = [int(log["logIndex"], 16) for log in logs]
+        columns["tx_hash"] = [log["transactionHash"].lower() for log in logs]
+        for position, (name, abi_type) in enumerate(self.indexed, start=1):
+            word = _word_decoder(abi_type)
+            columns[name] = [word(log["topics"][position][2:]) for log in logs]
+        if self.static_data:
+            for i, (name, abi_type) in enumerate(self.data):
+                word = _word_decoder(abi_type)
+                start = 2 + 64 * i
+                columns[name] = [word(log["data"][start:start + 64]) for log in logs]
+        elif self.data:
+            types = [t for _, t in self.data]
+            rows = [abi_decode(types, bytes.fromhex(log["data"][2:])) for log in logs]
+            for i, (name, abi_type) in enumerate(self.data):
+                columns[name] = [_python_value(abi_type, row[i]) for row in rows]
+        return pa.table({f.name: pa.array(columns[f.name], f.type) for f in self.schema}, schema=self.schema)
+
+
+def _utc(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def event_specs(abi: list[dict[str, Any]] | None = None) -> dict[str, EventSpec]:
+    """EventSpec per topic0 (hex with 0x) for every event of the market's ABI."""
+    specs = {}
+    for item in abi or artifact()["abi"]:
+        if item.get("type") != "event":
+            continue
+        types = ",".join(i["type"] for i in item["inputs"])
+        topic = "0x" + keccak(text=f"{item['name']}({types})").hex()
+        indexed = tuple((i["name"], i["type"]) for i in item["inputs"] if i["indexed"])
+        data = tuple((i["name"], i["type"]) for i in item["inputs"] if not i["indexed"])
+        fields = [pa.field(snake(n), _arrow_type(n, t)) for n, t in indexed + data]
+        schema = pa.schema(COMMON + fields)
+        specs[topic] = EventSpec(item["name"], snake(item["name"]), topic, schema,
+                                 tuple((snake(n), t) for n, t in indexed), tuple((snake(n), t) for n, t in data))
+    return specs

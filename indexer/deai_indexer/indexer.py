@@ -1,0 +1,272 @@
+"""The indexer: the market's logs, block range by block range, into Parquet; resumable, idempotent, reorg-safe.
+
+The indexed range is always contiguous, [start_block, next_block - 1], and every file covers exactly
+one indexed chunk. The checkpoint is written after a chunk's files, so a crash leaves at most files
+of an unrecorded chunk, which are deleted on the next start (nothing is ever duplicated or lost).
+Hashes of the unfinalized blocks seen are kept; a hash mismatch means a reorg: files above the
+common ancestor are deleted and the blocks re-indexed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from deai_data.errors import ChainError
+
+from .catalog import build_catalog
+from .enrich import enrich_manifests
+from .events import EventSpec, event_specs
+from .layout import range_file, range_files, write_atomic, write_text_atomic
+from .rpc import RangeTooLarge, RpcClient
+
+log = logging.getLogger("deai_indexer")
+
+
+@dataclass
+class Progress:
+    """Reported after every chunk: where the indexer is and how fast it goes."""
+
+    next_block: int
+    target: int
+    events: int
+    seconds: float
+
+
+class Indexer:
+    """Indexes one market contract on one chain into `root`.
+
+    confirmations: blocks below head - confirmations are final (no reorg handling needed there);
+        None uses the node's `finalized` block tag.
+    chunk: the first getLogs range; it halves when the node refuses a range and grows when results
+        are sparse, between 1 and max_chunk blocks.
+    """
+
+    def __init__(self, rpc: str | RpcClient, market: str, root: str | Path, *, confirmations: int | None = 12,
+                 chunk: int = 2_000, max_chunk: int = 100_000, max_logs: int = 10_000,
+                 enrich: bool = True) -> None:
+        self.rpc = rpc if isinstance(rpc, RpcClient) else RpcClient(rpc)
+        self.market = market.lower()
+        self.root = Path(root)
+        self.confirmations = confirmations
+        self.chunk = chunk
+        self.max_chunk = max_chunk
+        self.max_logs = max_logs
+        self.enrich = enrich
+        self.specs: dict[str, EventSpec] = event_specs()
+        self.chain_id = int(self.rpc.call("eth_chainId"), 16)
+        self.state = self._load_state()
+        self._drop_orphans()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "state.json"
+
+    def _load_state(self) -> dict[str, Any]:
+        if self.state_path.is_file():
+            state = json.loads(self.state_path.read_text())
+            if state["chain_id"] != self.chain_id or state["market"] != self.market:
+                raise ChainError(f"{self.root} indexes market {state['market']} on chain {state['chain_id']}, "
+                                 f"not {self.market} on chain {self.chain_id}", hint="use another --root")
+            return state
+        return {"format": "deai-indexer/state", "version": 1, "chain_id": self.chain_id, "market": self.market,
+                "start_block": None, "next_block": None, "finalized_block": -1, "head_block": -1, "hashes": {}}
+
+    def _save_state(self) -> None:
+        write_text_atomic(self.state_path, json.dumps(self.state, sort_keys=True, indent=1))
+
+    def _drop_orphans(self) -> None:
+        """Delete files of chunks the checkpoint does not record (a crash between file and checkpoint)."""
+        start, nxt = self.state["start_block"], self.state["next_block"]
+        for path, first, last in range_files(self.root):
+            if start is None or first >= nxt or last < start:
+                log.info("removing unrecorded file %s", path)
+                path.unlink()
+
+    # ------------------------------------------------------------------ chain reads
+
+    def head(self) -> tuple[int, int]:
+        """(head block, finalized block) as the node reports them now."""
+        if self.confirmations is None:
+            head_hex, finalized = self.rpc.batch([("eth_blockNumber", []),
+                                                   ("eth_getBlockByNumber", ["finalized", False])])
+            return int(head_hex, 16), int(finalized["number"], 16)
+        head = int(self.rpc.call("eth_blockNumber"), 16)
+        return head, max(-1, head - self.confirmations)
+
+    def _headers(self, numbers: list[int]) -> dict[int, dict[str, Any]]:
+        found: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(numbers), 200):
+            part = numbers[i:i + 200]
+            replies = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in part])
+            for n, block in zip(part, replies, strict=True):
+                if block is not None:
+                    found[n] = block
+        return found
+
+    def _logs(self, start: int, end: int) -> list[dict[str, Any]]:
+        return self.rpc.call("eth_getLogs", {"address": self.market, "fromBlock": hex(start), "toBlock": hex(end)})
+
+    # ------------------------------------------------------------------ reorgs
+
+    def check_reorg(self, head: int) -> int | None:
+        """Compare stored hashes of unfinalized blocks with the node's; on a mismatch roll back to the
+        highest block that still matches and return it (None when nothing changed)."""
+        stored = {int(k): v for k, v in self.state["hashes"].items()}
+        if not stored:
+            return None
+        numbers = sorted(stored, reverse=True)
+        headers = self._headers([n for n in numbers if n <= head])
+        ancestor = None
+        for n in numbers:
+            block = headers.get(n)
+            if block is not None and block["hash"].lower() == stored[n]:
+                ancestor = n
+                break
+        if ancestor == numbers[0]:
+            return None
+        if ancestor is None:
+            ancestor = self.state["finalized_block"]
+            if ancestor < (self.state["start_block"] or 0) - 1:
+                ancestor = (self.state["start_block"] or 0) - 1
+        log.warning("reorg: blocks after %d changed; re-indexing them", ancestor)
+        self.rollback(ancestor)
+        return ancestor
+
+    def rollback(self, ancestor: int) -> None:
+        """Forget everything above block `ancestor` (files, hashes) and continue from the first
+        block of the earliest deleted chunk."""
+        files = list(range_files(self.root))
+        resume = min([ancestor + 1] + [first for _, first, last in files if last > ancestor])
+        for path, _, last in files:
+            if last >= resume:
+                path.unlink()
+        self.state["next_block"] = max(resume, self.state["start_block"] or 0)
+        self.state["hashes"] = {k: v for k, v in self.state["hashes"].items() if int(k) < self.state["next_block"]}
+        self._save_state()
+
+    # ------------------------------------------------------------------ indexing
+
+    def sync(self, target: int | None = None, *, start_block: int = 0,
+             progress: Callable[[Progress], None] | None = None) -> int:
+        """Index up to `target` (default: the node's head), first checking for reorgs; returns the
+        number of events written."""
+        head, finalized = self.head()
+        self.state["head_block"] = head
+        if self.state["start_block"] is None:
+            self.state["start_block"] = self.state["next_block"] = start_block
+        elif start_block < self.state["start_block"]:
+            self._prepend(start_block, finalized)
+        self.check_reorg(head)
+        end = head if target is None else min(target, head)
+        written = 0
+        began = time.perf_counter()
+        while self.state["next_block"] <= end:
+            written += self._index_chunk(self.state["next_block"], end, finalized)
+            if progress:
+                progress(Progress(self.state["next_block"], end, written, time.perf_counter() - began))
+        self.state["finalized_block"] = max(self.state["finalized_block"], finalized)
+        self.state["hashes"] = {k: v for k, v in self.state["hashes"].items() if int(k) > finalized}
+        self._save_state()
+        if self.enrich and written:
+            enrich_manifests(self.root)
+        self.refresh_catalog()
+        return written
+
+    def refresh_catalog(self) -> None:
+        """Recreate the catalog's views; skipped (views over Parquet stay current) while a reader holds it."""
+        try:
+            build_catalog(self.root)
+        except duckdb.IOException as exc:
+            log.warning("catalog busy, views not refreshed this pass: %s", exc)
+
+    def _prepend(self, start_block: int, finalized: int) -> None:
+        """Index [start_block, old start - 1] below an existing index (files do not overlap)."""
+        old_start, old_next = self.state["start_block"], self.state["next_block"]
+        self.state["start_block"] = self.state["next_block"] = start_block
+        while self.state["next_block"] < old_start:
+            self._index_chunk(self.state["next_block"], old_start - 1, finalized, save=False)
+        self.state["next_block"] = old_next
+        self._save_state()
+
+    def _index_chunk(self, start: int, limit: int, finalized: int, *, save: bool = True) -> int:
+        end = min(limit, start + self.chunk - 1)
+        try:
+            logs = self._logs(start, end)
+        except RangeTooLarge:
+            if end == start:
+                raise
+            self.chunk = max(1, self.chunk // 2)
+            log.info("node refused blocks %d-%d; chunk now %d blocks", start, end, self.chunk)
+            return 0
+        if len(logs) > self.max_logs and end > start:  # a node that truncates silently cannot be trusted
+            self.chunk = max(1, (end - start + 1) // 2)
+            return 0
+        parent = start - 1 if str(start - 1) in self.state["hashes"] else None
+        by_block = sorted({int(entry["blockNumber"], 16) for entry in logs} | {end} | ({parent} - {None}))
+        headers = self._headers(by_block)
+        if parent is not None and headers.get(parent, {}).get("hash", "").lower() != self.state["hashes"][str(parent)]:
+            self.check_reorg(int(self.rpc.call("eth_blockNumber"), 16))
+            return 0
+        if end not in headers:
+            raise ChainError(f"the node has no block {end} although its head is past it; retry later")
+        for entry in logs:
+            if entry.get("removed"):
+                raise ChainError(f"block {int(entry['blockNumber'], 16)} was reorganised during the read")
+            block = headers.get(int(entry["blockNumber"], 16))
+            if block is None or block["hash"].lower() != entry["blockHash"].lower():
+                log.info("blocks %d-%d changed while being read; reading them again", start, end)
+                return 0
+        times = {n: int(b["timestamp"], 16) for n, b in headers.items()}
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for entry in logs:
+            if entry["topics"] and entry["topics"][0] in self.specs:
+                groups[entry["topics"][0]].append(entry)
+        for topic, entries in groups.items():
+            spec = self.specs[topic]
+            table = spec.decode(entries, times)
+            write_atomic(range_file(self.root, spec.table, start, end), _sorted(table))
+        for n, block in headers.items():
+            if n > finalized:
+                self.state["hashes"][str(n)] = block["hash"].lower()
+        self.state["next_block"] = end + 1
+        if save:
+            self._save_state()
+        if len(logs) < self.max_logs // 4 and self.chunk < self.max_chunk:
+            self.chunk = min(self.max_chunk, self.chunk * 2)
+        return len(logs)
+
+    def follow(self, *, poll: float = 2.0, stop: Any = None,
+               progress: Callable[[Progress], None] | None = None) -> None:
+        """Index to the head, then keep following it every `poll` seconds until `stop` (an Event) is set."""
+        while stop is None or not stop.is_set():
+            try:
+                self.sync(progress=progress)
+            except ChainError as exc:
+                log.error("indexing pass failed, retrying: %s", exc)
+            if stop is not None:
+                stop.wait(poll)
+            else:
+                time.sleep(poll)
+
+    def status(self) -> dict[str, Any]:
+        head, finalized = self.head()
+        indexed = (self.state["next_block"] or 0) - 1
+        return {"chain_id": self.chain_id, "market": self.market, "head": head, "finalized": finalized,
+                "start_block": self.state["start_block"], "indexed": indexed, "lag": max(0, head - indexed),
+                "files": sum(1 for _ in range_files(self.root))}
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    return table.sort_by([("block_number", "ascending"), ("log_index", "ascending")])

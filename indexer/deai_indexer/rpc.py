@@ -1,0 +1,98 @@
+"""A small JSON-RPC client for bulk log reading: batched requests, retries with backoff, typed errors.
+
+Raw JSON, no web3 formatting: the indexer decodes logs in bulk (web3's per-log formatting and decoding
+cost about 30x the transfer on anvil; see docs/indexer.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import Any
+
+import requests
+
+from deai_data.errors import ChainError
+
+# Messages nodes use when a getLogs range or result set is too large (geth, erigon, anvil, Alchemy,
+# Infura, QuickNode, Lotus...); matched case-insensitively.
+_TOO_LARGE = ("too large", "too many", "limit exceeded", "range is too", "more than", "exceeds", "query timeout",
+              "response size", "block range", "range limit", "max results")
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+class RangeTooLarge(ChainError):
+    """The node refused a getLogs range or result set as too large: split the range."""
+
+
+class RpcClient:
+    """POSTs JSON-RPC to `url`; `retries` attempts for transport errors, 429 and 5xx, honouring Retry-After."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 6, backoff: float = 0.2) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.session = requests.Session()
+        self._ids = itertools.count(1)
+        self.requests = 0
+
+    def call(self, method: str, *params: Any) -> Any:
+        return self.batch([(method, list(params))])[0]
+
+    def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Results of several calls in one HTTP request, in order; the first error raises."""
+        if not calls:
+            return []
+        payload = [{"jsonrpc": "2.0", "id": next(self._ids), "method": m, "params": p} for m, p in calls]
+        replies = self._post(payload if len(payload) > 1 else payload[0])
+        if isinstance(replies, dict):
+            replies = [replies]
+        by_id = {r.get("id"): r for r in replies}
+        results = []
+        for request in payload:
+            reply = by_id.get(request["id"])
+            if reply is None:
+                raise ChainError(f"{self.url}: no reply to {request['method']} in a batch",
+                                 hint="the node may not support batched requests")
+            if "error" in reply:
+                raise _rpc_error(request["method"], reply["error"], self.url)
+            results.append(reply["result"])
+        return results
+
+    def _post(self, payload: Any) -> Any:
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            wait = None
+            try:
+                self.requests += 1
+                response = self.session.post(self.url, json=payload, timeout=self.timeout)
+                if response.status_code in _RETRY_STATUS:
+                    retry_after = response.headers.get("Retry-After", "")
+                    wait = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None
+                    problem = f"HTTP {response.status_code}"
+                elif response.status_code == 413:
+                    raise RangeTooLarge(f"{self.url}: request or response too large (HTTP 413)")
+                else:
+                    response.raise_for_status()
+                    return response.json()
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    ValueError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            except requests.HTTPError as exc:
+                raise ChainError(f"{self.url}: {exc}") from exc
+            if attempt == self.retries:
+                raise ChainError(f"{self.url}: {problem} after {self.retries + 1} attempts",
+                                 hint="check that the node is up; rate limits clear with time")
+            time.sleep(min(wait if wait is not None else delay * (1 + random.random()), 30.0))
+            delay *= 2
+        raise AssertionError("unreachable")
+
+
+def _rpc_error(method: str, error: dict[str, Any], url: str) -> ChainError:
+    message = str(error.get("message", error))
+    if method == "eth_getLogs" and (error.get("code") in (-32005,) or
+                                    any(m in message.lower() for m in _TOO_LARGE)):
+        return RangeTooLarge(f"{url}: {method}: {message}")
+    return ChainError(f"{url}: {method} failed: {message} (code {error.get('code')})")
