@@ -59,8 +59,10 @@ class Catalog:
     def sql(self, query: str, params: list[Any] | None = None, *, pandas: bool = False) -> Any:
         """Run one SQL statement; an Arrow table (a pandas DataFrame with `pandas=True`)."""
         try:
-            result = self._con.execute(query, params or [])
-            return result.df() if pandas else result.fetch_arrow_table()
+            relation = self._con.sql(query, params=params or None)
+            if relation is None:  # a statement without a result
+                return None
+            return relation.df() if pandas else _to_arrow(relation)
         except self._duckdb.Error as exc:
             raise CatalogError(f"query failed: {exc}", hint="the tables and columns are in docs/catalog.md") from exc
 
@@ -90,7 +92,7 @@ class Catalog:
             SELECT block_number, log_index, block_time, 'registered' AS event, owner AS account,
                    price AS amount, tx_hash FROM raw.dataset_registered WHERE dataset_id = $1
             UNION ALL SELECT block_number, log_index, block_time, 'transfer', "to", NULL, tx_hash
-                FROM raw.transfer WHERE token_id = $1
+                FROM raw.transfer WHERE token_id = $1 AND "from" <> '0x0000000000000000000000000000000000000000'
             UNION ALL SELECT block_number, log_index, block_time, 'price_changed', owner, new_price, tx_hash
                 FROM raw.price_changed WHERE dataset_id = $1
             UNION ALL SELECT block_number, log_index, block_time,
@@ -107,3 +109,9 @@ class Catalog:
     def buyer_purchases(self, buyer: str) -> pa.Table:
         """A buyer's purchases with their status, newest first."""
         return self.sql("SELECT * FROM purchases WHERE buyer = lower($1) ORDER BY purchase_id DESC", [buyer])
+
+
+def _to_arrow(relation: Any) -> pa.Table:
+    """DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table."""
+    convert = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+    return convert()

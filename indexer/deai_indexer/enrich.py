@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from deai_data.dataset.reader import fetch_manifest
-from deai_data.errors import DeaiError, IntegrityError
+from deai_data.errors import DeaiError, IntegrityError, NotFoundError
 
 from .layout import events_dir, write_atomic
 
@@ -45,7 +45,8 @@ def _registered(root: Path) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for h, uris in zip(table.column("manifest_hash").to_pylist(), table.column("manifest_uris").to_pylist(),
                        strict=True):
-        found.setdefault(h, list(uris or []))
+        known = found.setdefault(h, [])
+        known.extend(u for u in uris or [] if u not in known)
     return found
 
 
@@ -54,11 +55,10 @@ def _row(manifest_hash: str, uris: list[str]) -> dict:
     for uri in uris:
         try:
             manifest, source = fetch_manifest(uri, manifest_hash=manifest_hash)
-        except IntegrityError as exc:
-            errors.append(("hash_mismatch", f"{uri}: {exc}"))
-            continue
         except DeaiError as exc:
-            errors.append(("unreachable", f"{uri}: {exc}"))
+            kind = ("hash_mismatch" if isinstance(exc, IntegrityError) else
+                    "not_found" if isinstance(exc, NotFoundError) else "unreachable")
+            errors.append((kind, f"{uri}: {exc}"))
             continue
         schemes = sorted({loc.split("://", 1)[0] for s in manifest.shards for loc in s.locators})
         return {"manifest_hash": manifest_hash, "status": "ok", "error": None, "source_uri": source,

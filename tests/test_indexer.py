@@ -1,0 +1,296 @@
+"""The indexer against a real anvil: thousands of events compared with independently kept ground truth;
+reorgs at several depths during backfill and follow; SIGKILL at random points; RPC errors, rate
+limits, range and result caps, stalls; manifest enrichment; the catalog API and CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from chains import Anvil
+from conftest import env_without_pythonpath
+from market_scenario import Scenario
+from rpcfaults import RpcFaultProxy
+from web3 import Web3
+
+from deai_data import Catalog, Keystore, publish
+from deai_data.chain.connect import anvil_dev_accounts
+from deai_indexer import Indexer, RpcClient
+from deai_indexer.layout import range_files
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def node():
+    """This module's own anvil (reorg tests rewrite its history)."""
+    chain = Anvil()
+    yield chain
+    chain.stop()
+
+
+@pytest.fixture
+def w3(node):
+    chain = Web3(Web3.HTTPProvider(node.url))
+    snapshot = chain.provider.make_request("evm_snapshot", [])["result"]
+    yield chain
+    chain.provider.make_request("evm_revert", [snapshot])
+
+
+def _check(root: Path, truth, *, enriched: bool = False) -> None:
+    """The catalog equals the ground truth, with no duplicate and no missing row."""
+    with Catalog(root) as cat:
+        rows = cat.sql("SELECT * FROM purchases ORDER BY purchase_id").to_pylist()
+        assert [r["purchase_id"] for r in rows] == sorted(truth.purchases)
+        for row in rows:
+            want = truth.purchases[row["purchase_id"]]
+            assert row["dataset_id"] == want["dataset_id"]
+            assert row["buyer"] == want["buyer"].lower()
+            assert int(row["amount"]) == want["amount"]
+            assert row["status"] == want["status"]
+            assert row["buyer_public_key"] == want["public_key"]
+            if want["status"] == "delivered":
+                fee = want["amount"] * truth.fee_bps // 10_000
+                assert (int(row["fee"]), int(row["owner_amount"])) == (fee, want["amount"] - fee)
+                assert row["paid_to"] == want["paid_to"].lower()
+        datasets = {r["dataset_id"]: r for r in cat.sql("SELECT * FROM datasets").to_pylist()}
+        assert sorted(datasets) == sorted(truth.datasets)
+        for dataset_id, want in truth.datasets.items():
+            got = datasets[dataset_id]
+            mine = [p for p in truth.purchases.values() if p["dataset_id"] == dataset_id]
+            delivered = [p["amount"] for p in mine if p["status"] == "delivered"]
+            assert got["owner"] == want["owner"].lower()
+            assert int(got["price"]) == want["price"]
+            assert got["previous"] == want["previous"]
+            assert got["manifest_hash"] == want["manifest_hash"]
+            assert (got["purchases"], got["delivered"]) == (len(mine), len(delivered))
+            assert got["refunded"] == sum(p["status"] == "refunded" for p in mine)
+            assert int(got["fees"]) == sum(a * truth.fee_bps // 10_000 for a in delivered)
+        withdrawn: dict[str, int] = {}
+        for account, amount in truth.withdrawals:
+            withdrawn[account.lower()] = withdrawn.get(account.lower(), 0) + amount
+        payouts = cat.sql("SELECT account, sum(amount) AS total FROM payouts GROUP BY ALL").to_pylist()
+        assert {r["account"]: int(r["total"]) for r in payouts} == withdrawn
+        total = cat.sql("SELECT sum(owner_revenue) AS r, sum(sales) AS n FROM revenue_daily").to_pylist()[0]
+        delivered = [p["amount"] for p in truth.purchases.values() if p["status"] == "delivered"]
+        assert int(total["r"] or 0) == sum(a - a * truth.fee_bps // 10_000 for a in delivered)
+        assert (total["n"] or 0) == len(delivered)
+        counts = cat.sql("""SELECT count(*) AS n, count(DISTINCT (block_number, log_index)) AS u FROM (
+            SELECT block_number, log_index FROM raw.purchased UNION ALL
+            SELECT block_number, log_index FROM raw.key_delivered UNION ALL
+            SELECT block_number, log_index FROM raw.refunded UNION ALL
+            SELECT block_number, log_index FROM raw.dataset_registered UNION ALL
+            SELECT block_number, log_index FROM raw.transfer)""").to_pylist()[0]
+        transfers = cat.sql("SELECT count(*) AS n FROM raw.transfer").to_pylist()[0]["n"]
+        assert counts["n"] == counts["u"] == truth.events() + transfers - len(truth.datasets)
+        if enriched:
+            statuses = cat.sql("SELECT DISTINCT manifest_status FROM versions").column(0).to_pylist()
+            assert statuses == ["not_found"]
+
+
+def test_thousands_of_events_match_ground_truth_and_reindexing_is_idempotent(w3, node, tmp_path):
+    scenario = Scenario(w3, seed=3)
+    scenario.run(datasets=8, purchases=1300)
+    assert scenario.truth.events() > 2500
+    root = tmp_path / "index"
+    indexer = Indexer(node.url, scenario.market.address, root, confirmations=5, chunk=64)
+    written = indexer.sync()
+    _check(root, scenario.truth, enriched=True)
+    files = sorted(p.name for p, _, _ in range_files(root))
+    assert Indexer(node.url, scenario.market.address, root, confirmations=5).sync() == 0
+    assert sorted(p.name for p, _, _ in range_files(root)) == files
+    assert written >= scenario.truth.events()
+    status = indexer.status()
+    assert status["lag"] == 0 and status["indexed"] == w3.eth.block_number
+
+
+def test_backfill_includes_the_last_block_and_extends_both_ways(w3, node, tmp_path):
+    scenario = Scenario(w3, seed=4)
+    scenario.run(datasets=3, purchases=60, versions=0)
+    head = w3.eth.block_number
+    purchased_blocks = sorted({int(log["blockNumber"], 16) for log in RpcClient(node.url).call(
+        "eth_getLogs", {"address": scenario.market.address, "fromBlock": "0x0", "toBlock": hex(head),
+                        "topics": [scenario.contract.events.Purchased().topic]})})
+    middle = purchased_blocks[len(purchased_blocks) // 2]
+    root = tmp_path / "index"
+    indexer = Indexer(node.url, scenario.market.address, root, confirmations=0, chunk=7)
+    indexer.sync(middle, start_block=middle - 5)                     # ends exactly on a block with an event
+    with Catalog(root) as cat:
+        last = cat.sql("SELECT max(block_number) AS b FROM raw.purchased").to_pylist()[0]["b"]
+    assert last == middle
+    indexer.sync(start_block=0)                                      # earlier blocks, then on to the head
+    _check(root, scenario.truth)
+
+
+def _snapshot(w3: Web3) -> str:
+    return w3.provider.make_request("evm_snapshot", [])["result"]
+
+
+@pytest.mark.parametrize("depth", [1, 3, 12])
+def test_reorg_during_backfill_rolls_back_and_reindexes(w3, node, tmp_path, depth):
+    scenario = Scenario(w3, seed=5)
+    scenario.run(datasets=3, purchases=40, versions=0)
+    ids = list(scenario.truth.datasets)
+    fork = _snapshot(w3)
+    saved = copy.deepcopy(scenario.truth)
+    for _ in range(depth):                                          # the branch that will vanish
+        scenario.purchase(ids[0])
+    scenario.check_receipts()
+    root = tmp_path / "index"
+    indexer = Indexer(node.url, scenario.market.address, root, confirmations=depth + 5, chunk=16)
+    indexer.sync()
+
+    # A reorg `depth` blocks deep: back to the fork point, then a different, longer branch.
+    w3.provider.make_request("evm_revert", [fork])
+    scenario.truth = saved
+    scenario.resync_nonces()
+    for _ in range(depth + 2):
+        scenario.purchase(ids[1])
+    scenario.deliver(max(scenario.truth.purchases))
+    scenario.check_receipts()
+    indexer.sync()
+    _check(root, scenario.truth)
+
+
+def test_reorg_while_following_and_by_snapshot_revert(w3, node, tmp_path):
+    scenario = Scenario(w3, seed=6)
+    scenario.run(datasets=2, purchases=30, versions=0)
+    root = tmp_path / "index"
+    indexer = Indexer(node.url, scenario.market.address, root, confirmations=50, chunk=8)
+    stop = threading.Event()
+    follower = threading.Thread(target=indexer.follow, kwargs={"poll": 0.05, "stop": stop})
+    follower.start()
+    try:
+        snapshot = _snapshot(w3)
+        saved = copy.deepcopy(scenario.truth)
+        for _ in range(15):
+            scenario.purchase(1)
+        scenario.check_receipts()
+        _wait_indexed(indexer, w3.eth.block_number)
+        w3.provider.make_request("evm_revert", [snapshot])          # 15 blocks vanish
+        scenario.truth = saved
+        scenario.resync_nonces()
+        for _ in range(6):
+            scenario.purchase(2)
+        scenario.check_receipts()
+        w3.provider.make_request("anvil_mine", [20])                # the new branch grows longer
+        _wait_indexed(indexer, w3.eth.block_number)
+    finally:
+        stop.set()
+        follower.join(10)
+    _check(root, scenario.truth)
+
+
+def _wait_indexed(indexer: Indexer, block: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (indexer.state["next_block"] or 0) <= block:
+        assert time.monotonic() < deadline, f"indexer stuck at {indexer.state['next_block']}, head {block}"
+        time.sleep(0.05)
+    time.sleep(0.3)  # let a pass that started before the last change finish
+
+
+def test_sigkill_at_random_points_then_restart(w3, node, tmp_path):
+    scenario = Scenario(w3, seed=7)
+    scenario.run(datasets=4, purchases=300, versions=1)
+    root = tmp_path / "index"
+    env = env_without_pythonpath()
+    cmd = [sys.executable, "-m", "deai_indexer", "backfill", "0", "--root", str(root), "--rpc", node.url,
+           "--market", scenario.market.address, "--chunk", "2", "--confirmations", "3", "--json"]
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(40):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=rng.uniform(1.0, 2.5))
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        assert proc.returncode == 0
+        break
+    else:
+        pytest.fail("the backfill never finished")
+    assert kills >= 1, "the kills must land mid-backfill"
+    assert not list(root.rglob("*.tmp"))
+    _check(root, scenario.truth)
+
+
+def test_rpc_errors_rate_limits_caps_and_stalls(w3, node, tmp_path):
+    scenario = Scenario(w3, seed=8)
+    scenario.run(datasets=3, purchases=150, versions=0)
+    faults = ["429", None, "500", None, None, "stall", None, None]
+    with RpcFaultProxy(node.url, faults=faults, max_range=9, max_results=25, stall_seconds=1.5) as proxy:
+        rpc = RpcClient(proxy.url, timeout=1.0, retries=8, backoff=0.01)
+        root = tmp_path / "index"
+        Indexer(rpc, scenario.market.address, root, confirmations=2, chunk=500).sync()
+        assert proxy.refusals > 0
+    _check(root, scenario.truth)
+
+
+def test_enrichment_records_ok_mismatch_and_unreachable(w3, node, tmp_path):
+    owner = anvil_dev_accounts()[1]
+    scenario = Scenario(w3, seed=9)
+    keystore = Keystore(tmp_path / "ks", passphrase="pw", scrypt_n=2**10)
+    good = publish(pa.table({"x": list(range(50))}), store=tmp_path / "store", name="good", keystore=keystore,
+                   description="enrichment test")
+    other = publish(pa.table({"y": list(range(7))}), store=tmp_path / "store", name="other", keystore=keystore)
+    seller = scenario.market.using(owner)
+    seller.register(good, price=1)
+    lying = seller.registration(good, price=1)
+    lying["contentRoot"] = os.urandom(32)
+    lying["manifestHash"] = os.urandom(32)
+    lying["manifestURIs"] = [other.manifest_uri]                   # serves another manifest
+    seller._send(seller.contract.functions.register(lying), "register")
+    scenario.truth.datasets.clear()
+    scenario.register(0)                                            # a URI that does not exist
+    scenario.check_receipts()
+    root = tmp_path / "index"
+    Indexer(node.url, scenario.market.address, root, confirmations=0).sync()
+    with Catalog(root) as cat:
+        rows = cat.sql("SELECT dataset_id, manifest_status, name, records, description, backends "
+                       "FROM versions ORDER BY dataset_id").to_pylist()
+    assert [r["manifest_status"] for r in rows] == ["ok", "hash_mismatch", "not_found"]
+    assert rows[0]["name"] == "good" and rows[0]["records"] == 50 and rows[0]["backends"] == ["file"]
+    assert rows[1]["name"] is None
+
+
+def test_catalog_api_and_cli(w3, node, tmp_path):
+    scenario = Scenario(w3, seed=10)
+    scenario.run(datasets=4, purchases=200, versions=1)
+    root = tmp_path / "index"
+    Indexer(node.url, scenario.market.address, root, confirmations=0).sync()
+    with Catalog(root) as cat:
+        top = cat.top_datasets(3).to_pylist()
+        assert len(top) == 3 and top[0]["gross"] >= top[1]["gross"] >= top[2]["gross"]
+        best = top[0]["dataset_id"]
+        history = cat.dataset_history(best).to_pylist()
+        assert history[0]["event"] == "registered"
+        assert sum(h["event"] == "purchased" for h in history) == sum(
+            p["dataset_id"] == best for p in scenario.truth.purchases.values())
+        buyer = scenario.buyers[0].address
+        mine = cat.buyer_purchases(buyer).to_pylist()
+        assert len(mine) == sum(p["buyer"] == buyer for p in scenario.truth.purchases.values())
+        assert "purchases" in cat.tables() and "raw.purchased" in cat.tables()
+        assert cat.sql("SELECT count(*) AS n FROM purchases", pandas=True)["n"][0] == 200
+    env = dict(os.environ, DEAI_CATALOG=str(root))
+    cli = [sys.executable, "-m", "deai_data.cli.main", "catalog"]
+    out = subprocess.run([*cli, "top", "-n", "2", "--json"], env=env, capture_output=True, text=True, check=True)
+    assert [r["dataset_id"] for r in json.loads(out.stdout)] == [t["dataset_id"] for t in top[:2]]
+    out = subprocess.run([*cli, "sql", "SELECT status, count(*) AS n FROM purchases GROUP BY ALL ORDER BY 1",
+                          "--format", "csv"], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[0] == '"status","n"'
+    shown = subprocess.run([*cli, "show", str(best)], env=env, capture_output=True, text=True, check=True)
+    assert "history:" in shown.stdout and "key_delivered" in shown.stdout
+    missing = subprocess.run([*cli, "show", "999"], env=env, capture_output=True, text=True)
+    assert missing.returncode == 14 and "not in the catalog" in missing.stderr
