@@ -75,36 +75,21 @@ class Catalog:
     # ------------------------------------------------------------------ common questions
 
     def top_datasets(self, n: int = 10, *, payment_token: str | None = None) -> pa.Table:
-        """The n datasets with the highest delivered gross sales (optionally in one payment token)."""
-        token = "" if payment_token is None else "WHERE payment_token = lower(?)"
+        """The n datasets with the highest delivered gross sales (optionally in one payment token), from the
+        derived table `dataset_sales` (current to `derived_state.derived_block`)."""
+        token = "" if payment_token is None else "WHERE payment_token = lower($1)"
         return self.sql(f"""
-            WITH sales AS (SELECT dataset_id, payment_token, count(*) AS sales, sum(owner_amount + fee) AS gross,
-                                  sum(owner_amount) AS owner_revenue
-                           FROM raw.key_delivered {token} GROUP BY ALL ORDER BY gross DESC LIMIT {int(n)})
-            SELECT s.dataset_id, v.name, s.payment_token, s.sales, s.gross, s.owner_revenue
-            FROM sales s LEFT JOIN versions v USING (dataset_id) ORDER BY s.gross DESC, s.dataset_id""",
+            WITH top AS (SELECT * FROM dataset_sales {token} ORDER BY gross DESC, dataset_id LIMIT {int(n)})
+            SELECT t.dataset_id, v.name, t.payment_token, t.sales, t.gross, t.owner_revenue, t.fees
+            FROM top t LEFT JOIN versions v USING (dataset_id) ORDER BY t.gross DESC, t.dataset_id""",
                         [] if payment_token is None else [payment_token])
 
     def dataset_history(self, dataset_id: int) -> pa.Table:
-        """Every event of one dataset version, in chain order: registration, transfers, price changes,
-        pauses, purchases, deliveries, refunds."""
-        return self.sql("""
-            SELECT block_number, log_index, block_time, 'registered' AS event, owner AS account,
-                   price AS amount, tx_hash FROM raw.dataset_registered WHERE dataset_id = $1
-            UNION ALL SELECT block_number, log_index, block_time, 'transfer', "to", NULL, tx_hash
-                FROM raw.transfer WHERE token_id = $1 AND "from" <> '0x0000000000000000000000000000000000000000'
-            UNION ALL SELECT block_number, log_index, block_time, 'price_changed', owner, new_price, tx_hash
-                FROM raw.price_changed WHERE dataset_id = $1
-            UNION ALL SELECT block_number, log_index, block_time,
-                   CASE WHEN paused THEN 'paused' ELSE 'resumed' END, owner, NULL, tx_hash
-                FROM raw.sales_paused WHERE dataset_id = $1
-            UNION ALL SELECT block_number, log_index, block_time, 'purchased', buyer, amount, tx_hash
-                FROM raw.purchased WHERE dataset_id = $1
-            UNION ALL SELECT block_number, log_index, block_time, 'key_delivered', owner, owner_amount, tx_hash
-                FROM raw.key_delivered WHERE dataset_id = $1
-            UNION ALL SELECT block_number, log_index, block_time, 'refunded', buyer, amount, tx_hash
-                FROM raw.refunded WHERE dataset_id = $1
-            ORDER BY block_number, log_index""", [int(dataset_id)])
+        """Every event of one dataset version in chain order (registration, transfers, price changes, pauses,
+        purchases, deliveries, refunds), from the derived table `dataset_events`."""
+        return self.sql("SELECT block_number, log_index, block_time, event, account, amount, tx_hash "
+                        "FROM dataset_events WHERE dataset_id = $1 ORDER BY block_number, log_index",
+                        [int(dataset_id)])
 
     def buyer_purchases(self, buyer: str) -> pa.Table:
         """A buyer's purchases with their status, newest first."""

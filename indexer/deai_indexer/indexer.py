@@ -14,17 +14,17 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from deai_data.errors import ChainError
 
-from .catalog import build_catalog
-from .enrich import enrich_manifests
+from .catalog import build_catalog, catalog_path, refresh_derived
+from .enrich import enrich_manifests, manifests_path
 from .events import EventSpec, event_specs
 from .layout import range_file, range_files, write_atomic, write_text_atomic
 from .rpc import RangeTooLarge, RpcClient
@@ -49,11 +49,14 @@ class Indexer:
         None uses the node's `finalized` block tag.
     chunk: the first getLogs range; it halves when the node refuses a range and grows when results
         are sparse, between 1 and max_chunk blocks.
+    parallel: getLogs requests in flight for one chunk (split by block range).
+    derive_interval: least seconds between recomputations of the derived tables (0: after every sync
+        that changed something); set it to a minute or more when following a big market.
     """
 
     def __init__(self, rpc: str | RpcClient, market: str, root: str | Path, *, confirmations: int | None = 12,
-                 chunk: int = 2_000, max_chunk: int = 100_000, max_logs: int = 10_000,
-                 enrich: bool = True) -> None:
+                 chunk: int = 2_000, max_chunk: int = 100_000, max_logs: int = 50_000,
+                 enrich: bool = True, parallel: int = 4, derive_interval: float = 0.0) -> None:
         self.rpc = rpc if isinstance(rpc, RpcClient) else RpcClient(rpc)
         self.market = market.lower()
         self.root = Path(root)
@@ -62,6 +65,10 @@ class Indexer:
         self.max_chunk = max_chunk
         self.max_logs = max_logs
         self.enrich = enrich
+        self.parallel = parallel
+        self.derive_interval = derive_interval
+        self.timings: dict[str, float] = {}  # seconds of the last sync: ingest, enrich, catalog
+        self._pool = ThreadPoolExecutor(max(1, parallel), thread_name_prefix="getlogs")
         self.specs: dict[str, EventSpec] = event_specs()
         self.chain_id = int(self.rpc.call("eth_chainId"), 16)
         self.state = self._load_state()
@@ -116,6 +123,17 @@ class Indexer:
         return found
 
     def _logs(self, start: int, end: int) -> list[dict[str, Any]]:
+        """The market's logs in [start, end], in order; wide ranges are split into `parallel` requests in
+        flight at once (the node answers them concurrently while this process parses)."""
+        width = end - start + 1
+        if self.parallel <= 1 or width < 2 * self.parallel:
+            return self._logs_range(start, end)
+        step = -(-width // self.parallel)
+        parts = [(a, min(end, a + step - 1)) for a in range(start, end + 1, step)]
+        results = list(self._pool.map(lambda part: self._logs_range(*part), parts))
+        return [entry for part in results for entry in part]
+
+    def _logs_range(self, start: int, end: int) -> list[dict[str, Any]]:
         return self.rpc.call("eth_getLogs", {"address": self.market, "fromBlock": hex(start), "toBlock": hex(end)})
 
     # ------------------------------------------------------------------ reorgs
@@ -168,7 +186,7 @@ class Indexer:
             self.state["start_block"] = self.state["next_block"] = start_block
         elif start_block < self.state["start_block"]:
             self._prepend(start_block, finalized)
-        self.check_reorg(head)
+        rolled_back = self.check_reorg(head) is not None
         end = head if target is None else min(target, head)
         written = 0
         began = time.perf_counter()
@@ -179,17 +197,55 @@ class Indexer:
         self.state["finalized_block"] = max(self.state["finalized_block"], finalized)
         self.state["hashes"] = {k: v for k, v in self.state["hashes"].items() if int(k) > finalized}
         self._save_state()
+        t = time.perf_counter()
         if self.enrich and written:
             enrich_manifests(self.root)
+        self.timings["enrich"] = time.perf_counter() - t
+        t = time.perf_counter()
         self.refresh_catalog()
+        self.timings["catalog"] = time.perf_counter() - t
+        t = time.perf_counter()
+        self.refresh_derived(changed=bool(written) or rolled_back)
+        self.timings["derive"] = time.perf_counter() - t
+        self.timings["ingest"] = t - began - self.timings["enrich"]
+        log.info("synced to block %d: %d events, ingest %.3f s, enrichment %.3f s, catalog %.3f s",
+                 self.state["next_block"] - 1, written, self.timings["ingest"], self.timings["enrich"],
+                 self.timings["catalog"])
         return written
 
+    def refresh_derived(self, *, changed: bool) -> None:
+        """Recompute the derived tables after changes, at most every `derive_interval` seconds."""
+        due = time.time() - self.state.get("derived_at", 0) >= self.derive_interval
+        if not (changed or self.state.get("derived_dirty")) or not due:
+            self.state["derived_dirty"] = bool(changed or self.state.get("derived_dirty"))
+            self._save_state()
+            return
+        try:
+            refresh_derived(self.root)
+        except duckdb.IOException as exc:
+            log.warning("catalog busy, derived tables not refreshed this pass: %s", exc)
+            self.state["derived_dirty"] = True
+        else:
+            self.state["derived_at"] = time.time()
+            self.state["derived_dirty"] = False
+        self._save_state()
+
     def refresh_catalog(self) -> None:
-        """Recreate the catalog's views; skipped (views over Parquet stay current) while a reader holds it."""
+        """Recreate the catalog's views when they would change: a table got its first file, or the manifests
+        table changed (views read the Parquet files at query time, so new files need nothing). Skipped,
+        with a warning, while a reader holds the catalog open."""
+        manifests = manifests_path(self.root)
+        signature = json.dumps([sorted({p.parent.parent.name for p, _, _ in range_files(self.root)}),
+                                manifests.stat().st_mtime_ns if manifests.is_file() else None])
+        if signature == self.state.get("catalog_signature") and catalog_path(self.root).is_file():
+            return
         try:
             build_catalog(self.root)
         except duckdb.IOException as exc:
             log.warning("catalog busy, views not refreshed this pass: %s", exc)
+            return
+        self.state["catalog_signature"] = signature
+        self._save_state()
 
     def _prepend(self, start_block: int, finalized: int) -> None:
         """Index [start_block, old start - 1] below an existing index (files do not overlap)."""
@@ -213,9 +269,13 @@ class Indexer:
         if len(logs) > self.max_logs and end > start:  # a node that truncates silently cannot be trusted
             self.chunk = max(1, (end - start + 1) // 2)
             return 0
+        # Headers: the chunk's last block (continuity), the parent if it is unfinalized, and blocks whose
+        # logs are unfinalized (hash checks) or carry no blockTimestamp. Finalized history needs one.
+        log_blocks = {int(entry["blockNumber"], 16) for entry in logs}
+        times = {int(e["blockNumber"], 16): int(e["blockTimestamp"], 16) for e in logs if e.get("blockTimestamp")}
         parent = start - 1 if str(start - 1) in self.state["hashes"] else None
-        by_block = sorted({int(entry["blockNumber"], 16) for entry in logs} | {end} | ({parent} - {None}))
-        headers = self._headers(by_block)
+        need = {end} | {n for n in log_blocks if n > finalized or n not in times} | ({parent} - {None})
+        headers = self._headers(sorted(need))
         if parent is not None and headers.get(parent, {}).get("hash", "").lower() != self.state["hashes"][str(parent)]:
             self.check_reorg(int(self.rpc.call("eth_blockNumber"), 16))
             return 0
@@ -225,10 +285,10 @@ class Indexer:
             if entry.get("removed"):
                 raise ChainError(f"block {int(entry['blockNumber'], 16)} was reorganised during the read")
             block = headers.get(int(entry["blockNumber"], 16))
-            if block is None or block["hash"].lower() != entry["blockHash"].lower():
+            if block is not None and block["hash"].lower() != entry["blockHash"].lower():
                 log.info("blocks %d-%d changed while being read; reading them again", start, end)
                 return 0
-        times = {n: int(b["timestamp"], 16) for n, b in headers.items()}
+        times.update({n: int(b["timestamp"], 16) for n, b in headers.items()})
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for entry in logs:
             if entry["topics"] and entry["topics"][0] in self.specs:
@@ -236,7 +296,7 @@ class Indexer:
         for topic, entries in groups.items():
             spec = self.specs[topic]
             table = spec.decode(entries, times)
-            write_atomic(range_file(self.root, spec.table, start, end), _sorted(table))
+            write_atomic(range_file(self.root, spec.table, start, end), table)  # nodes return logs in order
         for n, block in headers.items():
             if n > finalized:
                 self.state["hashes"][str(n)] = block["hash"].lower()
@@ -266,7 +326,3 @@ class Indexer:
         return {"chain_id": self.chain_id, "market": self.market, "head": head, "finalized": finalized,
                 "start_block": self.state["start_block"], "indexed": indexed, "lag": max(0, head - indexed),
                 "files": sum(1 for _ in range_files(self.root))}
-
-
-def _sorted(table: pa.Table) -> pa.Table:
-    return table.sort_by([("block_number", "ascending"), ("log_index", "ascending")])

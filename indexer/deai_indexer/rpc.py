@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import itertools
 import random
+import threading
 import time
 from typing import Any
 
 import requests
+import urllib3
 
 from deai_data.errors import ChainError
+
+try:  # orjson parses eth_getLogs replies about 3x faster; the standard library's json works too
+    from orjson import dumps as _dumps
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - exercised where orjson is not installed
+    import json
+
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj).encode()
+
+    _loads = json.loads
+
+_JSON = {"Content-Type": "application/json"}
 
 # Messages nodes use when a getLogs range or result set is too large (geth, erigon, anvil, Alchemy,
 # Infura, QuickNode, Lotus...); matched case-insensitively.
@@ -34,9 +49,17 @@ class RpcClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self.session = requests.Session()
+        self._local = threading.local()
         self._ids = itertools.count(1)
         self.requests = 0
+
+    @property
+    def session(self) -> requests.Session:
+        """One HTTP session (keep-alive connection) per thread: requests in flight never share one."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
 
     def call(self, method: str, *params: Any) -> Any:
         return self.batch([(method, list(params))])[0]
@@ -67,7 +90,8 @@ class RpcClient:
             wait = None
             try:
                 self.requests += 1
-                response = self.session.post(self.url, json=payload, timeout=self.timeout)
+                response = self.session.post(self.url, data=_dumps(payload), headers=_JSON, timeout=self.timeout,
+                                             stream=True)
                 if response.status_code in _RETRY_STATUS:
                     retry_after = response.headers.get("Retry-After", "")
                     wait = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None
@@ -76,9 +100,10 @@ class RpcClient:
                     raise RangeTooLarge(f"{self.url}: request or response too large (HTTP 413)")
                 else:
                     response.raise_for_status()
-                    return response.json()
+                    # One read of the whole body (requests' own .json() reads it in 10 KiB pieces).
+                    return _loads(response.raw.read(decode_content=True))
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                    ValueError) as exc:
+                    urllib3.exceptions.HTTPError, ValueError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             except requests.HTTPError as exc:
                 raise ChainError(f"{self.url}: {exc}") from exc
