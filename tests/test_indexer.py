@@ -294,3 +294,33 @@ def test_catalog_api_and_cli(w3, node, tmp_path):
     assert "history:" in shown.stdout and "key_delivered" in shown.stdout
     missing = subprocess.run([*cli, "show", "999"], env=env, capture_output=True, text=True)
     assert missing.returncode == 14 and "not in the catalog" in missing.stderr
+
+
+def test_indexes_the_embedded_chain_and_the_documented_queries_run(tmp_path):
+    """The in-process chain works as a source too (RpcClient(w3)); every SQL example in docs/catalog.md runs."""
+    from deai_data.chain import connect, dev_accounts
+    from deai_data.market import KeyAgent, Market
+
+    chain = connect()
+    treasury, owner, buyer = dev_accounts(chain)[:3]
+    owner_keys = Keystore(tmp_path / "ks", passphrase="pw", scrypt_n=2**10)
+    market = Market.deploy(chain, treasury, fee_bps=100)
+    seller = Market(chain, market.address, owner, keystore=owner_keys)
+    shopper = Market(chain, market.address, buyer, keystore=Keystore(tmp_path / "ks2", passphrase="b", scrypt_n=2**10))
+    result = publish(pa.table({"x": list(range(30))}), store=tmp_path / "store", name="embedded", keystore=owner_keys)
+    dataset_id = seller.register(result, price=10**15)
+    purchases = [shopper.purchase(dataset_id).purchase_id for _ in range(3)]
+    KeyAgent(seller, state_path=tmp_path / "agent.json").run_once()
+    root = tmp_path / "index"
+    Indexer(RpcClient(chain), market.address, root, confirmations=0).sync()
+    with Catalog(root) as cat:
+        row = cat.sql("SELECT * FROM datasets").to_pylist()[0]
+        assert (row["name"], row["delivered"], row["manifest_status"]) == ("embedded", 3, "ok")
+        assert int(row["owner_revenue"]) == 3 * (10**15 - 10**13)
+        assert [r["purchase_id"] for r in cat.buyer_purchases(buyer.address).to_pylist()] == purchases[::-1]
+        docs = (Path(__file__).resolve().parent.parent / "docs" / "catalog.md").read_text()
+        block = docs.split("```sql", 1)[1].split("```", 1)[0]
+        statements = [s for s in block.split(";") if "SELECT" in s]
+        assert len(statements) >= 5
+        for statement in statements:
+            cat.sql(statement)

@@ -44,7 +44,10 @@ class RangeTooLarge(ChainError):
 class RpcClient:
     """POSTs JSON-RPC to `url`; `retries` attempts for transport errors, 429 and 5xx, honouring Retry-After."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 6, backoff: float = 0.2) -> None:
+    def __init__(self, url: str | Any, *, timeout: float = 30.0, retries: int = 6, backoff: float = 0.2) -> None:
+        # A Web3 instead of a URL: the embedded in-process chain (no HTTP), for the demo and small tests.
+        self.w3 = None if isinstance(url, str) else url
+        url = url if isinstance(url, str) else "embedded chain"
         self.url = url
         self.timeout = timeout
         self.retries = retries
@@ -68,6 +71,8 @@ class RpcClient:
         """Results of several calls in one HTTP request, in order; the first error raises."""
         if not calls:
             return []
+        if self.w3 is not None:
+            return [self._in_process(method, params) for method, params in calls]
         payload = [{"jsonrpc": "2.0", "id": next(self._ids), "method": m, "params": p} for m, p in calls]
         replies = self._post(payload if len(payload) > 1 else payload[0])
         if isinstance(replies, dict):
@@ -83,6 +88,29 @@ class RpcClient:
                 raise _rpc_error(request["method"], reply["error"], self.url)
             results.append(reply["result"])
         return results
+
+    def _in_process(self, method: str, params: list[Any]) -> Any:
+        """Ask web3's in-process chain (the few methods the indexer uses), answering raw JSON-RPC values."""
+        eth = self.w3.eth
+        try:
+            if method == "eth_getLogs":
+                f = params[0]
+                result = eth.get_logs({"address": self.w3.to_checksum_address(f["address"]),
+                                       "fromBlock": int(f["fromBlock"], 16), "toBlock": int(f["toBlock"], 16)})
+            elif method == "eth_getBlockByNumber":
+                number = params[0] if params[0] in ("latest", "finalized", "safe") else int(params[0], 16)
+                result = eth.get_block(number, False)
+            elif method == "eth_blockNumber":
+                result = eth.block_number
+            elif method == "eth_chainId":
+                result = eth.chain_id
+            else:
+                result = self.w3.manager.request_blocking(method, params)
+        except Exception as exc:  # eth-tester raises its own types
+            if type(exc).__name__ == "BlockNotFound":
+                return None
+            raise ChainError(f"embedded chain: {method} failed: {exc}") from exc
+        return _raw(result)
 
     def _post(self, payload: Any) -> Any:
         delay = self.backoff
@@ -113,6 +141,21 @@ class RpcClient:
             time.sleep(min(wait if wait is not None else delay * (1 + random.random()), 30.0))
             delay *= 2
         raise AssertionError("unreachable")
+
+
+def _raw(value: Any) -> Any:
+    """web3-formatted values (ints, HexBytes, AttributeDicts) back to JSON-RPC's hex strings."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value.lower() if isinstance(value, str) and value.startswith("0x") else value
+    if isinstance(value, int):
+        return hex(value)
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {k: _raw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_raw(v) for v in value]
+    return value
 
 
 def _rpc_error(method: str, error: dict[str, Any], url: str) -> ChainError:
