@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from deai_data import Keystore, publish
-from deai_data.chain import connect, dev_accounts
+from deai_data.chain import connect, dev_accounts, dev_advance_time
 from deai_data.market import Market
 
 PRICE = 10**16
@@ -60,7 +60,7 @@ def main() -> None:
         measure("deliverKey (owner's and treasury's first credit)", lambda: seller.deliver_key(1))
         measure("deliverKey (balances non-zero)", lambda: seller.deliver_key(2))
         measure("purchase (escrow back at zero; refunded below)", lambda: shopper.purchase(1))
-        w3_time_travel(w3, 25 * 3600)
+        dev_advance_time(w3, 25 * 3600)
         measure("refund", lambda: shopper.refund(3, withdraw=False))
         measure("withdraw (buyer's refund)", lambda: shopper.withdraw())
         measure("withdraw (owner revenue)", lambda: seller.withdraw())
@@ -72,17 +72,6 @@ def main() -> None:
     pair = gas["purchase (escrow non-zero)"] + gas["deliverKey (balances non-zero)"]
     first_pair = gas["purchase (token's escrow at zero)"] + gas["deliverKey (owner's and treasury's first credit)"]
     print(f"| purchase + deliverKey (steady / first ever) | {pair:,} / {first_pair:,} |")
-
-
-def w3_time_travel(w3, seconds: int) -> None:
-    from deai_data.chain.connect import is_embedded
-    now = w3.eth.get_block("latest")["timestamp"]
-    if is_embedded(w3):
-        w3.provider.ethereum_tester.time_travel(now + seconds)
-        w3.provider.ethereum_tester.mine_blocks(1)
-    else:
-        w3.provider.make_request("evm_increaseTime", [seconds])
-        w3.provider.make_request("evm_mine", [])
 
 
 if __name__ == "__main__":

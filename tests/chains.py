@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import requests
-from web3 import Web3
 
-from deai_data.chain.connect import is_embedded
+from deai_data.chain.connect import dev_advance_time
 
 REPO = Path(__file__).resolve().parent.parent
 ANVIL = REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
@@ -61,12 +60,4 @@ class Anvil:
                 self.proc.wait()
 
 
-def advance_time(w3: Web3, seconds: int) -> None:
-    """Move the chain's clock forward and mine a block at the new time."""
-    now = w3.eth.get_block("latest")["timestamp"]
-    if is_embedded(w3):
-        w3.provider.ethereum_tester.time_travel(now + seconds)
-        w3.provider.ethereum_tester.mine_blocks(1)
-    else:
-        w3.provider.make_request("evm_increaseTime", [seconds])
-        w3.provider.make_request("evm_mine", [])
+advance_time = dev_advance_time

@@ -74,22 +74,6 @@ abstract contract MarketFixture is Test {
 }
 
 contract RegistrationTest is MarketFixture {
-    event DatasetRegistered(
-        uint256 indexed datasetId,
-        address indexed owner,
-        uint256 indexed previous,
-        bytes32 manifestHash,
-        bytes32 contentRoot,
-        bytes32 keyCommitment,
-        uint32 shardCount,
-        address paymentToken,
-        uint128 price,
-        uint64 deliveryWindow,
-        string[] manifestURIs,
-        string licenseURI,
-        address registrar
-    );
-
     function test_constructorRejectsHighFeeAndZeroTreasury() public {
         vm.expectRevert(abi.encodeWithSelector(DataMarket.FeeTooHigh.selector, uint16(1001), uint16(1000)));
         new DataMarket(TREASURY, 1001);
@@ -100,7 +84,7 @@ contract RegistrationTest is MarketFixture {
     function test_registerMintsAndRecords() public {
         DataMarket.Registration memory r = _registration(address(0), PRICE);
         vm.expectEmit(true, true, true, true, address(market));
-        emit DatasetRegistered(
+        emit DataMarket.DatasetRegistered(
             1, owner, 0, r.manifestHash, r.contentRoot, r.keyCommitment, 3, address(0), PRICE, WINDOW,
             r.manifestURIs, r.licenseURI, owner
         );
@@ -388,23 +372,12 @@ contract PurchaseTest is MarketFixture {
 }
 
 contract DeliveryTest is MarketFixture {
-    event KeyDelivered(
-        uint256 indexed purchaseId,
-        uint256 indexed datasetId,
-        address indexed owner,
-        address deliveredBy,
-        address paymentToken,
-        uint128 ownerAmount,
-        uint128 fee,
-        bytes sealedKey
-    );
-
     function test_ownerDeliversAndIsPaid() public {
         uint256 id = _register(address(0), PRICE);
         uint256 pid = _buyNative(id);
         uint128 fee = uint128(_fee(PRICE));
         vm.expectEmit(true, true, true, true, address(market));
-        emit KeyDelivered(pid, id, owner, owner, address(0), PRICE - fee, fee, SEALED);
+        emit DataMarket.KeyDelivered(pid, id, owner, owner, address(0), PRICE - fee, fee, SEALED);
         vm.prank(owner);
         market.deliverKey(pid, SEALED);
         assertTrue(market.purchaseInfo(pid).status == DataMarket.Status.Delivered, "delivered");

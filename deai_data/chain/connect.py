@@ -54,3 +54,15 @@ def dev_accounts(w3: Web3) -> list[LocalAccount]:
         raise ChainError("this chain has none of the known development accounts",
                          hint="dev_accounts works on the embedded chain and on anvil only")
     return accounts
+
+
+def dev_advance_time(w3: Web3, seconds: int) -> None:
+    """Move a development chain's clock forward and mine a block at the new time (embedded chain or anvil)."""
+    now = w3.eth.get_block("latest")["timestamp"]
+    if is_embedded(w3):
+        w3.provider.ethereum_tester.time_travel(now + seconds)
+        w3.provider.ethereum_tester.mine_blocks(1)
+    else:
+        w3.provider.make_request("evm_increaseTime", [seconds])
+        w3.provider.make_request("evm_mine", [])
+
