@@ -58,6 +58,8 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
 
 
 advance_time = dev_advance_time

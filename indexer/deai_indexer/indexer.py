@@ -13,13 +13,14 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from deai_data.errors import ChainError
 
@@ -122,16 +123,23 @@ class Indexer:
                     found[n] = block
         return found
 
-    def _logs(self, start: int, end: int) -> list[dict[str, Any]]:
-        """The market's logs in [start, end], in order; wide ranges are split into `parallel` requests in
-        flight at once (the node answers them concurrently while this process parses)."""
+    def _log_parts(self, start: int, end: int) -> Iterator[list[dict[str, Any]]]:
+        """The market's logs in [start, end], in order, as parts: a wide range is split into `parallel`
+        requests in flight at once, and each part is handed over as soon as it (and those before it)
+        arrived, so decoding overlaps with the node still answering."""
         width = end - start + 1
         if self.parallel <= 1 or width < 2 * self.parallel:
-            return self._logs_range(start, end)
+            yield self._logs_range(start, end)
+            return
         step = -(-width // self.parallel)
-        parts = [(a, min(end, a + step - 1)) for a in range(start, end + 1, step)]
-        results = list(self._pool.map(lambda part: self._logs_range(*part), parts))
-        return [entry for part in results for entry in part]
+        futures = [self._pool.submit(self._logs_range, a, min(end, a + step - 1))
+                   for a in range(start, end + 1, step)]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
     def _logs_range(self, start: int, end: int) -> list[dict[str, Any]]:
         return self.rpc.call("eth_getLogs", {"address": self.market, "fromBlock": hex(start), "toBlock": hex(end)})
@@ -258,54 +266,70 @@ class Indexer:
 
     def _index_chunk(self, start: int, limit: int, finalized: int, *, save: bool = True) -> int:
         end = min(limit, start + self.chunk - 1)
+        # Continuity first: the chunk's last block must exist, and its parent must still be the block
+        # indexed before (when that one is unfinalized).
+        parent = start - 1 if str(start - 1) in self.state["hashes"] else None
+        edge = self._headers(sorted({end} | ({parent} - {None})))
+        if parent is not None and edge.get(parent, {}).get("hash", "").lower() != self.state["hashes"][str(parent)]:
+            self.check_reorg(int(self.rpc.call("eth_blockNumber"), 16))
+            return 0
+        if end not in edge:
+            raise ChainError(f"the node has no block {end} although its head is past it; retry later")
+        hashes = {end: edge[end]["hash"].lower()}
+        tables: dict[str, list[pa.Table]] = defaultdict(list)
+        count = 0
         try:
-            logs = self._logs(start, end)
+            for logs in self._log_parts(start, end):
+                count += len(logs)
+                if count > self.max_logs and end > start:  # bound the memory one chunk takes
+                    self.chunk = max(1, (end - start + 1) // 2)
+                    return 0
+                if not self._decode_part(logs, finalized, hashes, tables):
+                    log.info("blocks %d-%d changed while being read; reading them again", start, end)
+                    return 0
         except RangeTooLarge:
             if end == start:
                 raise
             self.chunk = max(1, self.chunk // 2)
             log.info("node refused blocks %d-%d; chunk now %d blocks", start, end, self.chunk)
             return 0
-        if len(logs) > self.max_logs and end > start:  # a node that truncates silently cannot be trusted
-            self.chunk = max(1, (end - start + 1) // 2)
-            return 0
-        # Headers: the chunk's last block (continuity), the parent if it is unfinalized, and blocks whose
-        # logs are unfinalized (hash checks) or carry no blockTimestamp. Finalized history needs one.
-        log_blocks = {int(entry["blockNumber"], 16) for entry in logs}
+        for topic, parts in tables.items():
+            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+            write_atomic(range_file(self.root, self.specs[topic].table, start, end), table)  # logs come in order
+        for n, block_hash in hashes.items():
+            if n > finalized:
+                self.state["hashes"][str(n)] = block_hash
+        self.state["next_block"] = end + 1
+        if save:
+            self._save_state()
+        if count < self.max_logs // 4 and self.chunk < self.max_chunk:
+            self.chunk = min(self.max_chunk, self.chunk * 2)
+        return count
+
+    def _decode_part(self, logs: list[dict[str, Any]], finalized: int, hashes: dict[int, str],
+                     tables: dict[str, list[pa.Table]]) -> bool:
+        """Check and decode one part of a chunk's logs into `tables`; False when a block changed meanwhile.
+
+        Headers are fetched for blocks whose logs are unfinalized (hash checks) or carry no blockTimestamp;
+        finalized history with timestamps in its logs needs none."""
         times = {int(e["blockNumber"], 16): int(e["blockTimestamp"], 16) for e in logs if e.get("blockTimestamp")}
-        parent = start - 1 if str(start - 1) in self.state["hashes"] else None
-        need = {end} | {n for n in log_blocks if n > finalized or n not in times} | ({parent} - {None})
-        headers = self._headers(sorted(need))
-        if parent is not None and headers.get(parent, {}).get("hash", "").lower() != self.state["hashes"][str(parent)]:
-            self.check_reorg(int(self.rpc.call("eth_blockNumber"), 16))
-            return 0
-        if end not in headers:
-            raise ChainError(f"the node has no block {end} although its head is past it; retry later")
+        need = {n for n in {int(e["blockNumber"], 16) for e in logs} if n > finalized or n not in times}
+        headers = self._headers(sorted(need)) if need else {}
         for entry in logs:
             if entry.get("removed"):
                 raise ChainError(f"block {int(entry['blockNumber'], 16)} was reorganised during the read")
             block = headers.get(int(entry["blockNumber"], 16))
             if block is not None and block["hash"].lower() != entry["blockHash"].lower():
-                log.info("blocks %d-%d changed while being read; reading them again", start, end)
-                return 0
+                return False
         times.update({n: int(b["timestamp"], 16) for n, b in headers.items()})
+        hashes.update({n: b["hash"].lower() for n, b in headers.items()})
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for entry in logs:
             if entry["topics"] and entry["topics"][0] in self.specs:
                 groups[entry["topics"][0]].append(entry)
         for topic, entries in groups.items():
-            spec = self.specs[topic]
-            table = spec.decode(entries, times)
-            write_atomic(range_file(self.root, spec.table, start, end), table)  # nodes return logs in order
-        for n, block in headers.items():
-            if n > finalized:
-                self.state["hashes"][str(n)] = block["hash"].lower()
-        self.state["next_block"] = end + 1
-        if save:
-            self._save_state()
-        if len(logs) < self.max_logs // 4 and self.chunk < self.max_chunk:
-            self.chunk = min(self.max_chunk, self.chunk * 2)
-        return len(logs)
+            tables[topic].append(self.specs[topic].decode(entries, times))
+        return True
 
     def follow(self, *, poll: float = 2.0, stop: Any = None,
                progress: Callable[[Progress], None] | None = None) -> None:
