@@ -37,8 +37,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ks = Keystore(Path(tmp) / "ks", passphrase="bench", scrypt_n=2**10)
         market = Market.deploy(w3, treasury, fee_bps=250)
-        seller = market.using(owner)
-        seller._keystore = ks
+        seller = Market(w3, market.address, owner, keystore=ks)
         shopper = Market(w3, market.address, buyer, keystore=Keystore(Path(tmp) / "ks2", passphrase="b",
                                                                           scrypt_n=2**10))
 

@@ -325,9 +325,10 @@ class Market:
                 f"the key delivered for purchase {purchase_id} does not match dataset {info.dataset_id}'s "
                 "registered key commitment: it cannot open the data",
                 hint="the owner delivered a wrong key. The contract released the escrow on delivery (it cannot "
-                     "check sealed keys), so this is a claim against the owner: the KeyDelivered event of this "
-                     "purchase and `deai-data keys export purchase-key` are the evidence. Purchases whose key "
-                     "never came are refunded with `deai-data market refund PURCHASE_ID` after the deadline")
+                     "check sealed keys), so this is a claim against the owner: the purchase's KeyDelivered event "
+                     "and its key (`deai-data keys export PUBLIC_KEY --kind purchase-key`) are the evidence. "
+                     "Purchases whose key never came are refunded with `deai-data market refund PURCHASE_ID` "
+                     "after the deadline")
         self.keystore.put(DATA_KEY, listing.manifest_hash, data_key,
                           {"name": manifest.name, "dataset_id": manifest.dataset_id,
                            "market": self.address, "chain_id": self.chain_id, "purchase_id": purchase_id})
