@@ -295,6 +295,17 @@ def test_catalog_api_and_cli(w3, node, tmp_path):
     missing = subprocess.run([*cli, "show", "999"], env=env, capture_output=True, text=True)
     assert missing.returncode == 14 and "not in the catalog" in missing.stderr
 
+    indexer_cli = [sys.executable, "-m", "deai_indexer"]
+    status = json.loads(subprocess.run([*indexer_cli, "status", "--root", str(root), "--rpc", node.url, "--market",
+                                        scenario.market.address, "--json"], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert status["lag"] == 0 and status["indexed"] == w3.eth.block_number
+    (root / "catalog.duckdb").unlink()
+    subprocess.run([*indexer_cli, "rebuild", "--root", str(root)], capture_output=True, check=True)
+    with Catalog(root) as cat:
+        assert cat.sql("SELECT count(*) AS n FROM purchases").to_pylist()[0]["n"] == 200
+        assert cat.top_datasets(3).to_pylist() == top
+
 
 def test_indexes_the_embedded_chain_and_the_documented_queries_run(tmp_path):
     """The in-process chain works as a source too (RpcClient(w3)); every SQL example in docs/catalog.md runs."""
