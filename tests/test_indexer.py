@@ -242,8 +242,8 @@ def test_enrichment_records_ok_mismatch_and_unreachable(w3, node, tmp_path):
     owner = anvil_dev_accounts()[1]
     scenario = Scenario(w3, seed=9)
     keystore = Keystore(tmp_path / "ks", passphrase="pw", scrypt_n=2**10)
-    good = publish(pa.table({"x": list(range(50))}), store=tmp_path / "store", name="good", keystore=keystore,
-                   description="enrichment test")
+    good = publish(pa.table({"x": list(range(5000))}), store=tmp_path / "store", name="good", keystore=keystore,
+                   description="enrichment test", shard_size=8192)
     other = publish(pa.table({"y": list(range(7))}), store=tmp_path / "store", name="other", keystore=keystore)
     seller = scenario.market.using(owner)
     seller.register(good, price=1)
@@ -255,13 +255,16 @@ def test_enrichment_records_ok_mismatch_and_unreachable(w3, node, tmp_path):
     scenario.truth.datasets.clear()
     scenario.register(0)                                            # a URI that does not exist
     scenario.check_receipts()
+    from deai_data.storage.local import path_from_locator
+    path_from_locator(good.manifest.shards[-1].locators[0]).unlink()   # one shard lost from the store
     root = tmp_path / "index"
-    Indexer(node.url, scenario.market.address, root, confirmations=0).sync()
+    Indexer(node.url, scenario.market.address, root, confirmations=0, check_availability=True).sync()
     with Catalog(root) as cat:
-        rows = cat.sql("SELECT dataset_id, manifest_status, name, records, description, backends "
-                       "FROM versions ORDER BY dataset_id").to_pylist()
+        rows = cat.sql("SELECT dataset_id, manifest_status, name, records, description, backends, "
+                       "manifest_shards, shards_available FROM versions ORDER BY dataset_id").to_pylist()
     assert [r["manifest_status"] for r in rows] == ["ok", "hash_mismatch", "not_found"]
-    assert rows[0]["name"] == "good" and rows[0]["records"] == 50 and rows[0]["backends"] == ["file"]
+    assert rows[0]["name"] == "good" and rows[0]["records"] == 5000 and rows[0]["backends"] == ["file"]
+    assert rows[0]["manifest_shards"] > 2 and rows[0]["shards_available"] == rows[0]["manifest_shards"] - 1
     assert rows[1]["name"] is None
 
 

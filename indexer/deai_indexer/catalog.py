@@ -29,7 +29,8 @@ SELECT r.dataset_id, r.owner AS registered_owner, nullif(r.previous, 0) AS previ
        r.delivery_window, r.manifest_uris, r.license_uri, r.registrar, r.block_number AS registered_block,
        r.block_time AS registered_at, r.tx_hash, r.finalized,
        m.status AS manifest_status, m.error AS manifest_error, m.name, m.description, m.license,
-       m.records, m.plaintext_size, m.sealed_size, m.backends, m.dataset_uid, m.schema_json, m.metadata_json
+       m.records, m.plaintext_size, m.sealed_size, m.backends, m.dataset_uid, m.schema_json, m.metadata_json,
+       m.shard_count AS manifest_shards, m.shards_available
 FROM raw.dataset_registered r LEFT JOIN manifests m USING (manifest_hash);
 
 CREATE OR REPLACE VIEW purchases AS

@@ -28,7 +28,7 @@ def _indexer(args: argparse.Namespace) -> Indexer:
                                                                      "DEAI_RPC_URL and DEAI_MARKET)")
     confirmations = None if args.finality == "tag" else args.confirmations
     return Indexer(rpc, market, args.root, confirmations=confirmations, chunk=args.chunk,
-                   enrich=not args.no_enrich)
+                   enrich=not args.no_enrich, check_availability=args.check_availability)
 
 
 def _progress(args: argparse.Namespace):
@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="finality from --confirmations, or the node's `finalized` tag")
             p.add_argument("--chunk", type=int, default=2000, help="first getLogs range in blocks (adapts)")
             p.add_argument("--no-enrich", action="store_true", help="do not fetch manifests")
+            p.add_argument("--check-availability", action="store_true",
+                           help="with enrichment, count the shards their locators serve")
         p.set_defaults(func=func)
         return p
 

@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 
 from deai_data.dataset.reader import fetch_manifest
 from deai_data.errors import DeaiError, IntegrityError, NotFoundError
+from deai_data.formats.manifest import Manifest
+from deai_data.storage.registry import store_for
 
 from .layout import events_dir, write_atomic
 
@@ -28,7 +30,7 @@ SCHEMA = pa.schema([
     ("records", pa.int64()), ("plaintext_size", pa.int64()), ("sealed_size", pa.int64()),
     ("shard_count", pa.int64()), ("segment_size", pa.int64()), ("compression", pa.string()),
     ("previous_manifest", pa.string()), ("schema_json", pa.string()), ("backends", pa.list_(pa.string())),
-    ("metadata_json", pa.string()),
+    ("metadata_json", pa.string()), ("shards_available", pa.int64()),
 ])
 
 
@@ -50,7 +52,21 @@ def _registered(root: Path) -> dict[str, list[str]]:
     return found
 
 
-def _row(manifest_hash: str, uris: list[str]) -> dict:
+def _shards_available(manifest: Manifest) -> int:
+    """How many shards at least one locator serves with the size the manifest says (a stat, no download)."""
+    available = 0
+    for shard in manifest.shards:
+        for locator in shard.locators:
+            try:
+                if store_for(locator).stat(locator).size == shard.sealed_size:
+                    available += 1
+                    break
+            except DeaiError:
+                continue
+    return available
+
+
+def _row(manifest_hash: str, uris: list[str], check_availability: bool) -> dict:
     errors = []
     for uri in uris:
         try:
@@ -68,15 +84,17 @@ def _row(manifest_hash: str, uris: list[str]) -> dict:
                 "shard_count": len(manifest.shards), "segment_size": manifest.segment_size,
                 "compression": manifest.compression, "previous_manifest": manifest.previous,
                 "schema_json": json.dumps(manifest.to_dict()["schema"]["fields"]), "backends": schemes,
-                "metadata_json": json.dumps(dict(manifest.metadata), sort_keys=True)}
+                "metadata_json": json.dumps(dict(manifest.metadata), sort_keys=True),
+                "shards_available": _shards_available(manifest) if check_availability else None}
     status, error = errors[-1] if errors else ("no_uri", "the registration lists no manifest URI")
     if any(s == "hash_mismatch" for s, _ in errors):
         status = "hash_mismatch"
     return {"manifest_hash": manifest_hash, "status": status, "error": "; ".join(e for _, e in errors) or error}
 
 
-def enrich_manifests(root: Path) -> int:
-    """Fetch every registered manifest not yet fetched successfully; returns how many were tried."""
+def enrich_manifests(root: Path, *, check_availability: bool = False) -> int:
+    """Fetch every registered manifest not yet fetched successfully; returns how many were tried.
+    With `check_availability`, also count the shards their locators serve (`shards_available`)."""
     path = manifests_path(root)
     existing = pq.read_table(path).to_pylist() if path.is_file() else []
     done = {r["manifest_hash"] for r in existing if r["status"] == "ok"}
@@ -85,7 +103,7 @@ def enrich_manifests(root: Path) -> int:
         return 0
     rows = [r for r in existing if r["manifest_hash"] not in todo]
     for manifest_hash, uris in todo.items():
-        row = _row(manifest_hash, uris)
+        row = _row(manifest_hash, uris, check_availability)
         if row["status"] != "ok":
             log.warning("manifest %s: %s", manifest_hash, row["error"])
         rows.append(row)

@@ -51,13 +51,15 @@ class Indexer:
     chunk: the first getLogs range; it halves when the node refuses a range and grows when results
         are sparse, between 1 and max_chunk blocks.
     parallel: getLogs requests in flight for one chunk (split by block range).
+    check_availability: with enrichment, count the shards each manifest's locators serve (a stat each).
     derive_interval: least seconds between recomputations of the derived tables (0: after every sync
         that changed something); set it to a minute or more when following a big market.
     """
 
     def __init__(self, rpc: str | RpcClient, market: str, root: str | Path, *, confirmations: int | None = 12,
                  chunk: int = 2_000, max_chunk: int = 100_000, max_logs: int = 50_000,
-                 enrich: bool = True, parallel: int = 4, derive_interval: float = 0.0) -> None:
+                 enrich: bool = True, check_availability: bool = False, parallel: int = 4,
+                 derive_interval: float = 0.0) -> None:
         self.rpc = rpc if isinstance(rpc, RpcClient) else RpcClient(rpc)
         self.market = market.lower()
         self.root = Path(root)
@@ -66,6 +68,7 @@ class Indexer:
         self.max_chunk = max_chunk
         self.max_logs = max_logs
         self.enrich = enrich
+        self.check_availability = check_availability
         self.parallel = parallel
         self.derive_interval = derive_interval
         self.timings: dict[str, float] = {}  # seconds of the last sync: ingest, enrich, catalog
@@ -207,7 +210,7 @@ class Indexer:
         self._save_state()
         t = time.perf_counter()
         if self.enrich and written:
-            enrich_manifests(self.root)
+            enrich_manifests(self.root, check_availability=self.check_availability)
         self.timings["enrich"] = time.perf_counter() - t
         t = time.perf_counter()
         self.refresh_catalog()
