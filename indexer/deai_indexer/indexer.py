@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,7 +50,8 @@ class Indexer:
         None uses the node's `finalized` block tag.
     chunk: the first getLogs range; it halves when the node refuses a range and grows when results
         are sparse, between 1 and max_chunk blocks.
-    parallel: getLogs requests in flight for one chunk (split by block range).
+    parts, parallel: a chunk's getLogs is split by block range into up to `parts` requests, `parallel` in
+        flight at once (the node answers the next while this process decodes the last).
     check_availability: with enrichment, count the shards each manifest's locators serve (a stat each).
     derive_interval: least seconds between recomputations of the derived tables (0: after every sync
         that changed something); set it to a minute or more when following a big market.
@@ -58,7 +59,7 @@ class Indexer:
 
     def __init__(self, rpc: str | RpcClient, market: str, root: str | Path, *, confirmations: int | None = 12,
                  chunk: int = 2_000, max_chunk: int = 100_000, max_logs: int = 50_000,
-                 enrich: bool = True, check_availability: bool = False, parallel: int = 4,
+                 enrich: bool = True, check_availability: bool = False, parallel: int = 2, parts: int = 8,
                  derive_interval: float = 0.0) -> None:
         self.rpc = rpc if isinstance(rpc, RpcClient) else RpcClient(rpc)
         self.market = market.lower()
@@ -70,6 +71,7 @@ class Indexer:
         self.enrich = enrich
         self.check_availability = check_availability
         self.parallel = parallel
+        self.parts = parts
         self.derive_interval = derive_interval
         self.timings: dict[str, float] = {}  # seconds of the last sync: ingest, enrich, catalog
         self._pool = ThreadPoolExecutor(max(1, parallel), thread_name_prefix="getlogs")
@@ -127,21 +129,27 @@ class Indexer:
         return found
 
     def _log_parts(self, start: int, end: int) -> Iterator[list[dict[str, Any]]]:
-        """The market's logs in [start, end], in order, as parts: a wide range is split into `parallel`
-        requests in flight at once, and each part is handed over as soon as it (and those before it)
-        arrived, so decoding overlaps with the node still answering."""
+        """The market's logs in [start, end], in order, as parts: a wide range is split into up to
+        `parts` requests, `parallel` of them in flight at once, and each part is handed over as soon as it
+        (and those before it) arrived, so decoding one part overlaps with the node answering the next."""
         width = end - start + 1
-        if self.parallel <= 1 or width < 2 * self.parallel:
+        count = min(self.parts, width)
+        if self.parallel <= 1 or count <= 1:
             yield self._logs_range(start, end)
             return
-        step = -(-width // self.parallel)
-        futures = [self._pool.submit(self._logs_range, a, min(end, a + step - 1))
-                   for a in range(start, end + 1, step)]
+        step = -(-width // count)
+        ranges = [(a, min(end, a + step - 1)) for a in range(start, end + 1, step)]
+        pending = deque(self._pool.submit(self._logs_range, *r) for r in ranges[:self.parallel])
+        following = iter(ranges[self.parallel:])
         try:
-            for future in futures:
-                yield future.result()
+            while pending:
+                logs = pending.popleft().result()
+                nxt = next(following, None)
+                if nxt is not None:
+                    pending.append(self._pool.submit(self._logs_range, *nxt))
+                yield logs
         finally:
-            for future in futures:
+            for future in pending:
                 future.cancel()
 
     def _logs_range(self, start: int, end: int) -> list[dict[str, Any]]:
