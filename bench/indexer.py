@@ -122,7 +122,9 @@ def ingest(args: argparse.Namespace) -> None:
         print(f"median: deai-indexer {ours_med:,.0f} events/s (decoded, typed, one file per event type)")
         if args.cryo_python:
             cryo_med = statistics.median(r[1] for r in rows)
-            print(f"median: cryo {cryo_med:,.0f} events/s (raw logs); ratio {ours_med / cryo_med:.2f}x (goal >= 0.5x)")
+            paired = statistics.median(r[0] / r[1] for r in rows)
+            print(f"median: cryo {cryo_med:,.0f} events/s (raw logs); ratio of medians {ours_med / cryo_med:.2f}x, "
+                  f"median of the per-run ratios {paired:.2f}x (goal >= 0.5x)")
     finally:
         node.stop()
 

@@ -57,16 +57,18 @@ def _arrow_type(name: str, abi_type: str) -> pa.DataType:
     raise ValueError(f"no column type for {abi_type}")
 
 
-def _word_decoder(abi_type: str) -> Callable[[str], Any]:
+def _words(hexes: list[str], abi_type: str, at: int) -> list[Any]:
+    """One static ABI word at hex offset `at` of every string, decoded (inline loops: no call per value)."""
+    end = at + 64
     if abi_type == "address":
-        return lambda w: "0x" + w[24:].lower()
-    if abi_type == "bool":
-        return lambda w: w[-1] == "1"
+        return ["0x" + h[at + 24:end].lower() for h in hexes]
     if abi_type == "bytes32":
-        return lambda w: w.lower()
+        return [h[at:end].lower() for h in hexes]
+    if abi_type == "bool":
+        return [h[end - 1] == "1" for h in hexes]
     if abi_type.startswith("uint"):
-        return lambda w: int(w, 16)
-    raise ValueError(abi_type)
+        return [int(h[at:end], 16) for h in hexes]
+    raise ValueError(f"not a static ABI type: {abi_type}")
 
 
 def _python_value(abi_type: str, value: Any) -> Any:
@@ -106,18 +108,17 @@ class EventSpec:
         columns["log_index"] = [int(log["logIndex"], 16) for log in logs]
         columns["tx_hash"] = [log["transactionHash"].lower() for log in logs]
         for position, (name, abi_type) in enumerate(self.indexed, start=1):
-            word = _word_decoder(abi_type)
-            columns[name] = [word(log["topics"][position][2:]) for log in logs]
+            columns[name] = _words([log["topics"][position] for log in logs], abi_type, 2)
         datas = [log["data"] for log in logs]
         try:
+            if datas and min(map(len, datas)) < 2 + 64 * len(self.data):
+                raise ValueError("log data shorter than the event's head")
             for i, (name, abi_type) in enumerate(self.data):
                 if abi_type in _DYNAMIC:
                     read = _dynamic_reader(abi_type, i)
                     columns[name] = [read(d) for d in datas]
                 else:
-                    word = _word_decoder(abi_type)
-                    start = 2 + 64 * i
-                    columns[name] = [word(d[start:start + 64]) for d in datas]
+                    columns[name] = _words(datas, abi_type, 2 + 64 * i)
         except (ValueError, IndexError, UnicodeDecodeError):  # malformed data: eth_abi says exactly what
             types = [t for _, t in self.data]
             rows = [abi_decode(types, bytes.fromhex(d[2:])) for d in datas]

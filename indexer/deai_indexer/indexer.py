@@ -323,21 +323,30 @@ class Indexer:
 
         Headers are fetched for blocks whose logs are unfinalized (hash checks) or carry no blockTimestamp;
         finalized history with timestamps in its logs needs none."""
-        times = {int(e["blockNumber"], 16): int(e["blockTimestamp"], 16) for e in logs if e.get("blockTimestamp")}
-        need = {n for n in {int(e["blockNumber"], 16) for e in logs} if n > finalized or n not in times}
-        headers = self._headers(sorted(need)) if need else {}
-        for entry in logs:
+        times: dict[int, int] = {}
+        seen: dict[str, int] = {}  # block number as the node wrote it -> int
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        specs = self.specs
+        for entry in logs:  # one pass: block numbers, times, reorg flags, grouping by event
             if entry.get("removed"):
                 raise ChainError(f"block {int(entry['blockNumber'], 16)} was reorganised during the read")
-            block = headers.get(int(entry["blockNumber"], 16))
-            if block is not None and block["hash"].lower() != entry["blockHash"].lower():
-                return False
+            number_hex = entry["blockNumber"]
+            if number_hex not in seen:
+                number = seen[number_hex] = int(number_hex, 16)
+                if entry.get("blockTimestamp"):
+                    times[number] = int(entry["blockTimestamp"], 16)
+            topics = entry["topics"]
+            if topics and topics[0] in specs:
+                groups[topics[0]].append(entry)
+        need = {n for n in seen.values() if n > finalized or n not in times}
+        headers = self._headers(sorted(need)) if need else {}
+        if headers:
+            for entry in logs:
+                block = headers.get(seen[entry["blockNumber"]])
+                if block is not None and block["hash"].lower() != entry["blockHash"].lower():
+                    return False
         times.update({n: int(b["timestamp"], 16) for n, b in headers.items()})
         hashes.update({n: b["hash"].lower() for n, b in headers.items()})
-        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for entry in logs:
-            if entry["topics"] and entry["topics"][0] in self.specs:
-                groups[entry["topics"][0]].append(entry)
         for topic, entries in groups.items():
             tables[topic].append(self.specs[topic].decode(entries, times))
         return True
