@@ -15,8 +15,6 @@ from pathlib import Path
 
 import requests
 
-from deai_data.chain.connect import dev_advance_time
-
 REPO = Path(__file__).resolve().parent.parent
 ANVIL = REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 
@@ -61,5 +59,3 @@ class Anvil:
         if self.proc.stderr:
             self.proc.stderr.close()
 
-
-advance_time = dev_advance_time

@@ -9,11 +9,10 @@ import random
 from pathlib import Path
 
 import pytest
-from chains import advance_time
 from conftest import sample_table
 
 from deai_data import Keystore, publish
-from deai_data.chain import dev_accounts
+from deai_data.chain import dev_accounts, dev_advance_time
 from deai_data.crypto.key_delivery import delivery_info, seal_key
 from deai_data.errors import KeyDeliveryError, MarketError
 from deai_data.formats.merkle import inclusion_proof, merkle_root, verify_inclusion
@@ -94,7 +93,7 @@ def test_refund_after_window_and_agent_leaves_it(owner_market, buyer_market, pub
     with pytest.raises(MarketError) as early:
         buyer_market.refund(purchase.purchase_id)
     assert early.value.error == "DeliveryWindowOpen"
-    advance_time(w3, WINDOW + 5)
+    dev_advance_time(w3, WINDOW + 5)
     with pytest.raises(KeyDeliveryError, match="refund"):
         buyer_market.receive_key(purchase.purchase_id)
     with pytest.raises(MarketError) as stranger:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -100,13 +100,6 @@ class Transactor:
         self.receipt_timeout = receipt_timeout
         self._chain_id = w3.eth.chain_id
 
-    def call(self, fn: Any, action: str) -> Any:
-        """Run a view function; reverts become typed errors."""
-        try:
-            return fn.call()
-        except Exception as exc:
-            raise self.decoder.error(exc, action) from None
-
     def send(self, fn: Any, action: str, *, value: int = 0) -> Any:
         """Simulate, sign, send and wait for the receipt of a contract call; returns the receipt."""
         params = {"from": self.account.address, "value": value}
@@ -132,15 +125,3 @@ class Transactor:
             raise ChainError(f"{action}: transaction {tx_hash.hex()} reverted on-chain",
                              hint="the state changed between simulation and inclusion; retry")
         return receipt
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float) -> bool:
-    """Poll `predicate` until it is true or `timeout` seconds pass."""
-    import time
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)

@@ -28,6 +28,7 @@ from ..dataset.sources import folder, parquet, read_source
 from ..errors import DeaiError, KeystoreError
 from ..formats.shard import DEFAULT_SHARD_SIZE
 from .catalog import add_catalog_commands
+from .entry import run_command
 from .market import add_market_commands
 from .progress import ProgressLine, human_bytes
 
@@ -293,15 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except DeaiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

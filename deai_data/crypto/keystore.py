@@ -180,6 +180,14 @@ class Keystore:
     def delete(self, kind: str, name: str) -> None:
         self._entry_path(kind, name).unlink(missing_ok=True)
 
+    def entry(self, kind: str, name: str) -> KeyEntry | None:
+        """One entry's kind, name and metadata (nothing decrypted), or None when there is none."""
+        path = self._entry_path(kind, name)
+        if not path.is_file():
+            return None
+        doc = json.loads(path.read_text())
+        return KeyEntry(doc["kind"], doc["name"], doc.get("meta", {}))
+
     def entries(self, kind: str | None = None) -> list[KeyEntry]:
         """Every entry (or every entry of one kind), without decrypting anything."""
         root = self.path / "entries"
@@ -193,7 +201,7 @@ class Keystore:
     def export(self, kind: str, name: str, passphrase: str) -> bytes:
         """One entry sealed under `passphrase` (scrypt + AES-GCM) for moving to another keystore."""
         secret = self.get(kind, name)
-        meta = next((e.meta for e in self.entries(kind) if e.name == name), {})
+        meta = entry.meta if (entry := self.entry(kind, name)) else {}
         salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
         key = _derive(passphrase, salt, self._scrypt_n)
         doc = {"format": EXPORT_FORMAT, "version": VERSION, "kind": kind, "name": name, "meta": meta,

@@ -93,7 +93,7 @@ class KeyAgent:
             if market.w3.eth.get_block("latest")["timestamp"] > info.deadline:
                 log.warning("purchase %d: deadline passed before delivery; the buyer can refund", pid)
                 return "missed"
-            receipt = market.deliver_key(pid)
+            receipt = market.deliver_key(info)
         except KeystoreError as exc:
             log.error("purchase %d: no key to deliver: %s", pid, exc)
             return "retry"

@@ -239,16 +239,17 @@ class Market:
         fn = self.contract.functions.verifyShard(dataset_id, _hex32(shard_hash), index, [bytes(p) for p in proof])
         return bool(self._view(fn, "verify shard"))
 
-    def fetch_manifest(self, dataset_id: int) -> tuple[Manifest, str]:
+    def fetch_manifest(self, dataset: int | Listing) -> tuple[Manifest, str]:
         """The dataset's manifest, from the first of its registered URIs that serves the registered hash."""
-        listing = self.listing(dataset_id)
+        listing = dataset if isinstance(dataset, Listing) else self.listing(dataset)
         failures = []
         for uri in listing.manifest_uris:
             try:
                 return fetch_manifest(uri, manifest_hash=listing.manifest_hash)
             except DeaiError as exc:
                 failures.append(f"{uri}: {exc}")
-        raise MarketError(f"no registered URI of dataset {dataset_id} served its manifest: {'; '.join(failures)}",
+        raise MarketError(f"no registered URI of dataset {listing.dataset_id} served its manifest: "
+                          f"{'; '.join(failures)}",
                           hint="the owner's storage is unreachable or serves altered data; try later or a mirror")
 
     def checked_manifest(self, dataset: int | str) -> tuple[Manifest, str]:
@@ -319,7 +320,7 @@ class Market:
         private_key = self.keystore.get(PURCHASE_KEY, self._buyer_public_key(info).hex())
         data_key = open_sealed_key(sealed, private_key, delivery_info(self.chain_id, self.address, purchase_id))
         listing = self.listing(info.dataset_id)
-        manifest, _ = self.fetch_manifest(info.dataset_id)
+        manifest, _ = self.fetch_manifest(listing)
         if key_commitment(data_key, bytes.fromhex(manifest.dataset_id)).hex() != listing.key_commitment:
             raise KeyDeliveryError(
                 f"the key delivered for purchase {purchase_id} does not match dataset {info.dataset_id}'s "
@@ -364,20 +365,22 @@ class Market:
 
     # ------------------------------------------------------------------ selling
 
-    def deliver_key(self, purchase_id: int, data_key: bytes | None = None) -> Any:
+    def deliver_key(self, purchase: int | PurchaseInfo, data_key: bytes | None = None) -> Any:
         """Seal the dataset's key to the buyer's public key and deliver it (releases the escrow).
 
-        The key comes from the keystore by manifest hash unless given; it is checked against the
-        on-chain key commitment first, so a wrong key is never delivered.
+        `purchase` is a purchase id or its already-read `PurchaseInfo`. The key comes from the keystore by
+        manifest hash unless given; it is checked against the on-chain key commitment first, so a wrong
+        key is never delivered.
         """
-        info = self.purchase_info(purchase_id)
+        info = purchase if isinstance(purchase, PurchaseInfo) else self.purchase_info(purchase)
+        purchase_id = info.purchase_id
         listing = self.listing(info.dataset_id)
         if data_key is None:
             data_key = self.keystore.get(DATA_KEY, listing.manifest_hash)
-        entry = next((e for e in self.keystore.entries(DATA_KEY) if e.name == listing.manifest_hash), None)
+        entry = self.keystore.entry(DATA_KEY, listing.manifest_hash)
         dataset_id = entry.meta.get("dataset_id") if entry else None
         if dataset_id is None:
-            dataset_id = self.fetch_manifest(info.dataset_id)[0].dataset_id
+            dataset_id = self.fetch_manifest(listing)[0].dataset_id
         if key_commitment(bytes(data_key), bytes.fromhex(dataset_id)).hex() != listing.key_commitment:
             raise KeyDeliveryError(f"the key for dataset {info.dataset_id} does not match its key commitment",
                                    hint="refusing to deliver a key that cannot open the data")

@@ -14,6 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
+from deai_data.cli.entry import run_command
 from deai_data.errors import DeaiError
 
 from .catalog import build_catalog
@@ -107,13 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)r")
-    try:
-        return args.func(args)
-    except DeaiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    return run_command(args)
 
 
 if __name__ == "__main__":
