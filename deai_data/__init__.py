@@ -27,13 +27,13 @@ from .errors import (
 )
 from .formats.manifest import Manifest, ShardEntry
 from .storage import HttpStore, LocalStore, Store, register_store
+from .version import __version__ as __version__
 
 if TYPE_CHECKING:
     from .catalog import Catalog
     from .chain import connect, load_account
     from .market import KeyAgent, Listing, Market, PurchaseInfo
 
-__version__ = "0.1.0"
 
 # The market and chain parts import web3 (about a second), the catalog DuckDB: they load on first use,
 # so that reading and training never pay for them.

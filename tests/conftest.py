@@ -82,3 +82,22 @@ def w3(request: pytest.FixtureRequest):
     snapshot = chain.provider.make_request("evm_snapshot", [])["result"]
     yield chain
     chain.provider.make_request("evm_revert", [snapshot])
+
+
+@pytest.fixture(scope="session")
+def arlocal():
+    """One real arlocal gateway for the whole session (objects are content-addressed: tests do not
+    interfere; each test pays from its own wallet)."""
+    from arweave_services import Arlocal
+    gateway = Arlocal()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def funded_wallet(arlocal):
+    """An RSA-4096 Arweave wallet with plenty of (arlocal) winston."""
+    from deai_data.storage.arweave import Wallet
+    wallet = Wallet.generate()
+    arlocal.mint(wallet.address)
+    return wallet

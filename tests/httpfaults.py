@@ -144,8 +144,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._proxy()
 
+    def do_POST(self) -> None:
+        self._proxy()
+
     def _proxy(self) -> None:
         proxy: FaultProxy = self.server.service  # type: ignore[attr-defined]
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if self.command == "POST" else None
         fault = proxy._take(self.path)
         proxy.hits.append(Hit(self.command, self.path, self.headers.get("Range"), fault.kind if fault else None))
         if fault and fault.kind == "reset":
@@ -162,8 +166,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             time.sleep(fault.delay)
         upstream = urlparse(proxy.upstream)
         conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
-        headers = {k: v for k, v in self.headers.items() if k.lower() in ("range", "accept-encoding")}
-        conn.request(self.command, upstream.path.rstrip("/") + self.path, headers=headers)
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("range", "accept-encoding", "content-type")}
+        conn.request(self.command, upstream.path.rstrip("/") + self.path, body=body, headers=headers)
         response = conn.getresponse()
         self.send_response(response.status)
         for k, v in response.getheaders():

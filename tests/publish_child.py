@@ -32,13 +32,13 @@ class DyingStore(LocalStore):
         self.calls = 0
         self.die_at = die_at
 
-    def put(self, data, *, sha256=None):
+    def put(self, data, *, sha256=None, labels=None):
         self.calls += 1
         if self.calls == self.die_at:
             fd, _tmp = self._tempfile()
             os.write(fd, bytes(memoryview(data)[: len(data) // 2]))
             os.kill(os.getpid(), signal.SIGKILL)
-        return super().put(data, sha256=sha256)
+        return super().put(data, sha256=sha256, labels=labels)
 
 
 def main() -> None:

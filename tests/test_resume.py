@@ -86,11 +86,11 @@ class FailingStore(LocalStore):
         super().__init__(root)
         self.budget = budget
 
-    def put(self, data, *, sha256=None):
+    def put(self, data, *, sha256=None, labels=None):
         if self.budget <= 0:
             raise StorageError("no space left on device (injected)")
         self.budget -= 1
-        return super().put(data, sha256=sha256)
+        return super().put(data, sha256=sha256, labels=labels)
 
 
 def test_failing_store_then_resume(tmp_path, keystore):

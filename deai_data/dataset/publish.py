@@ -134,6 +134,7 @@ def publish(
     pipeline = _ShardPipeline(stores, journal, data_key, dataset_id, records.schema, segment_size,
                               compression, workers, progress, started)
     entries = pipeline.run(cut_into_shards(records.batches, shard_size))
+    _flush(stores)
 
     manifest = Manifest(
         dataset_id=dataset_id.hex(), name=name, description=description, license=license,
@@ -148,7 +149,10 @@ def publish(
     except ManifestError as exc:
         raise PublishError(f"invalid publish parameter: {exc.message}") from None
     manifest_hash = canonical.sha256_hex(body)
-    uris = tuple(s.put(body, sha256=manifest_hash) for s in stores)
+    labels = {"Object-Type": "manifest", "Dataset-Id": dataset_id.hex(), "Manifest-Hash": manifest_hash,
+              "Dataset-Name": name}
+    uris = tuple(s.put(body, sha256=manifest_hash, labels=labels) for s in stores)
+    _flush(stores)
     if ks is not None:
         ks.put(DATA_KEY, manifest_hash, data_key, {"name": name, "dataset_id": dataset_id.hex(),
                                                      "manifest_uri": uris[0], "created": int(time.time())})
@@ -156,6 +160,14 @@ def publish(
     journal.close()
     return PublishResult(manifest, uris[0], manifest_hash, manifest.content_root, data_key,
                          pipeline.sealed, pipeline.reused, time.perf_counter() - started, uris)
+
+
+def _flush(stores: list[Store]) -> None:
+    """Send what stores batched (ANS-104 bundles) before anything refers to it."""
+    for store in stores:
+        flush = getattr(store, "flush", None)
+        if flush is not None:
+            flush()
 
 
 def _start_or_resume(journal: Journal, publish_id: str, key: bytes | None, ks: Keystore | None,
@@ -194,6 +206,7 @@ class _ShardPipeline:
         self.journal = journal
         self.schema = schema
         self.sealer = ShardSealer(data_key, dataset_id, segment_size)
+        self.dataset_id_hex = dataset_id.hex()
         self.compression = compression
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.io_threads = 2
@@ -276,7 +289,9 @@ class _ShardPipeline:
                done: Future[ShardEntry]) -> None:
         """I/O stage: put the sealed shard in every store, then journal it as finished."""
         try:
-            entry = replace(entry, locators=tuple(s.put(sealed, sha256=entry.sha256) for s in self.stores))
+            labels = {"Object-Type": "shard", "Dataset-Id": self.dataset_id_hex, "Shard-Index": str(entry.index)}
+            entry = replace(entry, locators=tuple(s.put(sealed, sha256=entry.sha256, labels=labels)
+                                                  for s in self.stores))
             self.journal.record(entry, salt.hex())
             self._report(entry, reused=False)
             done.set_result(entry)

@@ -5,6 +5,7 @@ A store is untrusted: it moves bytes, and the reader verifies everything it retu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -24,16 +25,19 @@ class ObjectStat:
 class Store(Protocol):
     """A backend addressed by URI scheme (`file://`, `http://`, later `ar://`, `ipfs://`, `piece://`).
 
-    `put*` return the locator under which the object can be fetched again; `get` returns the bytes
+    `put*` return the locator under which the object can be fetched again; `labels` are name/value
+    pairs a backend may record with the object for discovery (Arweave tags), never needed to read it
+    back. `flush()`, where a store has it, sends what it batched (ANS-104 bundles). `get` returns the bytes
     `[start, end)` (to the end of the object when `end` is None) and raises `NotFoundError` for a
     missing object and `StorageError` for any other failure.
     """
 
     schemes: tuple[str, ...]
 
-    def put(self, data: Buffer, *, sha256: str | None = None) -> str: ...
+    def put(self, data: Buffer, *, sha256: str | None = None, labels: Mapping[str, str] | None = None) -> str: ...
 
-    def put_file(self, path: str | Path, *, sha256: str | None = None) -> str: ...
+    def put_file(self, path: str | Path, *, sha256: str | None = None,
+                 labels: Mapping[str, str] | None = None) -> str: ...
 
     def get(self, locator: str, start: int = 0, end: int | None = None) -> bytes: ...
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 
 import requests
 
@@ -54,13 +55,15 @@ class HttpStore:
             session = self._local.session = requests.Session()
         return session
 
-    def put(self, data: Buffer, *, sha256: str | None = None) -> str:
+    def put(self, data: Buffer, *, sha256: str | None = None, labels: Mapping[str, str] | None = None) -> str:
         raise StorageError("the HTTP store is read-only", hint="publish to a writable store (file://, ar://, ipfs://)")
 
     put_file = put  # equally refused
 
-    def _request(self, method: str, locator: str, headers: dict[str, str]) -> requests.Response:
-        """Send one request, retrying transient failures; the caller reads (and retries) the body."""
+    def request(self, method: str, locator: str, headers: dict[str, str] | None = None, *,
+                body: bytes | None = None) -> requests.Response:
+        """Send one request, retrying transient failures; the caller reads (and retries) the body.
+        A 404 is `NotFoundError`, other 4xx a `StorageError` at once."""
         last = "no attempt made"
         last_response: requests.Response | None = None
         for attempt in range(self.retries + 1):
@@ -68,8 +71,8 @@ class HttpStore:
                 time.sleep(self._delay(attempt, last_response))
             last_response = None
             try:
-                response = self.session.request(method, locator, headers=headers, timeout=self.timeout,
-                                                stream=True, allow_redirects=True)
+                response = self.session.request(method, locator, headers=headers, data=body,
+                                                timeout=self.timeout, stream=True, allow_redirects=True)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 continue
@@ -82,8 +85,10 @@ class HttpStore:
                 response.close()
                 continue
             if response.status_code >= 400:
+                detail = response.text[:200].strip()
                 response.close()
-                raise StorageError(f"HTTP {response.status_code} for {method}", locator=locator,
+                raise StorageError(f"HTTP {response.status_code} for {method}" + (f": {detail}" if detail else ""),
+                                   locator=locator,
                                    hint="the server refused the request; check the URL and access rights")
             return response
         raise StorageError(f"gave up after {self.retries + 1} attempts: {last}", locator=locator,
@@ -105,7 +110,7 @@ class HttpStore:
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self._delay(attempt, None))
-            response = self._request("GET", locator, headers)
+            response = self.request("GET", locator, headers)
             try:
                 body = self._read_body(response, start, end)
             except (requests.RequestException, ValueError) as exc:
@@ -148,13 +153,13 @@ class HttpStore:
 
     def exists(self, locator: str) -> bool:
         try:
-            self._request("HEAD", locator, {}).close()
+            self.request("HEAD", locator, {}).close()
         except NotFoundError:
             return False
         return True
 
     def stat(self, locator: str) -> ObjectStat:
-        response = self._request("HEAD", locator, {"Accept-Encoding": "identity"})
+        response = self.request("HEAD", locator, {"Accept-Encoding": "identity"})
         response.close()
         length = response.headers.get("Content-Length")
         if length is None or not length.isdigit():

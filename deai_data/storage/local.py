@@ -13,7 +13,7 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -124,7 +124,7 @@ class LocalStore:
         fd, name = tempfile.mkstemp(dir=tmpdir, prefix="put-")
         return fd, Path(name)
 
-    def put(self, data: Buffer, *, sha256: str | None = None) -> str:
+    def put(self, data: Buffer, *, sha256: str | None = None, labels: Mapping[str, str] | None = None) -> str:
         view = memoryview(data).cast("B")
         digest = sha256 or hashlib.sha256(view).hexdigest()
         final = self.object_path(digest)
@@ -147,7 +147,8 @@ class LocalStore:
             tmp.unlink(missing_ok=True)
             raise
 
-    def put_file(self, path: str | Path, *, sha256: str | None = None) -> str:
+    def put_file(self, path: str | Path, *, sha256: str | None = None,
+                 labels: Mapping[str, str] | None = None) -> str:
         fd, tmp = self._tempfile()
         hasher = hashlib.sha256()
         try:

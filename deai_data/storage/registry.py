@@ -12,25 +12,32 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import UnsupportedLocatorError
+from .arweave.store import ArweaveStore, reader_from_env
 from .base import Store
 from .http import HttpStore
 from .local import LocalStore
 
 StoreFactory = Callable[[], Store]
+WriterFactory = Callable[[str], Store]
 
 _factories: dict[str, StoreFactory] = {}
+_writers: dict[str, WriterFactory] = {}
 _readers: dict[str, Store] = {}
 _lock = threading.RLock()
 
 
-def register_store(scheme: str, factory: StoreFactory, *, replace: bool = False) -> None:
-    """Register `factory` (called with no arguments) as the reader for `scheme://` locators."""
+def register_store(scheme: str, factory: StoreFactory, *, writer: WriterFactory | None = None,
+                   replace: bool = False) -> None:
+    """Register `factory` (called with no arguments) as the reader for `scheme://` locators, and
+    `writer` (called with the URI) to open a writable store from a `scheme://...` URI."""
     scheme = scheme.lower()
     with _lock:
         if scheme in _factories and not replace:
             raise ValueError(f"a store is already registered for {scheme}://")
         _factories[scheme] = factory
         _readers.pop(scheme, None)
+        if writer is not None:
+            _writers[scheme] = writer
 
 
 def registered_schemes() -> list[str]:
@@ -57,16 +64,21 @@ def store_for(locator: str) -> Store:
 
 
 def open_store(target: str | Path | Store) -> Store:
-    """A writable store from a Store, a directory path, or a `file://` URI."""
+    """A writable store from a Store, a directory path, a `file://` URI, or a URI of a scheme registered
+    with a writer (`ar://?gateway=...`)."""
     if isinstance(target, Store):
         return target
     text = str(target)
     if scheme_of(text) == "file":
         return LocalStore(text)
+    writer = _writers.get(scheme_of(text))
+    if writer is not None:
+        return writer(text)
     raise UnsupportedLocatorError(f"cannot open {text!r} as a writable store", locator=text,
-                                  hint="pass a directory, a file:// URI, or a Store instance")
+                                  hint="pass a directory, a file:// URI, an ar:// URI, or a Store instance")
 
 
 register_store("file", LocalStore)
 register_store("http", HttpStore)
 register_store("https", lambda: store_for("http://"))
+register_store("ar", reader_from_env, writer=ArweaveStore.from_uri)
