@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 FORGE   = contracts/node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 
-.PHONY: setup contracts-deps contracts-test artifacts check-artifacts demo test lint bench clean
+.PHONY: setup contracts-deps services-deps contracts-test artifacts check-artifacts demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,14 @@ contracts-deps: contracts/node_modules/.installed
 
 contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Storage services the tests run for real: arlocal (a local Arweave gateway), arweave-js and arbundles
+# (the reference clients). sqlite3 compiles from source here (about 2 minutes, once).
+services-deps: services/arweave/node_modules/.installed
+
+services/arweave/node_modules/.installed: services/arweave/package.json services/arweave/package-lock.json
+	cd services/arweave && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 contracts-test: contracts-deps
@@ -41,11 +49,11 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup contracts-deps lint contracts-test check-artifacts
+test: setup contracts-deps services-deps lint contracts-test check-artifacts
 	$(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/python bench/publish.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis contracts/out contracts/cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis contracts/out contracts/cache services/*/node_modules

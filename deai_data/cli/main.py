@@ -1,4 +1,5 @@
-"""The `deai-data` command line: publish, get, verify, inspect, keys, market, serve-keys, catalog, demo.
+"""The `deai-data` command line: publish, get, verify, inspect, keys, market, serve-keys, catalog, estimate,
+arweave, demo.
 
 Exit codes: 0 success, 1 other deai-data error, 2 usage or unsupported locator, 3 integrity failure,
 4 wrong key, 5 malformed manifest, 6 storage failure, 7 not found, 8 keystore, 9 source, 10 publish,
@@ -27,6 +28,7 @@ from ..dataset.reader import Dataset, fetch_manifest, open_dataset
 from ..dataset.sources import folder, parquet, read_source
 from ..errors import DeaiError, KeystoreError
 from ..formats.shard import DEFAULT_SHARD_SIZE
+from .arweave import add_arweave_commands
 from .catalog import add_catalog_commands
 from .entry import run_command
 from .market import add_market_commands
@@ -290,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_market_commands(command)
     add_catalog_commands(command)
+    add_arweave_commands(command)
     return parser
 
 
