@@ -21,9 +21,9 @@ from chains import free_port
 from httpfaults import Fault, FaultProxy
 
 from deai_data import IntegrityError, NotFoundError, StorageError
-from deai_data.storage.arweave import ArweaveStore, GatewayClient, Transaction, Wallet, parse_bundle
+from deai_data.storage.arweave import ArweaveStore, GatewayClient, Transaction, Wallet, parse_bundle, validate_path
 from deai_data.storage.arweave.ans104 import DataItem
-from deai_data.storage.arweave.merkle import MAX_CHUNK_SIZE
+from deai_data.storage.arweave.merkle import MAX_CHUNK_SIZE, unb64url
 
 HERE = Path(__file__).parent
 
@@ -270,3 +270,84 @@ def test_gateway_errors_name_what_failed(arlocal):
         client.transaction("B" * 43)
     with pytest.raises(StorageError, match="no Arweave gateway"):
         GatewayClient([])
+
+
+class StrictChunkGateway:
+    """A double of the part of an Arweave node that arlocal does not implement faithfully: it takes chunks
+    in any order and from many connections, and applies the node's rules to each (the proof must
+    validate under the header's data_root at the given offset, the chunk must hash to the proven leaf,
+    at most 256 KiB, offsets inside the data). Headers, prices and anchors are answered minimally."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, Transaction] = {}
+        self.chunks: dict[tuple[bytes, int], bytes] = {}
+        self.rejected: list[str] = []
+        self.lock = threading.Lock()
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def reply(self, status: int, body: bytes = b"") -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path.startswith("/price/"):
+                    return self.reply(200, b"1000")
+                if self.path == "/tx_anchor":
+                    return self.reply(200, b"A" * 64)
+                if self.path.endswith("/status"):
+                    known = self.path.split("/")[2] in double.headers
+                    return self.reply(202 if known else 404, b"Pending" if known else b"Not Found")
+                self.reply(404)
+
+            def do_POST(self) -> None:
+                doc = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == "/tx":
+                    tx = Transaction.from_json(doc)
+                    with double.lock:
+                        double.headers[tx.id] = tx
+                    return self.reply(200, b"OK")
+                root, size = unb64url(doc["data_root"]), int(doc["data_size"])
+                chunk, offset = unb64url(doc["chunk"]), int(doc["offset"])
+                proven = validate_path(root, offset, size, unb64url(doc["data_path"]))
+                ok = (any(h.data_root == root and h.data_size == size for h in double.headers.values())
+                      and proven is not None and proven[1] - proven[0] == len(chunk) <= MAX_CHUNK_SIZE
+                      and hashlib.sha256(chunk).digest() == proven[2] and proven[0] <= offset < proven[1])
+                with double.lock:
+                    if not ok:
+                        double.rejected.append(doc["offset"])
+                        return self.reply(400, b"invalid chunk")
+                    double.chunks[(root, proven[0])] = chunk
+                self.reply(200, b"OK")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def assembled(self, root: bytes) -> bytes:
+        return b"".join(c for (r, _), c in sorted(self.chunks.items()) if r == root)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("size", [MAX_CHUNK_SIZE * 9, MAX_CHUNK_SIZE * 12 + 1000, MAX_CHUNK_SIZE * 7 + 100_000])
+def test_concurrent_chunks_satisfy_the_nodes_rules(size, tmp_path):
+    gateway = StrictChunkGateway()
+    try:
+        store = ArweaveStore([gateway.url], Wallet.generate(), chunk_concurrency=8, state_dir=tmp_path)
+        data = payload(size, size)
+        tx_id = store.put(data).removeprefix("ar://")
+        assert gateway.rejected == []
+        assert gateway.assembled(gateway.headers[tx_id].data_root) == data
+    finally:
+        gateway.close()

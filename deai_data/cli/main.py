@@ -1,5 +1,5 @@
 """The `deai-data` command line: publish, get, verify, inspect, keys, market, serve-keys, catalog, estimate,
-arweave, demo.
+arweave, piece, demo.
 
 Exit codes: 0 success, 1 other deai-data error, 2 usage or unsupported locator, 3 integrity failure,
 4 wrong key, 5 malformed manifest, 6 storage failure, 7 not found, 8 keystore, 9 source, 10 publish,
@@ -31,6 +31,7 @@ from ..formats.shard import DEFAULT_SHARD_SIZE
 from .arweave import add_arweave_commands
 from .catalog import add_catalog_commands
 from .entry import run_command
+from .filecoin import add_filecoin_commands
 from .market import add_market_commands
 from .progress import ProgressLine, human_bytes
 
@@ -293,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_market_commands(command)
     add_catalog_commands(command)
     add_arweave_commands(command)
+    add_filecoin_commands(command)
     return parser
 
 

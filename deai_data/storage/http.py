@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import requests
 
@@ -61,9 +61,10 @@ class HttpStore:
     put_file = put  # equally refused
 
     def request(self, method: str, locator: str, headers: dict[str, str] | None = None, *,
-                body: bytes | None = None) -> requests.Response:
+                body: bytes | Callable[[], Iterable[bytes]] | None = None) -> requests.Response:
         """Send one request, retrying transient failures; the caller reads (and retries) the body.
-        A 404 is `NotFoundError`, other 4xx a `StorageError` at once."""
+        A 404 is `NotFoundError`, other 4xx a `StorageError` at once. A streamed request body is given
+        as a function returning a fresh iterator, so that each attempt sends it whole."""
         last = "no attempt made"
         last_response: requests.Response | None = None
         for attempt in range(self.retries + 1):
@@ -71,7 +72,8 @@ class HttpStore:
                 time.sleep(self._delay(attempt, last_response))
             last_response = None
             try:
-                response = self.session.request(method, locator, headers=headers, data=body,
+                data = body() if callable(body) else body
+                response = self.session.request(method, locator, headers=headers, data=data,
                                                 timeout=self.timeout, stream=True, allow_redirects=True)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last = f"{type(exc).__name__}: {exc}"

@@ -12,9 +12,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import UnsupportedLocatorError
-from .arweave.store import ArweaveStore, reader_from_env
+from .arweave import store as arweave_store
 from .base import Store
+from .filecoin import store as piece_store
 from .http import HttpStore
+from .ipfs import store as ipfs_store
 from .local import LocalStore
 
 StoreFactory = Callable[[], Store]
@@ -75,10 +77,13 @@ def open_store(target: str | Path | Store) -> Store:
     if writer is not None:
         return writer(text)
     raise UnsupportedLocatorError(f"cannot open {text!r} as a writable store", locator=text,
-                                  hint="pass a directory, a file:// URI, an ar:// URI, or a Store instance")
+                                  hint="pass a directory, a file:// URI, an ar://, ipfs:// or piece:// URI, "
+                                       "or a Store instance")
 
 
 register_store("file", LocalStore)
 register_store("http", HttpStore)
 register_store("https", lambda: store_for("http://"))
-register_store("ar", reader_from_env, writer=ArweaveStore.from_uri)
+register_store("ar", arweave_store.reader_from_env, writer=arweave_store.ArweaveStore.from_uri)
+register_store("ipfs", ipfs_store.reader_from_env, writer=ipfs_store.IpfsStore.from_uri)
+register_store("piece", piece_store.reader_from_env, writer=piece_store.PieceStore.from_uri)

@@ -1,0 +1,114 @@
+"""`piece://` store: objects kept as Filecoin pieces by PDP storage providers.
+
+A locator is `piece://<PieceCIDv2>?provider=<url>`: the PieceCID names (and sizes) the bytes, the
+provider says where to fetch them. Writing uploads to the first provider and waits until it has parked
+the piece; adding pieces to a paid data set is a separate, signed step (warm_storage.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlparse
+
+from ...errors import NotFoundError, StorageError
+from ..base import Buffer, ObjectStat, check_range
+from .commp import Piece
+from .pdp import PdpClient
+
+
+def parse_piece_locator(locator: str) -> tuple[str, str | None]:
+    """(PieceCIDv2, provider URL or None) of `piece://<cid>?provider=<url>`."""
+    parsed = urlparse(locator)
+    if parsed.scheme != "piece" or not parsed.netloc:
+        raise StorageError("not a piece locator", locator=locator, hint="expected piece://<PieceCIDv2>?provider=<url>")
+    try:
+        Piece.from_cid(parsed.netloc)
+    except ValueError as exc:
+        raise StorageError(f"not a piece locator: {exc}", locator=locator) from None
+    return parsed.netloc, (parse_qs(parsed.query).get("provider") or [None])[0]
+
+
+class PieceStore:
+    """Store on PDP providers: writes go to `providers[0]`; reads use the locator's provider, then these."""
+
+    schemes = ("piece",)
+
+    def __init__(self, providers: Sequence[str] = (), *, token: str | None = None, wait_timeout: float = 300.0,
+                 timeout: float = 60.0, retries: int = 3) -> None:
+        from ..http import HttpStore
+        self.http = HttpStore(timeout=timeout, retries=retries)
+        self.providers = [p.rstrip("/") for p in providers]
+        self.token = token
+        self.wait_timeout = wait_timeout
+
+    def __repr__(self) -> str:
+        return f"PieceStore({self.providers})"
+
+    @property
+    def uri(self) -> str:
+        return f"piece://?provider={self.providers[0] if self.providers else ''}"
+
+    @classmethod
+    def from_uri(cls, uri: str) -> PieceStore:
+        """`piece://?provider=URL[&provider=URL2]`, else DEAI_PDP_PROVIDERS (comma-separated)."""
+        return cls(parse_qs(urlparse(uri).query).get("provider") or _env_providers(),
+                   token=os.environ.get("DEAI_PDP_TOKEN") or None)
+
+    def _client(self, url: str) -> PdpClient:
+        return PdpClient(url, http=self.http, token=self.token)
+
+    def put(self, data: Buffer, *, sha256: str | None = None, labels: Mapping[str, str] | None = None) -> str:
+        if not self.providers:
+            raise StorageError("no PDP provider to upload to", hint="pass providers=[...] or set DEAI_PDP_PROVIDERS")
+        client = self._client(self.providers[0])
+        piece = client.upload_piece(data)
+        client.wait_for_piece(str(piece.cid), timeout=self.wait_timeout)
+        return f"piece://{piece.cid}?provider={quote(client.url, safe=':/')}"
+
+    def put_file(self, path: str | Path, *, sha256: str | None = None,
+                 labels: Mapping[str, str] | None = None) -> str:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc}") from None
+        return self.put(data, sha256=sha256, labels=labels)
+
+    def _sources(self, locator: str) -> tuple[str, list[str]]:
+        cid, provider = parse_piece_locator(locator)
+        urls = ([provider.rstrip("/")] if provider else []) + [p for p in self.providers if p != provider]
+        if not urls:
+            raise StorageError("no provider to read the piece from", locator=locator,
+                               hint="the locator names none: configure DEAI_PDP_PROVIDERS")
+        return cid, urls
+
+    def get(self, locator: str, start: int = 0, end: int | None = None) -> bytes:
+        check_range(start, end)
+        cid, urls = self._sources(locator)
+        errors: list[StorageError] = []
+        for url in urls:
+            try:
+                return self._client(url).download_piece(cid, start, end)
+            except StorageError as exc:
+                errors.append(exc)
+        if all(isinstance(e, NotFoundError) for e in errors):
+            raise NotFoundError(locator)
+        raise StorageError(f"no provider served the piece; last: {errors[-1].message}", locator=locator)
+
+    def exists(self, locator: str) -> bool:
+        cid, urls = self._sources(locator)
+        return any(self._client(url).has_piece(cid) for url in urls)
+
+    def stat(self, locator: str) -> ObjectStat:
+        if not self.exists(locator):
+            raise NotFoundError(locator)
+        return ObjectStat(locator, Piece.from_cid(parse_piece_locator(locator)[0]).payload_size)
+
+
+def _env_providers() -> list[str]:
+    return [p.strip() for p in os.environ.get("DEAI_PDP_PROVIDERS", "").split(",") if p.strip()]
+
+
+def reader_from_env() -> PieceStore:
+    return PieceStore(_env_providers(), token=os.environ.get("DEAI_PDP_TOKEN") or None)

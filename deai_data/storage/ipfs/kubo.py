@@ -1,0 +1,86 @@
+"""Client for the Kubo RPC API (`/api/v0/...`, spoken by Kubo, js-ipfs and pinning services): import a
+CAR (pinning its roots), get and stat raw blocks, version. Every call is a POST, retried like any HTTP read."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ...errors import NotFoundError, StorageError
+from ..http import HttpStore
+from .cid import CID
+
+
+class KuboClient:
+    """One node's RPC API at `url` (e.g. http://127.0.0.1:5001)."""
+
+    def __init__(self, url: str, *, http: HttpStore | None = None, block_timeout: str = "30s") -> None:
+        self.url = url.rstrip("/")
+        self.http = http or HttpStore()
+        self.block_timeout = block_timeout
+
+    def __repr__(self) -> str:
+        return f"KuboClient({self.url})"
+
+    def _post(self, command: str, params: dict[str, str] | None = None, *,
+              body: bytes | Callable[[], Iterable[bytes]] | None = None, headers: dict[str, str] | None = None) -> Any:
+        query = "&".join(f"{k}={v}" for k, v in (params or {}).items())
+        url = f"{self.url}/api/v0/{command}" + (f"?{query}" if query else "")
+        return self.http.request("POST", url, headers, body=body)
+
+    def version(self) -> str:
+        response = self._post("version")
+        try:
+            return response.json()["Version"]
+        finally:
+            response.close()
+
+    def block_get(self, cid: CID) -> bytes:
+        """A block's bytes (unverified: the caller checks them against the CID)."""
+        response = self._post("block/get", {"arg": str(cid), "timeout": self.block_timeout})
+        try:
+            if response.status_code == 500 and "not found" in response.text.lower():
+                raise NotFoundError(f"ipfs://{cid}")
+            return response.content
+        finally:
+            response.close()
+
+    def block_stat(self, cid: CID) -> int:
+        response = self._post("block/stat", {"arg": str(cid), "timeout": self.block_timeout})
+        try:
+            return int(response.json()["Size"])
+        except (ValueError, KeyError) as exc:
+            raise StorageError(f"block/stat {cid}: unexpected answer ({exc})", locator=self.url) from None
+        finally:
+            response.close()
+
+    def dag_import(self, car: Callable[[], Iterable[bytes]]) -> list[str]:
+        """Import a CAR (multipart upload, streamed: `car()` returns the CAR's pieces, called again on a
+        retry); returns the roots the node pinned."""
+        boundary = uuid.uuid4().hex
+
+        def body() -> Iterator[bytes]:
+            yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"data.car\"\r\n"
+                   "Content-Type: application/vnd.ipld.car\r\n\r\n").encode()
+            yield from car()
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        response = self._post("dag/import", {"pin-roots": "true"}, body=body,
+                              headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        try:
+            lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+        except ValueError:
+            raise StorageError("dag/import answered something that is not JSON lines", locator=self.url) from None
+        finally:
+            response.close()
+        roots = []
+        for line in lines:
+            root = line.get("Root")
+            if root:
+                if root.get("PinErrorMsg"):
+                    raise StorageError(f"the node imported but did not pin {root['Cid']['/']}: {root['PinErrorMsg']}",
+                                       locator=self.url)
+                roots.append(root["Cid"]["/"])
+        return roots
