@@ -22,12 +22,13 @@ contracts/node_modules/.installed: contracts/package.json contracts/package-lock
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Storage services the tests run for real: arlocal (a local Arweave gateway), arweave-js and arbundles
-# (the reference clients). sqlite3 compiles from source here (about 2 minutes, once).
-services-deps: services/arweave/node_modules/.installed
+# Storage services the tests run for real, from committed npm lockfiles: arlocal (a local Arweave
+# gateway), arweave-js and arbundles (the reference clients; sqlite3 compiles from source, about 2
+# minutes, once), and js-ipfs (an IPFS node; about 3 minutes, once).
+services-deps: services/arweave/node_modules/.installed services/ipfs/node_modules/.installed
 
-services/arweave/node_modules/.installed: services/arweave/package.json services/arweave/package-lock.json
-	cd services/arweave && npm ci --no-audit --no-fund --loglevel=error
+services/%/node_modules/.installed: services/%/package.json services/%/package-lock.json
+	cd services/$* && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 contracts-test: contracts-deps

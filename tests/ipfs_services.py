@@ -34,12 +34,13 @@ class JsIpfs:
                     "NODE_OPTIONS": f"--require {SERVICES / 'polyfill.js'}"}
         subprocess.run(["node", str(CLI), "init", "--empty-repo"], env=self.env, check=True, capture_output=True,
                        timeout=120)
-        api_port, gateway_port = free_port(), free_port()
+        api_port, gateway_port, rpc_port = free_port(), free_port(), free_port()
         config_path = self.root / "repo" / "config"
         config = json.loads(config_path.read_text())
         config["Bootstrap"] = []
         config["Addresses"].update({"Swarm": [], "API": f"/ip4/127.0.0.1/tcp/{api_port}",
-                                    "Gateway": f"/ip4/127.0.0.1/tcp/{gateway_port}", "Delegates": []})
+                                    "Gateway": f"/ip4/127.0.0.1/tcp/{gateway_port}",
+                                    "RPC": f"/ip4/127.0.0.1/tcp/{rpc_port}/ws", "Delegates": []})
         config.setdefault("Discovery", {}).update({"MDNS": {"Enabled": False}, "webRTCStar": {"Enabled": False}})
         config_path.write_text(json.dumps(config))
         self.api = f"http://127.0.0.1:{api_port}"
@@ -65,7 +66,8 @@ class JsIpfs:
     def add(self, path: Path, *, chunk_size: int = 262144) -> str:
         """`ipfs add --cid-version=1 --raw-leaves` through the node's own CLI: the reference CID."""
         done = requests.post(f"{self.api}/api/v0/add?cid-version=1&raw-leaves=true&chunker=size-{chunk_size}"
-                             "&cid-base=base32&pin=false", files={"file": path.read_bytes()}, timeout=300)
+                             "&cid-base=base32&pin=false",
+                             files={"file": ("data.bin", path.read_bytes(), "application/octet-stream")}, timeout=300)
         done.raise_for_status()
         return json.loads(done.text.splitlines()[-1])["Hash"]
 

@@ -118,7 +118,7 @@ def test_put_then_read_whole_ranges_and_stat(node):
 
 
 def test_missing_blocks_are_not_found(node):
-    store = IpfsStore(node.api, retries=0)
+    store = IpfsStore(node.api, retries=0, block_timeout="1s")
     absent = f"ipfs://{CID.of(b'never added anywhere')}"
     assert not store.exists(absent)
     with pytest.raises(NotFoundError):

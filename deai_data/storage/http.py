@@ -15,7 +15,7 @@ import requests
 from ..errors import NotFoundError, StorageError
 from .base import Buffer, ObjectStat, check_range
 
-_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CHUNK = 1 << 20
 
 
@@ -61,10 +61,12 @@ class HttpStore:
     put_file = put  # equally refused
 
     def request(self, method: str, locator: str, headers: dict[str, str] | None = None, *,
-                body: bytes | Callable[[], Iterable[bytes]] | None = None) -> requests.Response:
+                body: bytes | Callable[[], Iterable[bytes]] | None = None,
+                retry_status: frozenset[int] = RETRY_STATUS) -> requests.Response:
         """Send one request, retrying transient failures; the caller reads (and retries) the body.
         A 404 is `NotFoundError`, other 4xx a `StorageError` at once. A streamed request body is given
-        as a function returning a fresh iterator, so that each attempt sends it whole."""
+        as a function returning a fresh iterator, so that each attempt sends it whole. A status outside
+        `retry_status` and below 400 (or one the caller takes out of it) is returned to the caller."""
         last = "no attempt made"
         last_response: requests.Response | None = None
         for attempt in range(self.retries + 1):
@@ -81,12 +83,12 @@ class HttpStore:
             if response.status_code == 404:
                 response.close()
                 raise NotFoundError(locator)
-            if response.status_code in _RETRY_STATUS:
+            if response.status_code in retry_status:
                 last = f"HTTP {response.status_code}"
                 last_response = response
                 response.close()
                 continue
-            if response.status_code >= 400:
+            if response.status_code >= 400 and response.status_code not in RETRY_STATUS:
                 detail = response.text[:200].strip()
                 response.close()
                 raise StorageError(f"HTTP {response.status_code} for {method}" + (f": {detail}" if detail else ""),

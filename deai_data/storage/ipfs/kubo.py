@@ -9,14 +9,16 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ...errors import NotFoundError, StorageError
-from ..http import HttpStore
+from ..http import RETRY_STATUS, HttpStore
 from .cid import CID
+
+_RETRY_BUT_500 = RETRY_STATUS - {500}
 
 
 class KuboClient:
     """One node's RPC API at `url` (e.g. http://127.0.0.1:5001)."""
 
-    def __init__(self, url: str, *, http: HttpStore | None = None, block_timeout: str = "30s") -> None:
+    def __init__(self, url: str, *, http: HttpStore | None = None, block_timeout: str = "10s") -> None:
         self.url = url.rstrip("/")
         self.http = http or HttpStore()
         self.block_timeout = block_timeout
@@ -28,7 +30,18 @@ class KuboClient:
               body: bytes | Callable[[], Iterable[bytes]] | None = None, headers: dict[str, str] | None = None) -> Any:
         query = "&".join(f"{k}={v}" for k, v in (params or {}).items())
         url = f"{self.url}/api/v0/{command}" + (f"?{query}" if query else "")
-        return self.http.request("POST", url, headers, body=body)
+        response = self.http.request("POST", url, headers, body=body, retry_status=_RETRY_BUT_500)
+        if response.status_code == 500:  # Kubo's answer to any failed command: not worth retrying
+            try:
+                message = response.json().get("Message", "")
+            except ValueError:
+                message = response.text[:200]
+            finally:
+                response.close()
+            if "not found" in message.lower() or "timed out" in message.lower():
+                raise NotFoundError(url, hint=f"the node says: {message}")
+            raise StorageError(f"{command} failed: {message}", locator=self.url)
+        return response
 
     def version(self) -> str:
         response = self._post("version")
@@ -38,11 +51,10 @@ class KuboClient:
             response.close()
 
     def block_get(self, cid: CID) -> bytes:
-        """A block's bytes (unverified: the caller checks them against the CID)."""
+        """A block's bytes (unverified: the caller checks them against the CID). A block the node
+        cannot find within `block_timeout` is NotFound."""
         response = self._post("block/get", {"arg": str(cid), "timeout": self.block_timeout})
         try:
-            if response.status_code == 500 and "not found" in response.text.lower():
-                raise NotFoundError(f"ipfs://{cid}")
             return response.content
         finally:
             response.close()

@@ -41,9 +41,10 @@ class IpfsStore:
     schemes = ("ipfs",)
 
     def __init__(self, api: str | None = None, gateways: Sequence[str] = (), *, chunk_size: int = CHUNK_SIZE,
-                 fetch_threads: int = 8, timeout: float = 30.0, retries: int = 3, backoff: float = 0.25) -> None:
+                 fetch_threads: int = 8, timeout: float = 30.0, retries: int = 3, backoff: float = 0.25,
+                 block_timeout: str = "10s") -> None:
         self.http = HttpStore(timeout=timeout, retries=retries, backoff=backoff)
-        self.node = KuboClient(api, http=self.http) if api else None
+        self.node = KuboClient(api, http=self.http, block_timeout=block_timeout) if api else None
         self.gateways = [g.rstrip("/") for g in gateways]
         if self.node is None and not self.gateways:
             raise StorageError("an IPFS store needs a node API URL or at least one gateway",
