@@ -8,7 +8,8 @@ FORGE   = contracts/node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml indexer/pyproject.toml requirements/dev.lock
+$(VENV)/.installed: pyproject.toml setup.py deai_data/storage/filecoin/_native_commp.c indexer/pyproject.toml \
+                    requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . -e indexer

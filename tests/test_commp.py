@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from deai_data.storage.filecoin import commp
 from deai_data.storage.filecoin.commp import Piece, fr32_pad, padded_piece_size, piece_of, piece_of_file, zero_roots
 from deai_data.storage.ipfs.cid import CID
 
@@ -122,3 +123,25 @@ def test_sizes_and_errors():
         piece_of(bytes(64))
     with pytest.raises(ValueError, match="not a v2 PieceCID"):
         Piece.from_cid(CID.of(b"x"))
+
+
+def test_native_hashing_equals_python_on_both_sha256_paths(monkeypatch):
+    """`make setup` builds the extension (a C compiler is part of this environment): it must be here.
+    Its SHA-extension and portable compressions and the Python path must agree bit for bit."""
+    native = commp.native
+    assert native is not None, "the commP extension was not built: run `make setup`"
+    data = random.Random(11).randbytes(127 * 8192 + 5000)
+    expected = _reference_commp(data[:127 * 64])
+    results = []
+    for portable in (False, True):
+        previous = native.use_portable(portable)
+        try:
+            results.append((piece_of(data, workers=2).root, piece_of(data[:127 * 64]).root))
+        finally:
+            native.use_portable(previous)
+    monkeypatch.setattr(commp, "native", None)  # the fallback: hashlib, then on worker processes
+    results.append((piece_of(data, workers=1).root, piece_of(data[:127 * 64]).root))
+    results.append((piece_of(data, workers=2).root, piece_of(data[:127 * 64]).root))
+    assert results[0] == results[1] == results[2] == results[3] and results[0][1] == expected
+    with pytest.raises(ValueError, match="power-of-two"):
+        native.tree_root(bytes(96))
