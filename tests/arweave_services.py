@@ -8,16 +8,14 @@ a test failure, never a skip. arlocal is stopped by the PID this module started.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import requests
-from chains import free_port
+from chains import free_port, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / "services" / "arweave"
@@ -59,13 +57,7 @@ class Arlocal:
         requests.get(f"{self.url}/mint/{address}/{winston}", timeout=30).raise_for_status()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc, 10)
         self.log.close()
         shutil.rmtree(self.root, ignore_errors=True)
 

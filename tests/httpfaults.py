@@ -9,6 +9,7 @@ The proxy is reused by every backend's and the loader's tests: put it in front o
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import threading
 import time
@@ -49,6 +50,39 @@ class _Service:
 
 
 # ---- static files with Range ----------------------------------------------------------------------
+class QuietHandler(BaseHTTPRequestHandler):
+    """A base for the test doubles' handlers: HTTP/1.1, no logging, `body()` and `reply()`."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def reply(self, status: int, body: bytes | str | dict | list = b"", headers: dict[str, str] | None = None) -> None:
+        """Answer with `body` (a dict or list is sent as JSON) and a Content-Length."""
+        if isinstance(body, (dict, list)):
+            body, headers = json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})}
+        elif isinstance(body, str):
+            body = body.encode()
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """Serve `handler` on 127.0.0.1 (a free port) from a daemon thread; returns (server, base URL).
+    Stop it with `server.shutdown(); server.server_close()`."""
+    server = _Server(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
 class _StaticHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go in separate writes: no 40 ms delayed-ACK stall

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import requests
-from chains import free_port
+from chains import free_port, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / "services" / "ipfs"
@@ -72,12 +71,6 @@ class JsIpfs:
         return json.loads(done.text.splitlines()[-1])["Hash"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc, 15)
         self.log.close()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -13,9 +13,9 @@ import os
 import re
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from eth_abi import decode as abi_decode
+from httpfaults import QuietHandler, serve
 
 from deai_data.storage.filecoin.commp import Piece, piece_of
 
@@ -32,27 +32,7 @@ class PdpDouble:
         self.lock = threading.Lock()
         double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def reply(self, status: int, body: bytes | dict | str = b"", headers: dict[str, str] | None = None) -> None:
-                if isinstance(body, dict):
-                    body, headers = json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})}
-                elif isinstance(body, str):
-                    body = body.encode()
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def body(self) -> bytes:
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 double.handle_get(self)
 
@@ -62,10 +42,7 @@ class PdpDouble:
             def do_PUT(self) -> None:
                 double.handle_put(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve(Handler)
 
     def close(self) -> None:
         self.server.shutdown()

@@ -11,14 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 from arweave_services import arweave_js
 from chains import free_port
-from httpfaults import Fault, FaultProxy
+from httpfaults import Fault, FaultProxy, QuietHandler, serve
 
 from deai_data import IntegrityError, NotFoundError, StorageError
 from deai_data.storage.arweave import ArweaveStore, GatewayClient, Transaction, Wallet, parse_bundle, validate_path
@@ -139,29 +138,17 @@ class BundlerDouble:
         self.received: list[str] = []
         double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                item = DataItem(self.rfile.read(int(self.headers["Content-Length"])))
+                item = DataItem(self.body())
                 if self.path != "/tx" or not item.verify():
-                    self.send_response(400)
-                    self.end_headers()
-                    return
+                    return self.reply(400, "invalid data item")
                 double.store._queue(item)
                 double.store.flush()
                 double.received.append(item.id)
-                body = json.dumps({"id": item.id, "timestamp": 0}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(200, {"id": item.id, "timestamp": 0})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve(Handler)
 
     def close(self) -> None:
         self.server.shutdown()
@@ -285,18 +272,7 @@ class StrictChunkGateway:
         self.lock = threading.Lock()
         double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def reply(self, status: int, body: bytes = b"") -> None:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path.startswith("/price/"):
                     return self.reply(200, b"1000")
@@ -308,7 +284,7 @@ class StrictChunkGateway:
                 self.reply(404)
 
             def do_POST(self) -> None:
-                doc = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                doc = json.loads(self.body())
                 if self.path == "/tx":
                     tx = Transaction.from_json(doc)
                     with double.lock:
@@ -327,10 +303,7 @@ class StrictChunkGateway:
                     double.chunks[(root, proven[0])] = chunk
                 self.reply(200, b"OK")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve(Handler)
 
     def assembled(self, root: bytes) -> bytes:
         return b"".join(c for (r, _), c in sorted(self.chunks.items()) if r == root)

@@ -5,13 +5,11 @@ blocks, a missing block, an unlinked block, a wrong root."""
 from __future__ import annotations
 
 import random
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow as pa
 import pytest
 import requests
-from httpfaults import Fault, FaultProxy
+from httpfaults import Fault, FaultProxy, QuietHandler, serve
 from ipfs_services import JsIpfs
 
 from deai_data import IntegrityError, NotFoundError, StorageError, open_dataset, publish
@@ -44,12 +42,7 @@ class TrustlessGatewayDouble:
         self.requests: list[str] = []
         double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 double.requests.append(self.path)
                 cid, _, query = self.path.removeprefix("/ipfs/").partition("?")
@@ -59,16 +52,9 @@ class TrustlessGatewayDouble:
                 else:
                     raw = requests.post(f"{api}/api/v0/block/get?arg={cid}", timeout=30)
                     body, kind = raw.content, "application/vnd.ipld.raw"
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(200, body, {"Content-Type": kind})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve(Handler)
 
     def rewrite(self, car: bytes) -> bytes:
         if self.mode is None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from ..errors import StorageError
+
 Buffer = bytes | bytearray | memoryview
 
 
@@ -44,6 +46,21 @@ class Store(Protocol):
     def exists(self, locator: str) -> bool: ...
 
     def stat(self, locator: str) -> ObjectStat: ...
+
+
+class PutFileByReading:
+    """`put_file` for stores whose uploads take the whole object in memory anyway (network backends)."""
+
+    def put(self, data: Buffer, *, sha256: str | None = None, labels: Mapping[str, str] | None = None) -> str:
+        raise NotImplementedError
+
+    def put_file(self, path: str | Path, *, sha256: str | None = None,
+                 labels: Mapping[str, str] | None = None) -> str:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc}") from None
+        return self.put(data, sha256=sha256, labels=labels)
 
 
 def check_range(start: int, end: int | None) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ...errors import IntegrityError
+from ..varint import decode_varint, encode_varint
 from .deep_hash import deep_hash
 from .merkle import Buffer, b64url
 from .wallet import Wallet, verify
@@ -23,26 +24,13 @@ MAX_TAGS = 128
 
 
 def _zigzag(value: int) -> bytes:
-    value = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    """An Avro long: zigzag-mapped, then a varint."""
+    return encode_varint((value << 1) ^ (value >> 63))
 
 
 def _read_zigzag(data: Buffer, pos: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated Avro long")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return (value >> 1) ^ -(value & 1), pos
+    value, pos = decode_varint(data, pos, max_bytes=10)
+    return (value >> 1) ^ -(value & 1), pos
 
 
 def encode_avro_tags(tags: list[tuple[str, str]]) -> bytes:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 from ...errors import IntegrityError, NotFoundError, StorageError
 from ...home import deai_home
 from ...version import __version__
-from ..base import Buffer, ObjectStat, check_range
+from ..base import Buffer, ObjectStat, PutFileByReading, check_range
 from .ans104 import BUNDLE_TAGS, DataItem, build_bundle, sign_data_item
 from .gateway import DEFAULT_GATEWAY, GatewayClient, TxStatus
 from .merkle import ChunkedData, b64url, chunk_payload
@@ -60,7 +60,7 @@ class ArweaveObject:
         return f"ar://{self.id}"
 
 
-class ArweaveStore:
+class ArweaveStore(PutFileByReading):
     """Store on Arweave through one or more gateways (failover in order).
 
     `wallet` pays for uploads (not needed to read). `chunk_concurrency` chunks are sent at once (use 1
@@ -135,14 +135,6 @@ class ArweaveStore:
         if 0 < len(data) <= self.bundle_items_up_to:
             return self._queue(sign_data_item(wallet, data, tags))
         return f"ar://{self.upload(data, tags, sha256=sha256)}"
-
-    def put_file(self, path: str | Path, *, sha256: str | None = None,
-                 labels: Mapping[str, str] | None = None) -> str:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc}") from None
-        return self.put(data, sha256=sha256, labels=labels)
 
     def upload(self, data: Buffer, tags: list[Tag], *, sha256: str | None = None) -> str:
         """Upload `data` as one transaction with `tags`, resuming an interrupted upload of the same

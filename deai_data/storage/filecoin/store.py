@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from urllib.parse import parse_qs, quote, urlparse
 
 from ...errors import NotFoundError, StorageError
-from ..base import Buffer, ObjectStat, check_range
+from ..base import Buffer, ObjectStat, PutFileByReading, check_range
 from .commp import Piece
 from .pdp import PdpClient
 
@@ -30,7 +29,7 @@ def parse_piece_locator(locator: str) -> tuple[str, str | None]:
     return parsed.netloc, (parse_qs(parsed.query).get("provider") or [None])[0]
 
 
-class PieceStore:
+class PieceStore(PutFileByReading):
     """Store on PDP providers: writes go to `providers[0]`; reads use the locator's provider, then these."""
 
     schemes = ("piece",)
@@ -66,14 +65,6 @@ class PieceStore:
         piece = client.upload_piece(data)
         client.wait_for_piece(str(piece.cid), timeout=self.wait_timeout)
         return f"piece://{piece.cid}?provider={quote(client.url, safe=':/')}"
-
-    def put_file(self, path: str | Path, *, sha256: str | None = None,
-                 labels: Mapping[str, str] | None = None) -> str:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc}") from None
-        return self.put(data, sha256=sha256, labels=labels)
 
     def _sources(self, locator: str) -> tuple[str, list[str]]:
         cid, provider = parse_piece_locator(locator)

@@ -9,6 +9,8 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
+from ..varint import Buffer, decode_varint, encode_varint
+
 RAW = 0x55
 DAG_PB = 0x70
 DAG_CBOR = 0x71
@@ -19,37 +21,6 @@ FR32_SHA256_TRUNC254_PADBINTREE = 0x1011
 IDENTITY = 0x00
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
-Buffer = bytes | bytearray | memoryview
-
-
-def encode_varint(value: int) -> bytes:
-    if value < 0:
-        raise ValueError("varints are unsigned")
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def decode_varint(data: Buffer, pos: int = 0) -> tuple[int, int]:
-    """(value, next position); rejects truncated, over-long (> 9 bytes) and non-minimal varints."""
-    value = shift = 0
-    start = pos
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            if byte == 0 and pos - start > 1:
-                raise ValueError("varint is not minimally encoded")
-            return value, pos
-        shift += 7
-        if pos - start >= 9:
-            raise ValueError("varint longer than 9 bytes")
 
 
 def _b58decode(text: str) -> bytes:

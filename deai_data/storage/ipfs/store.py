@@ -9,11 +9,10 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from ...errors import IntegrityError, NotFoundError, StorageError
-from ..base import Buffer, ObjectStat, check_range
+from ..base import Buffer, ObjectStat, PutFileByReading, check_range
 from ..http import HttpStore
 from .car import CarError, car_header, read_car
 from .cid import CID, DAG_PB, RAW, encode_varint
@@ -34,7 +33,7 @@ def cid_of(locator: str) -> CID:
         raise StorageError(f"not an IPFS locator: {exc}", locator=locator) from None
 
 
-class IpfsStore:
+class IpfsStore(PutFileByReading):
     """Store on IPFS: `api` is a node's RPC URL (needed to write; also a read fallback), `gateways`
     trustless gateways tried first for reads, in order."""
 
@@ -86,14 +85,6 @@ class IpfsStore:
         if str(root) not in pinned:
             raise StorageError(f"the node did not pin {root} (it reported {pinned})", locator=self.node.url)
         return f"ipfs://{root}"
-
-    def put_file(self, path: str | Path, *, sha256: str | None = None,
-                 labels: Mapping[str, str] | None = None) -> str:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc}") from None
-        return self.put(data, sha256=sha256, labels=labels)
 
     # ---- blocks -------------------------------------------------------------------------------------
     def _block(self, cid: CID) -> bytes:
