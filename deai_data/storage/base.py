@@ -25,7 +25,7 @@ class ObjectStat:
 
 @runtime_checkable
 class Store(Protocol):
-    """A backend addressed by URI scheme (`file://`, `http://`, later `ar://`, `ipfs://`, `piece://`).
+    """A backend addressed by URI scheme (`file://`, `http://`, `ar://`, `ipfs://`, `piece://`).
 
     `put*` return the locator under which the object can be fetched again; `labels` are name/value
     pairs a backend may record with the object for discovery (Arweave tags), never needed to read it
