@@ -101,6 +101,7 @@ def test_put_then_read_whole_ranges_and_stat(node):
     assert reader.stat(locator).size == len(data) and reader.exists(locator)
     small = store.put(b"tiny object")
     assert CID.parse(small.removeprefix("ipfs://")).codec == 0x55 and reader.get(small) == b"tiny object"
+    assert reader.stat(small).size == len(b"tiny object")  # block/stat: nothing downloaded
 
 
 def test_missing_blocks_are_not_found(node):

@@ -141,7 +141,17 @@ class IpfsStore(PutFileByReading):
         return out
 
     def size(self, cid: CID) -> int:
-        return len(self._block(cid)) if cid.codec == RAW else self._file_node(cid).filesize
+        """The file's size: a dag-pb root's `filesize` (the root is verified), a raw block's length (asked
+        of the node with `block/stat` where there is one: nothing to download)."""
+        if cid.codec != RAW:
+            return self._file_node(cid).filesize
+        if self.node is not None:
+            try:
+                return self.node.block_stat(cid)
+            except NotFoundError:
+                if not self.gateways:
+                    raise NotFoundError(f"ipfs://{cid}") from None
+        return len(self._block(cid))
 
     # ---- reading ------------------------------------------------------------------------------------
     def get(self, locator: str, start: int = 0, end: int | None = None) -> bytes:
