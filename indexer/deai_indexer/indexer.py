@@ -217,6 +217,7 @@ class Indexer:
         self.state["hashes"] = {k: v for k, v in self.state["hashes"].items() if int(k) > finalized}
         self._save_state()
         t = time.perf_counter()
+        self.timings["ingest"] = t - began  # logs to typed Parquet and the checkpoint, nothing after
         if self.enrich and written:
             enrich_manifests(self.root, check_availability=self.check_availability)
         self.timings["enrich"] = time.perf_counter() - t
@@ -226,7 +227,6 @@ class Indexer:
         t = time.perf_counter()
         self.refresh_derived(changed=bool(written) or rolled_back)
         self.timings["derive"] = time.perf_counter() - t
-        self.timings["ingest"] = t - began - self.timings["enrich"]
         log.info("synced to block %d: %d events, ingest %.3f s, enrichment %.3f s, catalog %.3f s",
                  self.state["next_block"] - 1, written, self.timings["ingest"], self.timings["enrich"],
                  self.timings["catalog"])
