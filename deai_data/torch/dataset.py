@@ -88,6 +88,7 @@ class StreamingDataset(IterableDataset):
         max_shards: decrypted shards held per worker (default: lanes per worker x (shuffle_window + 1)
         + prefetch). Memory per worker is about max_shards x the shard size.
     cache_dir, cache_limit: keep fetched ciphertext on local disk (LRU, bytes).
+    range_parts: fetch each remote shard as this many byte ranges at once (see open_dataset).
     verify: "full" (SHA-256 of every shard against the manifest, and AEAD tags) or "aead" (tags
         only: faster, and still stops anyone without the key; see Dataset.read_shard).
     """
@@ -117,6 +118,7 @@ class StreamingDataset(IterableDataset):
         verify: str = "full",
         cache_dir: str | Path | None = None,
         cache_limit: int | None = None,
+        range_parts: int = 1,
         world_size: int | None = None,
         rank: int | None = None,
     ) -> None:
@@ -130,10 +132,10 @@ class StreamingDataset(IterableDataset):
             manifest, uri = market.checked_manifest(manifest_uri if isinstance(manifest_uri, int) else
                                                     str(manifest_uri))
             self.source: Dataset = Dataset(manifest, uri, key=key, keystore=keystore or market.keystore,
-                                           mirrors=mirrors, cache=cache)
+                                           mirrors=mirrors, cache=cache, range_parts=range_parts)
         else:
             self.source = open_dataset(manifest_uri, key=key, keystore=keystore, manifest_hash=manifest_hash,
-                                       mirrors=mirrors, cache=cache)
+                                       mirrors=mirrors, cache=cache, range_parts=range_parts)
         self.source.unlock()  # the key is checked now, in the main process; workers get only the key
         self.records = [s.records for s in self.source.manifest.shards]
         self.batched = batched
