@@ -89,6 +89,32 @@ def test_exact_resume_after_k_batches_with_other_worker_counts(published, keysto
     assert seen + rest == full  # none lost, none repeated, same order
 
 
+@pytest.mark.parametrize(("before", "after", "k"), [(2, 3, 5), (3, 1, 12), (4, 2, 0), (1, 4, 40)])
+def test_resume_with_another_world_size(published, keystore, before, after, k):
+    """A job of `before` ranks takes k batches on every rank, checkpoints (rank 0's state) and restarts
+    with `after` ranks: together they see every sample exactly once; a second change works too."""
+    result, _ = published
+    seen = []
+    state = None
+    for rank in range(before):
+        loader = StreamingDataLoader(make(result, keystore, seed=3, world_size=before, rank=rank), num_workers=0)
+        for _, batch in zip(range(k), loader, strict=False):
+            seen.extend(int(i) for i in batch["id"])
+        state = state or json.loads(json.dumps(loader.state_dict()))
+    for rank in range(after):
+        loader = StreamingDataLoader(make(result, keystore, seed=3, world_size=after, rank=rank), num_workers=rank % 2)
+        loader.load_state_dict(state)
+        seen.extend(ids(loader))
+    assert sorted(seen) == list(range(ROWS))
+
+    resumed = StreamingDataLoader(make(result, keystore, seed=3, world_size=after, rank=0))
+    resumed.load_state_dict(state)
+    batches = iter(resumed)
+    next(batches)
+    again = json.loads(json.dumps(resumed.state_dict()))
+    assert again["resumed"] == [[before, k]] and again["batches"] == 1 and again["world_size"] == after
+
+
 def test_resume_refuses_a_different_order(published, keystore):
     result, _ = published
     state = StreamingDataLoader(make(result, keystore, seed=3)).state_dict()

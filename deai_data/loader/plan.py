@@ -6,6 +6,11 @@ cut into `lanes` contiguous spans; the rank's batch j comes from lane j % lanes.
 w of W produces the rank's batches j = skip + w, skip + w + W, ...: the order a training loop sees
 is the same for every worker count, and with W dividing `lanes` no two workers read the same shard.
 Everything is computed in closed form, so resuming at batch `skip` replays nothing.
+
+Resuming with another world size: the ranks of the old world consumed their first k batches each
+(training steps in lockstep); what they left (per rank and lane, an interval of the stream) is joined,
+in order, into a shorter stream that the new world partitions the same way. `resumed` lists these
+(world size, batches) steps, so a job may change its world size more than once in an epoch.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class EpochPlan:
     """The order of one epoch for one rank. Positions are indices into the epoch's sample stream."""
 
     def __init__(self, records: Sequence[int], config: PlanConfig, epoch: int, *, world_size: int = 1,
-                 rank: int = 0) -> None:
+                 rank: int = 0, resumed: Sequence[tuple[int, int]] = ()) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in a world of {world_size}")
         self.config = config
@@ -55,32 +60,49 @@ class EpochPlan:
         self.window_starts = self.shard_starts[::config.window]
         if self.window_starts[-1] != self.total:
             self.window_starts = np.append(self.window_starts, self.total)
-        self._rank_block(world_size, rank)
-        self._lanes()
+        # the stream this plan partitions: pieces (start in this stream, start in the epoch's stream)
+        self.length = self.total
+        self._piece_starts = np.zeros(1, dtype=np.int64)
+        self._piece_bases = np.zeros(1, dtype=np.int64)
+        for old_world, old_batches in resumed:
+            self._keep_remainder(old_world, old_batches)
+        self.rank_start, self.rank_size = _rank_block(self.length, world_size, rank, config.tail)
+        self.num_batches, self.lane_starts, self.lane_lengths, self.last_len = _lanes(
+            self.rank_size, config.batch_size, config.lanes)
 
-    # ---- partitioning ---------------------------------------------------------------------------
-    def _rank_block(self, world: int, rank: int) -> None:
-        n, tail = self.total, self.config.tail
-        base, extra = divmod(n, world)
-        if tail == "pad" and n:
-            size = base + (1 if extra else 0)
-            self.rank_start, self.rank_size = rank * size, size
-        elif tail == "drop":
-            self.rank_start, self.rank_size = rank * base, base
-        else:
-            self.rank_start = rank * base + min(rank, extra)
-            self.rank_size = base + (1 if rank < extra else 0)
+    # ---- resuming in another world --------------------------------------------------------------
+    def _keep_remainder(self, world: int, batches: int) -> None:
+        """Shrink the stream to what `world` ranks left after `batches` batches each, in order."""
+        b, c, tail = self.config.batch_size, self.config.lanes, self.config.tail
+        cuts = [*self._piece_starts.tolist(), self.length]
+        starts: list[int] = []
+        bases: list[int] = []
+        position = 0
+        for rank in range(world):
+            start, size = _rank_block(self.length, world, rank, tail)
+            count, lane_starts, lane_lengths, _ = _lanes(size, b, c)
+            k = min(batches, count)
+            for lane in range(c):
+                taken = min(max(0, (k - lane + c - 1) // c) * b, int(lane_lengths[lane]))
+                lo, hi = start + int(lane_starts[lane]) + taken, start + int(lane_starts[lane] + lane_lengths[lane])
+                while hi > lo:  # one piece at a time: padded positions wrap, old pieces end
+                    at = lo % self.length
+                    piece = int(np.searchsorted(self._piece_starts, at, side="right") - 1)
+                    step = min(hi - lo, cuts[piece + 1] - at, self.length - at)
+                    starts.append(position)
+                    bases.append(int(self._piece_bases[piece]) + at - cuts[piece])
+                    position += step
+                    lo += step
+        self._piece_starts = np.array(starts or [0], dtype=np.int64)
+        self._piece_bases = np.array(bases or [0], dtype=np.int64)
+        self.length = position
 
-    def _lanes(self) -> None:
-        b, c = self.config.batch_size, self.config.lanes
-        self.num_batches = -(-self.rank_size // b)
-        last_len = self.rank_size - (self.num_batches - 1) * b if self.num_batches else 0
-        counts = np.array([(self.num_batches - lane + c - 1) // c for lane in range(c)], dtype=np.int64)
-        lengths = counts * b
-        if self.num_batches:
-            lengths[(self.num_batches - 1) % c] -= b - last_len
-        self.lane_starts = np.concatenate([[0], np.cumsum(lengths)])[:-1]
-        self.last_len = last_len
+    def _to_stream(self, positions: np.ndarray) -> np.ndarray:
+        """Positions in the (possibly shrunk) stream -> positions in the epoch's stream."""
+        if self.length == self.total and len(self._piece_starts) == 1:  # never shrunk
+            return positions
+        piece = np.searchsorted(self._piece_starts, positions, side="right") - 1
+        return self._piece_bases[piece] + positions - self._piece_starts[piece]
 
     # ---- batches --------------------------------------------------------------------------------
     def worker_batches(self, worker: int = 0, num_workers: int = 1, skip: int = 0) -> range:
@@ -93,7 +115,9 @@ class EpochPlan:
         length = self.last_len if j == self.num_batches - 1 else b
         start = self.rank_start + self.lane_starts[j % c] + (j // c) * b
         positions = np.arange(start, start + length, dtype=np.int64)
-        return positions % self.total if self.config.tail == "pad" else positions
+        if self.config.tail == "pad" and self.length:
+            positions %= self.length
+        return self._to_stream(positions)
 
     def locate(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(shard index, row within shard) for each stream position."""
@@ -116,6 +140,28 @@ class EpochPlan:
         for j in self.worker_batches(worker, num_workers, skip):
             shards, rows = self.locate(self.batch_positions(j))
             yield j, shards, rows
+
+
+def _rank_block(n: int, world: int, rank: int, tail: str) -> tuple[int, int]:
+    """(start, size) of `rank`'s contiguous block of a stream of `n` samples."""
+    base, extra = divmod(n, world)
+    if tail == "pad" and n:
+        size = base + (1 if extra else 0)
+        return rank * size, size
+    if tail == "drop":
+        return rank * base, base
+    return rank * base + min(rank, extra), base + (1 if rank < extra else 0)
+
+
+def _lanes(size: int, b: int, c: int) -> tuple[int, np.ndarray, np.ndarray, int]:
+    """(batches, lane starts, lane lengths, last batch's length) of a block of `size` samples cut into
+    `c` lanes that take batches of `b` in turn."""
+    num_batches = -(-size // b)
+    last_len = size - (num_batches - 1) * b if num_batches else 0
+    lengths = np.array([(num_batches - lane + c - 1) // c for lane in range(c)], dtype=np.int64) * b
+    if num_batches:
+        lengths[(num_batches - 1) % c] -= b - last_len
+    return num_batches, np.concatenate([[0], np.cumsum(lengths)])[:-1], lengths, last_len
 
 
 @lru_cache(maxsize=64)

@@ -149,6 +149,7 @@ class StreamingDataset(IterableDataset):
         self.world_size, self.rank = world_size, rank
         self.epoch = 0
         self.skip = 0
+        self.resumed: list[tuple[int, int]] = []  # (world size, batches) before a change of world
 
     def __repr__(self) -> str:
         return f"StreamingDataset({self.source.label}, epoch={self.epoch}, {self.config})"
@@ -160,7 +161,7 @@ class StreamingDataset(IterableDataset):
     def plan(self, epoch: int | None = None) -> EpochPlan:
         world, rank = self._world()
         return EpochPlan(self.records, self.config, self.epoch if epoch is None else epoch,
-                         world_size=world, rank=rank)
+                         world_size=world, rank=rank, resumed=self.resumed if epoch in (None, self.epoch) else ())
 
     def __len__(self) -> int:
         """Samples this rank yields in a full epoch."""
@@ -168,24 +169,32 @@ class StreamingDataset(IterableDataset):
 
     # ---- order and resume -----------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.skip = epoch, 0
+        self.epoch, self.skip, self.resumed = epoch, 0, []
 
     def state_dict(self, batches_consumed: int) -> dict[str, Any]:
         """A small JSON-able state: resuming from it yields exactly the batches after the first
-        `batches_consumed` of this epoch (on every rank, with any number of workers)."""
+        `batches_consumed` of this epoch (on every rank, with any number of workers). Resumed with
+        another world size, the new ranks share what the old ranks left, each old rank having taken
+        `batches_consumed` batches (ranks step in lockstep)."""
         c = self.config
         return {"version": STATE_VERSION, "manifest_hash": self.source.manifest_hash, "epoch": self.epoch,
-                "batches": batches_consumed, "world_size": self._world()[0], "batch_size": c.batch_size,
-                "seed": c.seed, "shuffle": c.shuffle, "shuffle_window": c.window, "lanes": c.lanes, "tail": c.tail}
+                "batches": batches_consumed, "world_size": self._world()[0], "resumed": [list(r) for r in self.resumed],
+                "batch_size": c.batch_size, "seed": c.seed, "shuffle": c.shuffle, "shuffle_window": c.window,
+                "lanes": c.lanes, "tail": c.tail}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         mine = self.state_dict(0)
-        for field in ("version", "manifest_hash", "world_size", "batch_size", "seed", "shuffle",
-                      "shuffle_window", "lanes", "tail"):
+        for field in ("version", "manifest_hash", "batch_size", "seed", "shuffle", "shuffle_window", "lanes",
+                      "tail"):
             if state.get(field) != mine[field]:
                 raise ValueError(f"cannot resume: the state's {field} is {state.get(field)!r}, this dataset's "
                                  f"is {mine[field]!r} (the order would differ)")
-        self.epoch, self.skip = int(state["epoch"]), int(state["batches"])
+        resumed = [(int(w), int(k)) for w, k in state.get("resumed", [])]
+        if int(state["world_size"]) == mine["world_size"]:
+            self.epoch, self.skip, self.resumed = int(state["epoch"]), int(state["batches"]), resumed
+        else:  # another world: the new ranks share what the old ones left
+            self.epoch, self.skip = int(state["epoch"]), 0
+            self.resumed = [*resumed, (int(state["world_size"]), int(state["batches"]))]
 
     # ---- iteration ------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
