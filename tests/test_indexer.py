@@ -206,12 +206,18 @@ def test_sigkill_at_random_points_then_restart(w3, node, tmp_path):
     env = env_without_pythonpath()
     cmd = [sys.executable, "-m", "deai_indexer", "backfill", "0", "--root", str(root), "--rpc", node.url,
            "--market", scenario.market.address, "--chunk", "2", "--confirmations", "3", "--json"]
+    # Kill points are drawn around the time the CLI needs to start (web3 and DuckDB imports: about
+    # 2 s here, more on a loaded machine), so most land mid-backfill whatever the machine's speed;
+    # after 12 kills the last run is left to finish.
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "deai_indexer", "--help"], env=env, capture_output=True, check=True)
+    startup = time.monotonic() - started
     rng = random.Random(7)
     kills = 0
-    for _ in range(40):
+    for attempt in range(13):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
-            proc.wait(timeout=rng.uniform(1.0, 2.5))
+            proc.wait(timeout=rng.uniform(0.6 * startup, startup + 1.5) if attempt < 12 else 300)
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -219,8 +225,6 @@ def test_sigkill_at_random_points_then_restart(w3, node, tmp_path):
             continue
         assert proc.returncode == 0
         break
-    else:
-        pytest.fail("the backfill never finished")
     assert kills >= 1, "the kills must land mid-backfill"
     assert not list(root.rglob("*.tmp"))
     _check(root, scenario.truth)
