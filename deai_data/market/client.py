@@ -6,11 +6,9 @@ contract's custom error, on the embedded chain and on any JSON-RPC node alike.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from eth_account.messages import encode_typed_data
@@ -26,6 +24,7 @@ from ..dataset.publish import PublishResult
 from ..dataset.reader import Dataset, fetch_manifest
 from ..errors import ChainError, DeaiError, IntegrityError, KeyDeliveryError, MarketError
 from ..formats.manifest import Manifest
+from .artifact import artifact
 
 PURCHASE_KEY = "purchase-key"
 NATIVE = "0x" + "00" * 20
@@ -57,11 +56,6 @@ HINTS = {
 
 
 @cache
-def artifact() -> dict[str, Any]:
-    """The committed ABI and bytecode of DataMarket (built by `make artifacts` from contracts/)."""
-    return json.loads(resources.files("deai_data.market").joinpath("DataMarket.json").read_text())
-
-
 def _hex32(value: str | bytes) -> bytes:
     raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
     if len(raw) != 32:

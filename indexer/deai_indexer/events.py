@@ -19,7 +19,7 @@ import pyarrow as pa
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-from deai_data.market import artifact
+from deai_data.market.artifact import artifact
 
 AMOUNT = pa.decimal128(38, 0)
 _ID_FIELDS = {"datasetId", "purchaseId", "previous", "tokenId"}
