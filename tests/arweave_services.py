@@ -11,11 +11,10 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import requests
-from chains import free_port, stop_process
+from chains import free_port, stop_process, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / "services" / "arweave"
@@ -38,17 +37,11 @@ class Arlocal:
         self.log = open(self.root / "arlocal.log", "w+b")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(["node", str(SERVICES / "arlocal.js"), str(self.port), str(self.root / "db")],
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{self.url}/info", timeout=1).raise_for_status()
-                return
-            except requests.RequestException:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    self.log.seek(0)
-                    raise RuntimeError(f"arlocal did not start: {self.log.read().decode()[-2000:]}") from None
-                time.sleep(0.1)
+        if not wait_ready(self.proc, lambda: requests.get(f"{self.url}/info", timeout=1).raise_for_status(), 60):
+            self.log.seek(0)
+            output = self.log.read().decode()[-2000:]
+            self.stop()
+            raise RuntimeError(f"arlocal did not start: {output}")
 
     def mine(self, blocks: int = 1) -> None:
         requests.get(f"{self.url}/mine/{blocks}", timeout=30).raise_for_status()

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -36,6 +37,20 @@ def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
             proc.wait()
 
 
+def wait_ready(proc: subprocess.Popen, probe: Callable[[], object], timeout: float, poll: float = 0.1) -> bool:
+    """Call `probe` (an HTTP request) until it succeeds: True; False when the process died or `timeout`
+    seconds passed first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            probe()
+            return True
+        except requests.RequestException:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(poll)
+
+
 class Anvil:
     """One anvil process on 127.0.0.1; `url` is its JSON-RPC endpoint."""
 
@@ -46,18 +61,12 @@ class Anvil:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([str(ANVIL), "--host", "127.0.0.1", "--port", str(self.port), "--silent",
                                       *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
-                              timeout=1).raise_for_status()
-                return
-            except requests.RequestException:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                    self.stop()
-                    raise RuntimeError(f"anvil did not start: {err}") from None
-                time.sleep(0.05)
+        probe = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+        if not wait_ready(self.proc, lambda: requests.post(self.url, json=probe, timeout=1).raise_for_status(), 20,
+                          poll=0.05):
+            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+            self.stop()
+            raise RuntimeError(f"anvil did not start: {err}")
 
     def stop(self) -> None:
         stop_process(self.proc)

@@ -11,11 +11,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import requests
-from chains import free_port, stop_process
+from chains import free_port, stop_process, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / "services" / "ipfs"
@@ -47,16 +46,11 @@ class JsIpfs:
         self.log = open(self.root / "daemon.log", "w+b")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(["node", str(CLI), "daemon", "--offline", "--enable-preload=false"],
                                      env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                requests.post(f"{self.api}/api/v0/version", timeout=2).raise_for_status()
-                return
-            except requests.RequestException:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"js-ipfs did not start: {self.output()[-3000:]}") from None
-                time.sleep(0.2)
+        probe = lambda: requests.post(f"{self.api}/api/v0/version", timeout=2).raise_for_status()  # noqa: E731
+        if not wait_ready(self.proc, probe, 90, poll=0.2):
+            output = self.output()[-3000:]
+            self.stop()
+            raise RuntimeError(f"js-ipfs did not start: {output}")
 
     def output(self) -> str:
         self.log.seek(0)

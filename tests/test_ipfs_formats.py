@@ -10,8 +10,9 @@ import pytest
 
 from deai_data.storage.ipfs import CID, CarError, dag_cbor, file_blocks, read_car, write_car
 from deai_data.storage.ipfs.car import car_bytes
-from deai_data.storage.ipfs.cid import DAG_CBOR, DAG_PB, RAW, decode_varint, encode_varint
+from deai_data.storage.ipfs.cid import DAG_CBOR, DAG_PB, RAW
 from deai_data.storage.ipfs.unixfs import CHUNK_SIZE, MAX_LINKS, FileNode
+from deai_data.storage.varint import decode_varint, encode_varint
 
 
 def test_cid_fixtures_and_round_trips():

@@ -1,13 +1,28 @@
 """Storage backends behind one small protocol, registered by URI scheme."""
 
-from .arweave import ArweaveStore
+from typing import TYPE_CHECKING, Any
+
 from .base import ObjectStat, Store, content_path
 from .cache import ShardCache
-from .filecoin import PieceStore
 from .http import HttpStore
-from .ipfs import IpfsStore
 from .local import LocalStore, locator_from_path, path_from_locator
 from .registry import open_store, register_store, registered_schemes, store_for
+
+if TYPE_CHECKING:
+    from .arweave import ArweaveStore
+    from .filecoin import PieceStore
+    from .ipfs import IpfsStore
+
+_NETWORK = {"ArweaveStore": ".arweave", "IpfsStore": ".ipfs", "PieceStore": ".filecoin"}
+
+
+def __getattr__(name: str) -> Any:
+    """The network stores load on first use (their clients are not needed to read local data)."""
+    if name in _NETWORK:
+        from importlib import import_module
+        return getattr(import_module(_NETWORK[name], __name__), name)
+    raise AttributeError(name)
+
 
 __all__ = [
     "ArweaveStore",

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from importlib import import_module
 from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import UnsupportedLocatorError
-from .arweave import store as arweave_store
 from .base import Store
-from .filecoin import store as piece_store
 from .http import HttpStore
-from .ipfs import store as ipfs_store
 from .local import LocalStore
 
 StoreFactory = Callable[[], Store]
@@ -84,6 +82,20 @@ def open_store(target: str | Path | Store) -> Store:
 register_store("file", LocalStore)
 register_store("http", HttpStore)
 register_store("https", lambda: store_for("http://"))
-register_store("ar", arweave_store.reader_from_env, writer=arweave_store.ArweaveStore.from_uri)
-register_store("ipfs", ipfs_store.reader_from_env, writer=ipfs_store.IpfsStore.from_uri)
-register_store("piece", piece_store.reader_from_env, writer=piece_store.PieceStore.from_uri)
+
+
+def _on_first_use(module: str, name: str) -> Callable[..., Store]:
+    """`module.name(...)`, the module imported at the first call: a network backend costs nothing to
+    whoever never opens one of its locators."""
+    def call(*args: str) -> Store:
+        target = import_module(module, __package__)
+        for part in name.split("."):
+            target = getattr(target, part)
+        return target(*args)
+    return call
+
+
+for _scheme, _module, _store in (("ar", ".arweave.store", "ArweaveStore"), ("ipfs", ".ipfs.store", "IpfsStore"),
+                                 ("piece", ".filecoin.store", "PieceStore")):
+    register_store(_scheme, _on_first_use(_module, "reader_from_env"),
+                   writer=_on_first_use(_module, f"{_store}.from_uri"))

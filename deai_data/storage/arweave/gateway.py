@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ...errors import IntegrityError, NotFoundError, StorageError
+from ...errors import IntegrityError, StorageError
+from ..failover import first_answer
 from ..http import HttpStore
 from .merkle import b64url, unb64url, validate_path
 from .transaction import Transaction
@@ -50,23 +51,7 @@ class GatewayClient:
         return f"GatewayClient({self.gateways})"
 
     def _each(self, what: str, call: Callable[[str], T]) -> T:
-        """`call(base)` on each gateway until one answers well. A gateway that served altered data
-        (IntegrityError) is skipped like a failing one, and named if no gateway does better;
-        NotFound only when every gateway says so."""
-        errors: list[StorageError | IntegrityError] = []
-        for base in self.gateways:
-            try:
-                return call(base)
-            except (StorageError, IntegrityError) as exc:
-                errors.append(exc)
-        lied = [e for e in errors if isinstance(e, IntegrityError)]
-        if lied:
-            raise lied[0]
-        if all(isinstance(e, NotFoundError) for e in errors):
-            raise errors[-1]
-        failed = next(e for e in reversed(errors) if not isinstance(e, NotFoundError))
-        raise StorageError(f"{what}: every gateway failed; last: {failed.message}",
-                           hint=failed.hint or "retry later or add another gateway")
+        return first_answer(self.gateways, call, what=what, kind="gateway")
 
     def _text(self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
               first_only: bool = False) -> tuple[int, str]:

@@ -85,7 +85,6 @@ class ArweaveStore(PutFileByReading):
         self.verify_data_root = verify_data_root
         self._headers: dict[str, Transaction | None] = {}
         self._pending: dict[str, DataItem] = {}
-        self._pending_bytes = 0
         self._pending_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -157,8 +156,8 @@ class ArweaveStore(PutFileByReading):
     def _post_header(self, wallet: Wallet, data: Buffer, tags: list[Tag], chunks: ChunkedData, inline: bool,
                      state: UploadState) -> Transaction:
         reward = self.gateway.price(len(data))
-        tx, _ = new_transaction(wallet, data, tags=tags, reward=reward, anchor=self.gateway.anchor(),
-                                chunks=chunks, inline_limit=len(data) if inline else 0)
+        tx = new_transaction(wallet, data, chunks, tags=tags, reward=reward, anchor=self.gateway.anchor(),
+                             inline=inline)
         state.start(tx.to_json(with_data=False))
         try:
             self.gateway.post_transaction(tx, with_data=inline)
@@ -188,10 +187,7 @@ class ArweaveStore(PutFileByReading):
             state.chunk_sent(index)
 
         todo = [i for i in range(len(chunks.chunks)) if i not in state.chunks_sent]
-        if self.chunk_concurrency == 1:
-            for index in todo:
-                send(index)
-            return
+        # with one worker the chunks go out in order, one at a time (what arlocal needs)
         with ThreadPoolExecutor(self.chunk_concurrency, thread_name_prefix="deai-ar-chunk") as pool:
             for future in [pool.submit(send, i) for i in todo]:
                 future.result()
@@ -207,8 +203,7 @@ class ArweaveStore(PutFileByReading):
     def _queue(self, item: DataItem) -> str:
         with self._pending_lock:
             self._pending[item.id] = item
-            self._pending_bytes += len(item.raw)
-            full = self._pending_bytes >= self.bundle_max_bytes
+            full = sum(len(i.raw) for i in self._pending.values()) >= self.bundle_max_bytes
         if full:
             self.flush()
         return f"ar://{item.id}"
@@ -223,7 +218,6 @@ class ArweaveStore(PutFileByReading):
             tx_id = self.upload(bundle, [*BUNDLE_TAGS, ("App-Name", APP_NAME), ("App-Version", __version__)])
             for item in items:
                 del self._pending[item.id]
-            self._pending_bytes -= sum(len(i.raw) for i in items)
         return tx_id
 
     def _post_to_bundler(self, item: DataItem) -> str:
@@ -249,7 +243,8 @@ class ArweaveStore(PutFileByReading):
             return pending.fields().data[start:end].tobytes()
         whole = start == 0 and end is None and self.verify_data_root
         try:
-            return self.gateway.data(tx_id, start, end, self._check_whole if whole else None)
+            check = (lambda url, data: self._check_whole(tx_id, url, data)) if whole else None
+            return self.gateway.data(tx_id, start, end, check)
         except NotFoundError:
             raise NotFoundError(locator, hint="not on any gateway yet: a fresh upload can take minutes to "
                                               "propagate; check the id and the gateways") from None
@@ -266,9 +261,9 @@ class ArweaveStore(PutFileByReading):
             self._headers[tx_id] = header
         return self._headers[tx_id]
 
-    def _check_whole(self, url: str, data: bytes) -> None:
+    def _check_whole(self, tx_id: str, url: str, data: bytes) -> None:
         """Reject a whole object whose bytes do not hash to the `data_root` its owner signed."""
-        header = self._header(url.rsplit("/", 1)[1])
+        header = self._header(tx_id)
         if header is None:
             return  # a data item: checked by the reader against the manifest
         if len(data) != header.data_size or (data and chunk_payload(data).data_root != header.data_root):

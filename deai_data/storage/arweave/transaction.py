@@ -9,7 +9,7 @@ from typing import Any
 
 from ...errors import IntegrityError
 from .deep_hash import deep_hash
-from .merkle import Buffer, ChunkedData, b64url, chunk_payload, unb64url
+from .merkle import Buffer, ChunkedData, b64url, unb64url
 from .wallet import Wallet, address_of, verify
 
 Tag = tuple[str, str]
@@ -85,12 +85,10 @@ class Transaction:
         return tx
 
 
-def new_transaction(wallet: Wallet, data: Buffer, *, tags: list[Tag], reward: int, anchor: str,
-                    chunks: ChunkedData | None = None, inline_limit: int = 0) -> tuple[Transaction, ChunkedData]:
-    """A signed transaction for `data` and its chunking; the data rides inline up to `inline_limit`."""
-    chunks = chunks or chunk_payload(data)
+def new_transaction(wallet: Wallet, data: Buffer, chunks: ChunkedData, *, tags: list[Tag], reward: int, anchor: str,
+                    inline: bool) -> Transaction:
+    """A signed transaction for `data` (cut into `chunks`); the data rides in the header when `inline`."""
     root = chunks.data_root if len(data) else b""  # arweave-js leaves an empty payload without a root
-    tx = Transaction(owner=wallet.owner, last_tx=anchor, reward=reward, data_root=root,
-                     data_size=chunks.data_size, tags=tuple(tags),
-                     data=bytes(data) if len(data) <= inline_limit else b"")
-    return tx.signed(wallet), chunks
+    tx = Transaction(owner=wallet.owner, last_tx=anchor, reward=reward, data_root=root, data_size=chunks.data_size,
+                     tags=tuple(tags), data=bytes(data) if inline else b"")
+    return tx.signed(wallet)

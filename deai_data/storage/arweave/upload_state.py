@@ -65,7 +65,3 @@ class UploadState:
     def finish(self, tx_id: str) -> None:
         self.done_id = tx_id
         self._append({"done": tx_id})
-
-    def forget(self) -> None:
-        self.tx, self.chunks_sent, self.done_id = None, set(), None
-        self.path.unlink(missing_ok=True)

@@ -27,10 +27,8 @@ from ..ipfs.cid import (
     FR32_SHA256_TRUNC254_PADBINTREE,
     RAW,
     SHA2_256_TRUNC254_PADDED,
-    Buffer,
-    decode_varint,
-    encode_varint,
 )
+from ..varint import Buffer, decode_varint, encode_varint
 
 try:
     from . import _native_commp as native

@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, quote, urlparse
 
 from ...errors import NotFoundError, StorageError
 from ..base import Buffer, ObjectStat, PutFileByReading, check_range
+from ..failover import first_answer
+from ..http import HttpStore
 from .commp import Piece
 from .pdp import PdpClient
 
@@ -36,7 +38,6 @@ class PieceStore(PutFileByReading):
 
     def __init__(self, providers: Sequence[str] = (), *, token: str | None = None, wait_timeout: float = 300.0,
                  timeout: float = 60.0, retries: int = 3) -> None:
-        from ..http import HttpStore
         self.http = HttpStore(timeout=timeout, retries=retries)
         self.providers = [p.rstrip("/") for p in providers]
         self.token = token
@@ -77,15 +78,8 @@ class PieceStore(PutFileByReading):
     def get(self, locator: str, start: int = 0, end: int | None = None) -> bytes:
         check_range(start, end)
         cid, urls = self._sources(locator)
-        errors: list[StorageError] = []
-        for url in urls:
-            try:
-                return self._client(url).download_piece(cid, start, end)
-            except StorageError as exc:
-                errors.append(exc)
-        if all(isinstance(e, NotFoundError) for e in errors):
-            raise NotFoundError(locator)
-        raise StorageError(f"no provider served the piece; last: {errors[-1].message}", locator=locator)
+        return first_answer(urls, lambda url: self._client(url).download_piece(cid, start, end),
+                            what=f"piece {cid}", locator=locator, kind="provider")
 
     def exists(self, locator: str) -> bool:
         cid, urls = self._sources(locator)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+from ..varint import Buffer, decode_varint, encode_varint
 from . import dag_cbor
-from .cid import CID, Buffer, decode_varint, encode_varint
+from .cid import CID
 from .unixfs import Block
 
 MAX_BLOCK = 4 << 20  # a frame longer than this is refused (no honest shard block is)

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlparse
 
 from ...errors import IntegrityError, NotFoundError, StorageError
 from ..base import Buffer, ObjectStat, PutFileByReading, check_range
+from ..failover import first_answer
 from ..http import HttpStore
+from ..varint import encode_varint
 from .car import CarError, car_header, read_car
-from .cid import CID, DAG_PB, RAW, encode_varint
+from .cid import CID, DAG_PB, RAW
 from .kubo import KuboClient
 from .unixfs import CHUNK_SIZE, FileNode, file_blocks
 
@@ -89,26 +91,20 @@ class IpfsStore(PutFileByReading):
     # ---- blocks -------------------------------------------------------------------------------------
     def _block(self, cid: CID) -> bytes:
         """One block, checked against its CID, from the gateways (`?format=raw`) then the node."""
-        failures: list[str] = []
-        lied: IntegrityError | None = None
-        sources = [(g, lambda g=g: self.http.get(f"{g}/ipfs/{cid}?format=raw")) for g in self.gateways]
+        sources: list[tuple[str, Callable[[], bytes]]] = [
+            (g, lambda g=g: self.http.get(f"{g}/ipfs/{cid}?format=raw")) for g in self.gateways]
         if self.node is not None:
-            sources.append((self.node.url, lambda: self.node.block_get(cid)))  # type: ignore[union-attr]
-        for name, fetch in sources:
-            try:
-                data = fetch()
-            except StorageError as exc:
-                failures.append(f"{name}: {exc.message}")
-                continue
-            if cid.verify(data):
-                return data
-            lied = lied or IntegrityError(f"block {cid} does not match its CID", locator=name,
-                                          hint="the gateway or node served altered data; trying others failed too")
-        if lied is not None:
-            raise lied
-        if failures and all("not found" in f for f in failures):
-            raise NotFoundError(f"ipfs://{cid}")
-        raise StorageError(f"block {cid} unavailable: " + "; ".join(failures) if failures else "no source")
+            sources.append((self.node.url, lambda node=self.node: node.block_get(cid)))
+
+        def checked(source: tuple[str, Callable[[], bytes]]) -> bytes:
+            name, fetch = source
+            data = fetch()
+            if not cid.verify(data):
+                raise IntegrityError(f"block {cid} does not match its CID", locator=name,
+                                     hint="the gateway or node served altered data; trying others failed too")
+            return data
+
+        return first_answer(sources, checked, what=f"block {cid}", locator=f"ipfs://{cid}")
 
     def _file_node(self, cid: CID) -> FileNode:
         with self._lock:

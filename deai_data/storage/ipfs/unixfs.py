@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .cid import CID, DAG_PB, RAW, Buffer, decode_varint, encode_varint
+from ..varint import Buffer, decode_varint, encode_varint
+from .cid import CID, DAG_PB, RAW
 
 CHUNK_SIZE = 256 * 1024
 MAX_LINKS = 174
