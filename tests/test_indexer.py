@@ -226,7 +226,24 @@ def test_sigkill_at_random_points_then_restart(w3, node, tmp_path):
         assert proc.returncode == 0
         break
     assert kills >= 1, "the kills must land mid-backfill"
-    assert not list(root.rglob("*.tmp"))
+    assert not list(root.rglob("*.tmp")), "a restart removes what killed writers left"
+    _check(root, scenario.truth)
+
+
+def test_restart_removes_temp_files_of_dead_writers_only(w3, node, tmp_path):
+    scenario = Scenario(w3, seed=11)
+    scenario.run(datasets=1, purchases=5, versions=0)
+    root = tmp_path / "index"
+    Indexer(node.url, scenario.market.address, root, confirmations=0).sync()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = next(root.glob("events/*/bucket=0"))
+    abandoned = folder / f".000000000001-000000000002.parquet.{dead.pid}.tmp"
+    in_progress = folder / f".000000000003-000000000004.parquet.{os.getpid()}.tmp"
+    abandoned.write_bytes(b"half a file")
+    in_progress.write_bytes(b"being written")
+    Indexer(node.url, scenario.market.address, root, confirmations=0).sync()
+    assert not abandoned.exists() and in_progress.exists()
     _check(root, scenario.truth)
 
 

@@ -27,7 +27,7 @@ from deai_data.errors import ChainError
 from .catalog import build_catalog, catalog_path, refresh_derived
 from .enrich import enrich_manifests, manifests_path
 from .events import EventSpec, event_specs
-from .layout import range_file, range_files, write_atomic, write_text_atomic
+from .layout import abandoned_temp_files, range_file, range_files, write_atomic, write_text_atomic
 from .rpc import RangeTooLarge, RpcClient
 
 log = logging.getLogger("deai_indexer")
@@ -100,7 +100,11 @@ class Indexer:
         write_text_atomic(self.state_path, json.dumps(self.state, sort_keys=True, indent=1))
 
     def _drop_orphans(self) -> None:
-        """Delete files of chunks the checkpoint does not record (a crash between file and checkpoint)."""
+        """Delete files of chunks the checkpoint does not record (a crash between file and checkpoint) and
+        temporary files of writers that died before renaming them."""
+        for path in abandoned_temp_files(self.root):
+            log.info("removing abandoned temporary file %s", path)
+            path.unlink(missing_ok=True)
         start, nxt = self.state["start_block"], self.state["next_block"]
         for path, first, last in range_files(self.root):
             if start is None or first >= nxt or last < start:

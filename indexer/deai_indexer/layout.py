@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 BUCKET = 1_000_000
 _RANGE = re.compile(r"^(\d{12})-(\d{12})\.parquet$")
+_TEMP = re.compile(r"^\..+\.(\d+)\.tmp$")  # .<name>.<writer pid>.tmp, see write_atomic
 
 
 def events_dir(root: Path) -> Path:
@@ -40,6 +41,26 @@ def range_files(root: Path) -> Iterator[tuple[Path, int, int]]:
         match = _RANGE.match(path.name)
         if match:
             yield path, int(match.group(1)), int(match.group(2))
+
+
+def abandoned_temp_files(root: Path) -> Iterator[Path]:
+    """Temporary files whose writing process is gone (it was killed between write and rename)."""
+    if not root.is_dir():
+        return
+    for path in root.rglob(".*.tmp"):
+        match = _TEMP.match(path.name)
+        if match and not _alive(int(match.group(1))):
+            yield path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def write_atomic(path: Path, table: pa.Table) -> None:
