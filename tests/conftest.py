@@ -95,6 +95,15 @@ def arlocal():
 
 
 @pytest.fixture(scope="session")
+def ipfs_node():
+    """One real js-ipfs node (offline, loopback) for the whole session (blocks are content-addressed)."""
+    from ipfs_services import JsIpfs
+    daemon = JsIpfs()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
 def funded_wallet(arlocal):
     """An RSA-4096 Arweave wallet with plenty of (arlocal) winston."""
     from deai_data.storage.arweave import Wallet

@@ -116,5 +116,28 @@ def test_demo_command_from_readme(tmp_path):
     out = cli("demo", "--json", "--dir", str(tmp_path / "demo"))
     summary = json.loads(out.stdout)
     assert summary["round_trip_identical"] and summary["tamper_detected"] and summary["records"] == 2000
+    assert summary["buyer_copy_identical"] and summary["catalog_matches_chain"] and summary["model_learned"]
+    assert [d["name"] for d in summary["top_datasets"]] == ["demo-images", "demo-captions", "demo-audio-clips"]
+    assert summary["training"]["steps"] == 40 and summary["training"]["last_loss"] < summary["training"]["first_loss"]
+    assert (tmp_path / "demo" / "index" / "catalog.duckdb").is_file()
     text = cli("demo").stdout
-    assert "verified" in text and "the reader refused it" in text
+    for step in range(1, 11):
+        assert re.search(rf"^  {step}\. .* \d+\.\d{{3}} s$", text, re.M), f"step {step} with its time"
+    assert "the reader refused it" in text and "top datasets by revenue" in text and "loss " in text
+    assert "model learned = True" in text
+
+
+def test_demo_on_anvil_and_ipfs(anvil, ipfs_node, tmp_path):
+    """`--rpc` and `--store`: the same lifecycle on a real node and a real IPFS store."""
+    from web3 import Web3
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    try:
+        out = cli("demo", "--json", "--records", "400", "--steps", "10", "--rpc", anvil.url,
+                  "--store", f"ipfs://?api={ipfs_node.api}")
+    finally:
+        w3.provider.make_request("evm_revert", [snapshot])
+    summary = json.loads(out.stdout)
+    assert summary["manifest_uri"].startswith("ipfs://") and summary["tamper_detected"] is None
+    assert summary["buyer_copy_identical"] and summary["catalog_matches_chain"] and summary["records"] == 400
+    assert summary["training"]["steps"] == 10

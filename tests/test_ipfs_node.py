@@ -10,7 +10,6 @@ import pyarrow as pa
 import pytest
 import requests
 from httpfaults import Fault, FaultProxy, QuietHandler, serve
-from ipfs_services import JsIpfs
 
 from deai_data import IntegrityError, NotFoundError, StorageError, open_dataset, publish
 from deai_data.storage import register_store
@@ -20,11 +19,9 @@ from deai_data.storage.ipfs.store import reader_from_env
 from deai_data.storage.ipfs.unixfs import CHUNK_SIZE, MAX_LINKS, Block
 
 
-@pytest.fixture(scope="module")
-def node():
-    daemon = JsIpfs()
-    yield daemon
-    daemon.stop()
+@pytest.fixture
+def node(ipfs_node):
+    return ipfs_node
 
 
 def payload(size: int, seed: int) -> bytes:

@@ -6,7 +6,7 @@ from .base import ObjectStat, Store, content_path
 from .cache import ShardCache
 from .http import HttpStore
 from .local import LocalStore, locator_from_path, path_from_locator
-from .registry import open_store, register_store, registered_schemes, store_for
+from .registry import open_store, read_through, register_store, registered_schemes, store_for
 
 if TYPE_CHECKING:
     from .arweave import ArweaveStore
@@ -36,6 +36,7 @@ __all__ = [
     "content_path",
     "locator_from_path",
     "open_store",
+    "read_through",
     "path_from_locator",
     "register_store",
     "registered_schemes",

@@ -79,6 +79,16 @@ def open_store(target: str | Path | Store) -> Store:
                                        "or a Store instance")
 
 
+def read_through(target: str | Store) -> Store:
+    """From now on (in this process) read the locators of `target`'s scheme through it: for example
+    `read_through("ipfs://?api=http://127.0.0.1:5001")` after publishing to that node, instead of the
+    readers configured from the environment. Returns the store."""
+    store = open_store(target)
+    for scheme in store.schemes:
+        register_store(scheme, lambda: store, replace=True)
+    return store
+
+
 register_store("file", LocalStore)
 register_store("http", HttpStore)
 register_store("https", lambda: store_for("http://"))
