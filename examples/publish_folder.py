@@ -1,18 +1,25 @@
-"""Dataset owner: publish a folder of files to a local store, then open, verify and read it back.
+"""Dataset owner: publish a folder of files sealed to a store (a local folder, Arweave or IPFS), then
+open, verify and read it back through the same store.
 
-    python examples/publish_folder.py [FOLDER] [STORE]
+    python examples/publish_folder.py [FOLDER] [--store STORE]
 
-Without arguments it makes a small folder of files in a temporary directory. The data key goes to
-the keystore ($DEAI_KEYSTORE, passphrase from $DEAI_KEYSTORE_PASSWORD or a prompt).
+    --store ./store                                              a local store (the default: a temporary one)
+    --store 'ar://?gateway=http://127.0.0.1:1984&wallet=keystore:owner'   Arweave (a wallet in the keystore:
+                                                                 `deai-data arweave wallet new --name owner`)
+    --store 'ipfs://?api=http://127.0.0.1:5001'                  an IPFS node's RPC API
+
+Without FOLDER it makes a small folder of files in a temporary directory. The data key (and the
+Arweave wallet) live in the keystore ($DEAI_KEYSTORE, passphrase from $DEAI_KEYSTORE_PASSWORD or a prompt).
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 from pathlib import Path
 
 import deai_data
+from deai_data.storage import read_through
 
 
 def make_sample_folder(root: Path) -> Path:
@@ -24,13 +31,16 @@ def make_sample_folder(root: Path) -> Path:
     return root / "sample"
 
 
-def main(argv: list[str]) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder", nargs="?", help="folder to publish (one subfolder per label)")
+    parser.add_argument("--store", help="store URI or folder (default: a temporary local store)")
+    args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="deai-example-"))
-    folder = Path(argv[1]) if len(argv) > 1 else make_sample_folder(scratch)
-    store = Path(argv[2]) if len(argv) > 2 else scratch / "store"
+    folder = Path(args.folder) if args.folder else make_sample_folder(scratch)
+    store = read_through(args.store or scratch / "store")  # reads go through the same store (gateway, node)
 
-    result = deai_data.publish(folder, store=store, name=folder.name, license="CC0-1.0",
-                               shard_size=32 << 10)
+    result = deai_data.publish(folder, store=store, name=folder.name, license="CC0-1.0", shard_size=32 << 10)
     print(f"published {result.manifest.records} files in {len(result.manifest.shards)} shards")
     print(f"manifest hash {result.manifest_hash}")
     print(f"manifest uri  {result.manifest_uri}")
@@ -45,4 +55,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    main()

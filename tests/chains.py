@@ -11,7 +11,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -67,6 +68,20 @@ class Anvil:
             err = self.proc.stderr.read().decode() if self.proc.stderr else ""
             self.stop()
             raise RuntimeError(f"anvil did not start: {err}")
+
+    def rpc(self, method: str, *params: object) -> object:
+        reply = requests.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
+                              timeout=30).json()
+        return reply["result"]
+
+    @contextmanager
+    def rolled_back(self) -> Iterator[None]:
+        """Whatever happens on the node inside the block is undone after it (evm_snapshot / evm_revert)."""
+        snapshot = self.rpc("evm_snapshot")
+        try:
+            yield
+        finally:
+            self.rpc("evm_revert", snapshot)
 
     def stop(self) -> None:
         stop_process(self.proc)

@@ -129,14 +129,9 @@ def test_demo_command_from_readme(tmp_path):
 
 def test_demo_on_anvil_and_ipfs(anvil, ipfs_node, tmp_path):
     """`--rpc` and `--store`: the same lifecycle on a real node and a real IPFS store."""
-    from web3 import Web3
-    w3 = Web3(Web3.HTTPProvider(anvil.url))
-    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
-    try:
+    with anvil.rolled_back():
         out = cli("demo", "--json", "--records", "400", "--steps", "10", "--rpc", anvil.url,
                   "--store", f"ipfs://?api={ipfs_node.api}")
-    finally:
-        w3.provider.make_request("evm_revert", [snapshot])
     summary = json.loads(out.stdout)
     assert summary["manifest_uri"].startswith("ipfs://") and summary["tamper_detected"] is None
     assert summary["buyer_copy_identical"] and summary["catalog_matches_chain"] and summary["records"] == 400

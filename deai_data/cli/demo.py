@@ -25,7 +25,7 @@ from ..dataset.reader import open_dataset
 from ..errors import DeaiError, IntegrityError
 from ..storage.base import Store
 from ..storage.local import path_from_locator
-from ..storage.registry import read_through, scheme_of
+from ..storage.registry import read_through
 from .progress import human_bytes
 
 CLASSES = ("cat", "dog", "bird", "fish")
@@ -57,7 +57,7 @@ class _Run:
 
     root: Path
     say: Callable[[str], None]
-    store: str | Path | Store
+    store: Store
     rpc: str | None
     records: int
     shard_size: int
@@ -79,9 +79,8 @@ def run_demo(workdir: str | Path | None = None, *, records: int = 2000, shard_si
     """
     scratch = None if workdir is not None else tempfile.TemporaryDirectory(prefix="deai-demo-")
     root = Path(workdir if workdir is not None else scratch.name)  # type: ignore[union-attr]
-    # A remote store also serves the demo's reads (its gateways or node), not the environment's readers.
-    target = read_through(store) if store and scheme_of(store) != "file" else store or root / "store"
-    run = _Run(root, say, target, rpc, records, shard_size, train_steps)
+    # The store also serves the demo's reads (a remote store's gateways or node, not the environment's).
+    run = _Run(root, say, read_through(store or root / "store"), rpc, records, shard_size, train_steps)
     try:
         say(f"deai-data demo in {root} (store {store or 'local'}; chain {rpc or 'in-process'}; "
             "keystores with throw-away passphrases)")

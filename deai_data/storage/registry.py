@@ -79,7 +79,7 @@ def open_store(target: str | Path | Store) -> Store:
                                        "or a Store instance")
 
 
-def read_through(target: str | Store) -> Store:
+def read_through(target: str | Path | Store) -> Store:
     """From now on (in this process) read the locators of `target`'s scheme through it: for example
     `read_through("ipfs://?api=http://127.0.0.1:5001")` after publishing to that node, instead of the
     readers configured from the environment. Returns the store."""
