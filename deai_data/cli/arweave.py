@@ -125,9 +125,11 @@ def add_arweave_commands(command: Callable[[str, str], argparse.ArgumentParser])
         gateway(action)
         action.set_defaults(func=cmd_wallet)
 
-    status = sub.add_parser("status", help="pending or confirmed, with depth")
+    text = "pending or confirmed, with depth"
+    status = sub.add_parser("status", help=text, description=text)
     status.add_argument("locator", help="ar://ID")
-    find = sub.add_parser("find", help="deai-data objects on Arweave by tag (GraphQL)")
+    text = "deai-data objects on Arweave by tag (GraphQL)"
+    find = sub.add_parser("find", help=text, description=text)
     find.add_argument("--dataset", help="dataset id (hex)")
     find.add_argument("--tag", action="append", metavar="NAME=VALUE", help="tag filter (repeatable)")
     for action, func in ((status, cmd_status), (find, cmd_find)):

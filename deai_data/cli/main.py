@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         source = parquet(args.source)
     else:
         source = read_source(args.source)
-    bar = ProgressLine(enabled=False if args.json else None)
+    bar = ProgressLine(enabled=False if args.json or args.quiet else None)
 
     def progress(p: PublishProgress) -> None:
         rate = p.plaintext_bytes / p.elapsed / 1e6 if p.elapsed else 0.0
@@ -71,15 +72,16 @@ def cmd_publish(args: argparse.Namespace) -> int:
                    f"{human_bytes(p.plaintext_bytes)}, {rate:.0f} MB/s")
 
     metadata = dict(kv.split("=", 1) for kv in args.meta or ())
-    try:
+    with bar:
         result = publish(source, store=args.store, name=args.name or Path(args.source).stem,
                          description=args.description, license=args.license, metadata=metadata,
                          shard_size=args.shard_size, segment_size=args.segment_size,
                          compression=None if args.compression == "none" else args.compression,
                          previous=args.previous, resume=not args.no_resume, workers=args.workers,
                          progress=progress)
-    finally:
-        bar.close()
+    if args.quiet and not args.json:
+        print(result.manifest_uri)  # for scripts: MANIFEST=$(deai-data publish ... -q)
+        return 0
     m = result.manifest
     doc = {"manifest_uri": result.manifest_uri, "manifest_uris": list(result.manifest_uris),
            "manifest_hash": result.manifest_hash, "content_root": result.content_root,
@@ -125,7 +127,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     dataset = _open(args)
-    report = dataset.verify(strict=False)
+    with ProgressLine(enabled=False if args.json else None) as bar:
+        report = dataset.verify(strict=False, progress=lambda r, done: bar.update(
+            f"verifying: {done}/{dataset.num_shards} shards, {human_bytes(r.sealed_bytes)} checked, "
+            f"{len(r.errors)} failed"))
     doc = {"ok": report.ok, "manifest_hash": dataset.manifest_hash, "shards_verified": report.shards,
            "shards": dataset.num_shards, "records": report.records, "sealed_bytes": report.sealed_bytes,
            "seconds": round(report.seconds, 3), "errors": [str(e) for e in report.errors]}
@@ -150,7 +155,19 @@ def cmd_get(args: argparse.Namespace) -> int:
     fmt = args.format
     if fmt == "auto":
         fmt = "parquet" if out.suffix.lower() in (".parquet", ".pq") else "files"
-    files_layout = all(n in dataset.schema.names for n in ("path", "bytes"))
+    total = dataset.manifest.records
+    with ProgressLine(enabled=False if args.json else None) as bar:
+        written = 0
+        for written in _write_records(dataset, out, fmt):
+            bar.update(f"decrypting: {written}/{total} records written to {out}")
+    _emit(args, {"records": written, "out": str(out), "format": fmt, "manifest_hash": dataset.manifest_hash},
+          [f"wrote {written} records of {dataset.manifest.name!r} to {out} ({fmt})"])
+    return 0
+
+
+def _write_records(dataset: Any, out: Path, fmt: str) -> Iterator[int]:
+    """Write the dataset to `out` as one Parquet file, its original files, or Parquet per shard; yields
+    the records written so far."""
     written = 0
     if fmt == "parquet":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -158,22 +175,22 @@ def cmd_get(args: argparse.Namespace) -> int:
             for batch in dataset.iter_batches():
                 writer.write_batch(batch)
                 written += batch.num_rows
-    elif files_layout:
+                yield written
+    elif all(n in dataset.schema.names for n in ("path", "bytes")):
         for batch in dataset.iter_batches():
             for path, blob in zip(batch.column("path").to_pylist(), batch.column("bytes").to_pylist(), strict=False):
                 target = out / _safe_relative(path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(blob)
                 written += 1
+            yield written
     else:
         out.mkdir(parents=True, exist_ok=True)
         for index in range(dataset.num_shards):
             table = dataset.read_shard(index)
             pq.write_table(table, out / f"part-{index:05d}.parquet")
             written += table.num_rows
-    _emit(args, {"records": written, "out": str(out), "format": fmt, "manifest_hash": dataset.manifest_hash},
-          [f"wrote {written} records of {dataset.manifest.name!r} to {out} ({fmt})"])
-    return 0
+            yield written
 
 
 def _export_passphrase(confirm: bool) -> str:
@@ -253,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--previous", help="manifest hash of the version this one replaces")
     p.add_argument("--workers", type=int, help="sealing threads (default: min(4, CPUs))")
     p.add_argument("--no-resume", action="store_true", help="ignore the journal of an interrupted publish")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the manifest URI (for scripts)")
     p.set_defaults(func=cmd_publish)
 
     p = command("get", "decrypt a dataset to a folder of files or a Parquet file")
@@ -272,11 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("keys", "list, export or import keystore entries")
     keys = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    actions = {
-        "list": keys.add_parser("list", help="list entries (no passphrase needed)"),
-        "export": keys.add_parser("export", help="export a data key, encrypted with DEAI_EXPORT_PASSWORD or a prompt"),
-        "import": keys.add_parser("import", help="import an exported key"),
-    }
+    actions = {name: keys.add_parser(name, help=text, description=text) for name, text in (
+        ("list", "list entries (no passphrase needed)"),
+        ("export", "export a data key, encrypted with DEAI_EXPORT_PASSWORD or a prompt"),
+        ("import", "import an exported key"))}
     for action in actions.values():
         action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     actions["export"].add_argument("manifest_hash", metavar="NAME",

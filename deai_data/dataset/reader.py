@@ -293,8 +293,10 @@ class Dataset:
     def to_pandas(self) -> Any:
         return self.to_arrow().to_pandas()
 
-    def verify(self, *, strict: bool = True) -> VerifyReport:
-        """Fetch every shard, check hash, tags and decoding. `strict` raises the first failure."""
+    def verify(self, *, strict: bool = True,
+               progress: Callable[[VerifyReport, int], None] | None = None) -> VerifyReport:
+        """Fetch every shard, check hash, tags and decoding. `strict` raises the first failure;
+        `progress(report so far, shards checked)` runs after each shard."""
         report = VerifyReport()
         started = time.perf_counter()
         self.unlock()  # a wrong key is one error for the whole dataset, raised at once
@@ -312,10 +314,12 @@ class Dataset:
             entry = self.manifest.shards[index]
             if failure is not None:
                 report.errors.append(failure)
-                continue
-            report.shards += 1
-            report.records += entry.records
-            report.sealed_bytes += entry.sealed_size
+            else:
+                report.shards += 1
+                report.records += entry.records
+                report.sealed_bytes += entry.sealed_size
+            if progress is not None:
+                progress(report, index + 1)
         report.seconds = time.perf_counter() - started
         return report
 
