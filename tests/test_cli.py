@@ -136,3 +136,18 @@ def test_demo_on_anvil_and_ipfs(anvil, ipfs_node, tmp_path):
     assert summary["manifest_uri"].startswith("ipfs://") and summary["tamper_detected"] is None
     assert summary["buyer_copy_identical"] and summary["catalog_matches_chain"] and summary["records"] == 400
     assert summary["training"]["steps"] == 10
+
+
+def test_get_refuses_paths_that_leave_the_target(tmp_path):
+    """A dataset whose file paths climb out of the output folder (a malicious owner) is refused, and
+    nothing is written outside it."""
+    import pyarrow as pa
+
+    from deai_data import publish
+    for bad in ("../escaped.txt", "/tmp/absolute.txt"):
+        result = publish(pa.table({"path": ["ok.txt", bad], "bytes": [b"fine", b"evil"]}),
+                         store=tmp_path / "store", name="evil")
+        out = tmp_path / "out" / "inner"
+        proc = cli("get", result.manifest_uri, "--out", str(out), check=1)
+        assert "unsafe path" in proc.stderr
+        assert not (tmp_path / "out" / "escaped.txt").exists() and not Path("/tmp/absolute.txt").exists()
