@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import deai_data
-from deai_data.storage import read_through
+from deai_data.storage import Store, read_through
 
 
 def make_sample_folder(root: Path) -> Path:
@@ -36,10 +36,13 @@ def main() -> None:
     parser.add_argument("folder", nargs="?", help="folder to publish (one subfolder per label)")
     parser.add_argument("--store", help="store URI or folder (default: a temporary local store)")
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="deai-example-"))
-    folder = Path(args.folder) if args.folder else make_sample_folder(scratch)
-    store = read_through(args.store or scratch / "store")  # reads go through the same store (gateway, node)
+    with tempfile.TemporaryDirectory(prefix="deai-example-") as scratch:
+        folder = Path(args.folder) if args.folder else make_sample_folder(Path(scratch))
+        # reads go through the same store (gateway, node)
+        publish_and_read_back(folder, read_through(args.store or Path(scratch) / "store"))
 
+
+def publish_and_read_back(folder: Path, store: Store) -> None:
     result = deai_data.publish(folder, store=store, name=folder.name, license="CC0-1.0", shard_size=32 << 10)
     print(f"published {result.manifest.records} files in {len(result.manifest.shards)} shards")
     print(f"manifest hash {result.manifest_hash}")
@@ -52,7 +55,6 @@ def main() -> None:
         labels = batch.column("label").value_counts().to_pylist()
         print("first batch labels:", {c["values"]: c["counts"] for c in labels})
         break
-
 
 if __name__ == "__main__":
     main()

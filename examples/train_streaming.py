@@ -45,7 +45,14 @@ def train(loader: StreamingDataLoader, model: torch.nn.Module, steps: int | None
 
 
 def main(argv: list[str]) -> None:
-    uri = argv[1] if len(argv) > 1 else make_dataset(Path(tempfile.mkdtemp(prefix="deai-train-")))
+    if len(argv) > 1:
+        train_and_resume(argv[1])
+        return
+    with tempfile.TemporaryDirectory(prefix="deai-train-") as scratch:
+        train_and_resume(make_dataset(Path(scratch)))
+
+
+def train_and_resume(uri: str) -> None:
     model = torch.nn.Linear(8, 2)
 
     def loader() -> StreamingDataLoader:
