@@ -85,9 +85,9 @@ def run_demo(workdir: str | Path | None = None, *, records: int = 2000, shard_si
         say(f"deai-data demo in {root} (store {store or 'local'}; chain {rpc or 'in-process'}; "
             "keystores with throw-away passphrases)")
         result, keystore, table = _publish_steps(run)
-        market = _market_steps(run, result, keystore)
-        _catalog_step(run, market)
-        _training_step(run, market)
+        seller, buyer = _market_steps(run, result, keystore)
+        _catalog_step(run, seller)
+        _training_step(run, buyer)
         _check_round_trip(run, table)
         say("done: " + ", ".join(f"{name.replace('_', ' ')} = {run.summary[name]}" for name in CHECKS))
         return run.summary
@@ -159,9 +159,9 @@ def _tamper(result: PublishResult, keystore: Keystore) -> str | None:
         victim.write_bytes(original)
 
 
-def _market_steps(run: _Run, result: PublishResult, owner_keystore: Keystore) -> Any:
+def _market_steps(run: _Run, result: PublishResult, owner_keystore: Keystore) -> tuple[Any, Any]:
     """Sell the images (and two small side datasets) on a market; buyers pay, the agent delivers,
-    the first buyer opens the images by dataset id. Returns the first buyer's market client."""
+    the first buyer opens the images by dataset id. Returns the seller's and that buyer's market clients."""
     from ..chain import connect, dev_accounts
     from ..market import KeyAgent, Market
 
@@ -205,12 +205,12 @@ def _market_steps(run: _Run, result: PublishResult, owner_keystore: Keystore) ->
     original = open_dataset(result.manifest_uri, keystore=owner_keystore).to_arrow()
     run.summary.update(dataset_id=images_id, purchase_id=first.purchase_id, market=deployed.address,
                        purchases=len(orders), buyer_copy_identical=copy.equals(original))
-    run.summary["_seller_balance"] = seller.withdrawable()
-    return buyer
+    return seller, buyer
 
 
-def _catalog_step(run: _Run, market: Any) -> None:
-    """Index the market's events into Parquet + DuckDB and print the top datasets."""
+def _catalog_step(run: _Run, seller: Any) -> None:
+    """Index the market's events into Parquet + DuckDB, print the top datasets, and check the catalog's
+    revenue against the owner's balance on-chain."""
     try:
         from deai_indexer import Indexer, RpcClient
     except ImportError as exc:
@@ -220,7 +220,7 @@ def _catalog_step(run: _Run, market: Any) -> None:
 
     t = time.perf_counter()
     index = run.root / "index"
-    Indexer(RpcClient(run.rpc or market.w3), market.address, index, confirmations=0).sync()
+    Indexer(RpcClient(run.rpc or seller.w3), seller.address, index, confirmations=0).sync()
     with Catalog(index) as catalog:
         top = catalog.top_datasets(3).to_pylist()
         earned = int(catalog.sql("SELECT sum(owner_revenue) AS r FROM datasets").column("r")[0].as_py())
@@ -231,10 +231,10 @@ def _catalog_step(run: _Run, market: Any) -> None:
         run.say(f"       #{row['dataset_id']} {row['name']:<18} {row['sales']} sales  {gross:.4f} ETH")
     run.summary["top_datasets"] = [{"dataset_id": r["dataset_id"], "name": r["name"], "sales": r["sales"],
                                     "gross_wei": str(r["gross"])} for r in top]
-    run.summary["catalog_matches_chain"] = earned == run.summary.pop("_seller_balance")
+    run.summary["catalog_matches_chain"] = earned == seller.withdrawable()
 
 
-def _training_step(run: _Run, market: Any) -> None:
+def _training_step(run: _Run, buyer: Any) -> None:
     """Stream the bought images into a DataLoader and train a tiny CNN for a few steps on CPU."""
     try:
         import torch
@@ -252,7 +252,7 @@ def _training_step(run: _Run, market: Any) -> None:
                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, len(CLASSES)))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     t = time.perf_counter()
-    dataset = StreamingDataset(run.summary["dataset_id"], market=market, batch_size=64, batched=True, seed=1,
+    dataset = StreamingDataset(run.summary["dataset_id"], market=buyer, batch_size=64, batched=True, seed=1,
                                columns=["bytes", "label"], batch_transform=to_tensors)
     loader = StreamingDataLoader(dataset)
     losses: list[float] = []
