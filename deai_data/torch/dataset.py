@@ -52,6 +52,12 @@ def _large_values(column: pa.ChunkedArray, threshold: int = 64 << 10) -> bool:
     return array.buffers()[2].size >= threshold * len(array)
 
 
+def _as_is(batch: Any) -> Any:
+    """The collate function of batched mode: the dataset's batches are already tensors and lists, and
+    torch's default conversion would walk every value of every batch to find that out."""
+    return batch
+
+
 def _writable(array: np.ndarray) -> np.ndarray:
     return array if array.flags.writeable else array.copy()
 
@@ -279,32 +285,35 @@ class _ShardReader:
     def gather(self, shards: np.ndarray, rows: np.ndarray, columns: list[str] | None) -> dict[str, Any]:
         """The columns of one batch, in batch order, from the loaded shards: numbers and tensors as
         torch tensors (see `to_torch`); large binary values copied once, straight out of the shards."""
-        first = self._table(int(shards[0]))
-        names = columns if columns is not None else first.column_names
-        direct = [n for n in names if all(_large_values(self._table(int(s)).column(n)) for s in np.unique(shards))]
+        unique = np.unique(shards).tolist()
+        tables = {s: self._table(s) for s in unique}
+        names = columns if columns is not None else tables[unique[0]].column_names
+        direct = [n for n in names if all(_large_values(t.column(n)) for t in tables.values())]
         taken = [n for n in names if n not in direct]
-        out = to_torch(self._take(shards, rows, taken)) if taken else {}
+        out = to_torch(self._take(tables, shards, rows, taken)) if taken else {}
         for name in direct:
-            out[name] = self._values(shards, rows, name)
+            out[name] = self._values(tables, shards, rows, name)
         return {name: out[name] for name in names}
 
-    def _take(self, shards: np.ndarray, rows: np.ndarray, columns: list[str]) -> pa.Table:
-        unique = np.unique(shards)
-        if len(unique) == 1:
-            return self._table(int(unique[0])).select(columns).take(pa.array(rows))
-        order = np.argsort(shards, kind="stable")
-        parts = [self._table(int(s)).select(columns).take(pa.array(rows[order][shards[order] == s])) for s in unique]
+    @staticmethod
+    def _take(tables: dict[int, pa.Table], shards: np.ndarray, rows: np.ndarray, columns: list[str]) -> pa.Table:
+        if len(tables) == 1:
+            return next(iter(tables.values())).select(columns).take(pa.array(rows))
+        order = np.argsort(shards, kind="stable")  # the batch's rows grouped by shard, in shard order
+        by_shard = np.split(rows[order], np.flatnonzero(np.diff(shards[order])) + 1)
+        parts = [tables[s].select(columns).take(pa.array(part)) for s, part in zip(tables, by_shard, strict=True)]
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         return pa.concat_tables(parts).take(pa.array(inverse))
 
-    def _values(self, shards: np.ndarray, rows: np.ndarray, name: str) -> list[Any]:
+    @staticmethod
+    def _values(tables: dict[int, pa.Table], shards: np.ndarray, rows: np.ndarray, name: str) -> list[Any]:
         views = {}
-        for s in np.unique(shards).tolist():
-            array = self._table(s).column(name).chunk(0)
+        for s, table in tables.items():
+            array = table.column(name).chunk(0)
             offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset:array.offset + len(array) + 1]
             views[s] = (offsets.tolist(), memoryview(array.buffers()[2]))
-        text = pa.types.is_string(self._table(int(shards[0])).column(name).type)
+        text = pa.types.is_string(next(iter(tables.values())).column(name).type)
         out = []
         for s, r in zip(shards.tolist(), rows.tolist(), strict=True):
             offsets, data = views[s]
@@ -324,6 +333,8 @@ class StreamingDataLoader(DataLoader):
     def __init__(self, dataset: StreamingDataset, **kwargs: Any) -> None:
         expected = None if dataset.batched else dataset.config.batch_size
         kwargs.setdefault("batch_size", expected)
+        if dataset.batched and dataset.batch_transform is None:
+            kwargs.setdefault("collate_fn", _as_is)
         if kwargs["batch_size"] != expected:
             raise ValueError(f"DataLoader batch_size must be {expected} for this dataset "
                              f"(batched={dataset.batched}, batch_size={dataset.config.batch_size})")
