@@ -138,6 +138,13 @@ def test_batched_mode_and_transforms(published, keystore):
     batches = list(StreamingDataLoader(dataset, num_workers=2))
     assert len(batches) == 30 and set(batches[0]) == {"id", "x", "x2"}
     assert torch.allclose(batches[0]["x2"], batches[0]["x"] * 2)
+    # without a batch_transform the batches arrive as the dataset made them; with one, torch's default
+    # conversion applies to what it returns (a NumPy array becomes a tensor)
+    plain = make(result, keystore, batch_size=100, batched=True, columns=["id", "x"])
+    assert next(iter(StreamingDataLoader(plain))).keys() == {"id", "x"}
+    as_numpy = make(result, keystore, batch_size=100, batched=True, columns=["id"],
+                    batch_transform=lambda b: {"id": b["id"].numpy()})
+    assert isinstance(next(iter(StreamingDataLoader(as_numpy)))["id"], torch.Tensor)
     samples = make(result, keystore, batch_size=4, transform=lambda s: int(s["id"]) * 10)
     assert sorted(StreamingDataLoader(samples, batch_size=4).dataset.__iter__())[:3] == [0, 10, 20]
     with pytest.raises(ValueError, match="batch_size must be"):
