@@ -206,24 +206,31 @@ def test_sigkill_at_random_points_then_restart(w3, node, tmp_path):
     env = env_without_pythonpath()
     cmd = [sys.executable, "-m", "deai_indexer", "backfill", "0", "--root", str(root), "--rpc", node.url,
            "--market", scenario.market.address, "--chunk", "2", "--confirmations", "3", "--json"]
-    # Kill points are drawn around the time the CLI needs to start (web3 and DuckDB imports: about
-    # 2 s here, more on a loaded machine), so most land mid-backfill whatever the machine's speed;
-    # after 12 kills the last run is left to finish.
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "deai_indexer", "--help"], env=env, capture_output=True, check=True)
-    startup = time.monotonic() - started
+    # Each run is killed at a random moment shortly after it has written a checkpoint of its own, so the
+    # kills land mid-backfill (fetching, writing a file, renaming, checkpointing) however long the CLI
+    # takes to start on a loaded machine; after 12 kills the last run is left to finish.
+    state = root / "state.json"
+
+    def checkpoint() -> int:
+        return state.stat().st_mtime_ns if state.exists() else 0
+
     rng = random.Random(7)
     kills = 0
     for attempt in range(13):
+        before = checkpoint()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        try:
-            proc.wait(timeout=rng.uniform(0.6 * startup, startup + 1.5) if attempt < 12 else 300)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            kills += 1
-            continue
-        assert proc.returncode == 0
+        if attempt < 12:
+            deadline = time.monotonic() + 120
+            while checkpoint() == before and proc.poll() is None:
+                assert time.monotonic() < deadline, "the backfill made no progress"
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.1))
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                continue
+        assert proc.wait(timeout=300) == 0
         break
     assert kills >= 1, "the kills must land mid-backfill"
     assert not list(root.rglob("*.tmp")), "a restart removes what killed writers left"
