@@ -202,6 +202,26 @@ def test_agent_restart_delivers_each_key_exactly_once(owner_market, buyer_market
     assert sorted(e["args"]["purchaseId"] for e in delivered) == purchases
 
 
+@pytest.mark.parametrize("w3", ["anvil"], indirect=True)
+def test_agent_resends_a_delivery_that_a_reorg_removed(owner_market, buyer_market, published, tmp_path, w3):
+    dataset_id = _register(owner_market, published)
+    purchase = buyer_market.purchase(dataset_id)
+    w3.provider.make_request("anvil_mine", [2])                     # the purchase is 2 blocks deep
+    agent = KeyAgent(owner_market, state_path=tmp_path / "agent.json", confirmations=2)
+    fork = w3.provider.make_request("evm_snapshot", [])["result"]
+    assert agent.run_once() == [purchase.purchase_id]
+    assert buyer_market.purchase_info(purchase.purchase_id).status == "delivered"
+    assert purchase.purchase_id in agent.state["unconfirmed"]      # watched until 2 blocks deep
+
+    w3.provider.make_request("evm_revert", [fork])                  # the delivery's block vanishes
+    assert buyer_market.purchase_info(purchase.purchase_id).status == "pending"
+    assert agent.run_once() == [purchase.purchase_id]               # sent again from the watch list
+    w3.provider.make_request("anvil_mine", [2])
+    assert agent.run_once() == [] and not agent.state["unconfirmed"]
+    buyer_market.receive_key(purchase.purchase_id)
+    assert buyer_market.open_dataset(dataset_id).to_arrow().num_rows == 600
+
+
 @pytest.mark.parametrize("w3", ["embedded"], indirect=True)
 def test_python_merkle_proofs_verify_on_chain(owner_market):
     rng = random.Random(7)
