@@ -8,18 +8,18 @@ to a bundling service (`bundler`). Every upload is resumable (see upload_state.p
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 from ...errors import IntegrityError, NotFoundError, StorageError
 from ...home import deai_home
 from ...version import __version__
 from ..base import Buffer, ObjectStat, PutFileByReading, check_range
+from ..store_uri import StoreQuery, env_list
 from .ans104 import BUNDLE_TAGS, DataItem, build_bundle, sign_data_item
 from .gateway import DEFAULT_GATEWAY, GatewayClient, TxStatus
 from .merkle import ChunkedData, b64url, chunk_payload
@@ -100,17 +100,11 @@ class ArweaveStore(PutFileByReading):
         """A store from `ar://?gateway=URL[&gateway=URL2][&wallet=PATH|keystore:NAME][&bundler=URL]
         [&bundle=BYTES][&concurrency=N]`; unset parts come from DEAI_ARWEAVE_GATEWAYS and
         DEAI_ARWEAVE_WALLET."""
-        query = parse_qs(urlparse(uri).query)
-        gateways = query.get("gateway") or _env_gateways()
-        wallet_spec = (query.get("wallet") or [os.environ.get("DEAI_ARWEAVE_WALLET", "")])[0]
-        try:
-            bundle = int((query.get("bundle") or ["0"])[0])
-            concurrency = int((query.get("concurrency") or ["4"])[0])
-        except ValueError:
-            raise StorageError("bundle and concurrency must be integers", locator=uri) from None
-        return cls(gateways, load_wallet(wallet_spec) if wallet_spec else None,
-                   bundler=(query.get("bundler") or [None])[0], bundle_items_up_to=bundle,
-                   chunk_concurrency=concurrency)
+        query = StoreQuery(uri)
+        wallet_spec = query.value("wallet", "DEAI_ARWEAVE_WALLET")
+        return cls(query.values("gateway") or _env_gateways(), load_wallet(wallet_spec) if wallet_spec else None,
+                   bundler=query.value("bundler"), bundle_items_up_to=query.integer("bundle", 0),
+                   chunk_concurrency=query.integer("concurrency", 4))
 
     # ---- writing ------------------------------------------------------------------------------------
     def _tags(self, sha256: str, labels: Mapping[str, str] | None) -> list[Tag]:
@@ -325,8 +319,7 @@ class ArweaveStore(PutFileByReading):
 
 
 def _env_gateways() -> list[str]:
-    text = os.environ.get("DEAI_ARWEAVE_GATEWAYS", "")
-    return [g.strip() for g in text.split(",") if g.strip()] or [DEFAULT_GATEWAY]
+    return env_list("DEAI_ARWEAVE_GATEWAYS") or [DEFAULT_GATEWAY]
 
 
 WALLET_KIND = "arweave-wallet"

@@ -15,6 +15,7 @@ from ...errors import NotFoundError, StorageError
 from ..base import Buffer, ObjectStat, PutFileByReading, check_range
 from ..failover import first_answer
 from ..http import HttpStore
+from ..store_uri import StoreQuery, env_list
 from .commp import Piece
 from .pdp import PdpClient
 
@@ -53,7 +54,7 @@ class PieceStore(PutFileByReading):
     @classmethod
     def from_uri(cls, uri: str) -> PieceStore:
         """`piece://?provider=URL[&provider=URL2]`, else DEAI_PDP_PROVIDERS (comma-separated)."""
-        return cls(parse_qs(urlparse(uri).query).get("provider") or _env_providers(),
+        return cls(StoreQuery(uri).values("provider", "DEAI_PDP_PROVIDERS"),
                    token=os.environ.get("DEAI_PDP_TOKEN") or None)
 
     def _client(self, url: str) -> PdpClient:
@@ -91,9 +92,5 @@ class PieceStore(PutFileByReading):
         return ObjectStat(locator, Piece.from_cid(parse_piece_locator(locator)[0]).payload_size)
 
 
-def _env_providers() -> list[str]:
-    return [p.strip() for p in os.environ.get("DEAI_PDP_PROVIDERS", "").split(",") if p.strip()]
-
-
 def reader_from_env() -> PieceStore:
-    return PieceStore(_env_providers(), token=os.environ.get("DEAI_PDP_TOKEN") or None)
+    return PieceStore(env_list("DEAI_PDP_PROVIDERS"), token=os.environ.get("DEAI_PDP_TOKEN") or None)

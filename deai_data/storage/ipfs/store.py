@@ -9,12 +9,13 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 from ...errors import IntegrityError, NotFoundError, StorageError
 from ..base import Buffer, ObjectStat, PutFileByReading, check_range
 from ..failover import first_answer
 from ..http import HttpStore
+from ..store_uri import StoreQuery, env_list
 from ..varint import encode_varint
 from .car import CarError, car_header, read_car
 from .cid import CID, DAG_PB, RAW
@@ -65,9 +66,8 @@ class IpfsStore(PutFileByReading):
     @classmethod
     def from_uri(cls, uri: str) -> IpfsStore:
         """`ipfs://?api=URL[&gateway=URL...]`; unset parts from DEAI_IPFS_API / DEAI_IPFS_GATEWAYS."""
-        query = parse_qs(urlparse(uri).query)
-        api = (query.get("api") or [os.environ.get("DEAI_IPFS_API", "")])[0] or None
-        return cls(api, query.get("gateway") or _env_gateways())
+        query = StoreQuery(uri)
+        return cls(query.value("api", "DEAI_IPFS_API"), query.values("gateway", "DEAI_IPFS_GATEWAYS"))
 
     # ---- writing ------------------------------------------------------------------------------------
     def put(self, data: Buffer, *, sha256: str | None = None, labels: Mapping[str, str] | None = None) -> str:
@@ -222,14 +222,10 @@ def _file_bytes(cid: CID, blocks: dict[CID, bytes]) -> Iterator[bytes]:
         yield from _file_bytes(link.cid, blocks)
 
 
-def _env_gateways() -> list[str]:
-    return [g.strip() for g in os.environ.get("DEAI_IPFS_GATEWAYS", "").split(",") if g.strip()]
-
-
 def reader_from_env() -> IpfsStore:
     """The shared reader for `ipfs://` locators: DEAI_IPFS_GATEWAYS, then DEAI_IPFS_API as a fallback."""
     api = os.environ.get("DEAI_IPFS_API") or None
-    gateways = _env_gateways()
+    gateways = env_list("DEAI_IPFS_GATEWAYS")
     if not api and not gateways:
         gateways = ["https://trustless-gateway.link"]
     return IpfsStore(api, gateways)
