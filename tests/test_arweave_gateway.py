@@ -31,17 +31,19 @@ def payload(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def eventually(read, timeout: float = 30.0):
+def eventually(read, timeout: float = 30.0, *, done=lambda value: True):
     """arlocal unpacks a bundle uploaded by chunks in the background (as real gateways index bundles
-    later): poll until its items are served."""
+    later): poll until its items are served (and `done(value)`, for indexes that lag the data)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return read()
+            value = read()
+            if done(value) or time.monotonic() > deadline:
+                return value
         except NotFoundError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.1)
+        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -165,7 +167,8 @@ def test_uploads_through_a_bundler(arlocal, tmp_path):
         locator = store.put(data, labels={"Object-Type": "shard"})
         assert bundler.received == [locator.removeprefix("ar://")]
         assert eventually(lambda: store.get(locator)) == data
-        found = list(store.find({"Object-Type": "shard", "Content-SHA256": hashlib.sha256(data).hexdigest()}))
+        tags = {"Object-Type": "shard", "Content-SHA256": hashlib.sha256(data).hexdigest()}
+        found = eventually(lambda: list(store.find(tags)), done=bool)  # GraphQL indexes the item after its data
         assert [o.locator for o in found] == [locator]
     finally:
         bundler.close()
