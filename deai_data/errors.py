@@ -145,3 +145,14 @@ class CatalogError(DeaiError):
     """The analysts' catalog cannot be opened, or a query on it failed."""
 
     exit_code = 14
+
+
+class LimitError(DeaiError):
+    """An input declares more than a configured limit allows (docs/security.md lists them); `limit` names it."""
+
+    exit_code = 15
+
+    def __init__(self, message: str, *, limit: str, hint: str | None = None) -> None:
+        self.limit = limit
+        super().__init__(f"limit {limit}: {message}", hint=hint or "the input is hostile or corrupt; if it is "
+                         "genuine, raise the limit with deai_data.limits.configure(...)")

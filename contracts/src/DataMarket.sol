@@ -6,16 +6,21 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
-import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
-/// @title DataMarket: dataset versions as ERC-721 tokens, access sold through escrow, keys delivered on-chain.
-/// @notice A version records the manifest hash, the content root (RFC 9162 Merkle root over the sealed
-/// shards' SHA-256 hashes) and the key commitment of deai-data's formats. A buyer pays into escrow with a
-/// fresh HPKE (X25519) public key; the owner or an authorised key agent delivers the data key sealed to it,
-/// which releases the escrow (less the protocol fee) to the owner's withdrawable balance. A buyer whose key
-/// never came takes a full refund after the delivery window. All payouts are pull payments.
-contract DataMarket is ERC721, EIP712, Nonces, ReentrancyGuardTransient {
+import {IDataMarket} from "./IDataMarket.sol";
+import {KeyDelivery} from "./libraries/KeyDelivery.sol";
+import {Secp256k1} from "./libraries/Secp256k1.sol";
+import {ShardTree} from "./libraries/ShardTree.sol";
+
+/// @title DataMarket: dataset versions as ERC-721 tokens, sold through escrow with verifiable key delivery.
+/// @notice See IDataMarket for the protocol. Storage layout (slots per record):
+/// Dataset: manifestHash | contentRoot | keyCommitment | sealId | paymentToken+price |
+/// registeredBlock+paused+shardCount+deliveryWindow+challengePeriod+supersedes | author.
+/// Purchase: seller+deadline+status+datasetId | buyer+amount | binding (three slots, written once at purchase).
+/// @dev Checks-effects-interactions everywhere; value moves only in `purchase` (ERC-20 pull) and the
+/// withdrawals, all `nonReentrant`; every payout is a pull payment.
+contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     // ------------------------------------------------------------------ constants and immutables
@@ -24,163 +29,66 @@ contract DataMarket is ERC721, EIP712, Nonces, ReentrancyGuardTransient {
     address public constant NATIVE = address(0);
     /// @notice The highest protocol fee a deployment may set: 10 %.
     uint16 public constant MAX_FEE_BPS = 1_000;
-    uint64 public constant MIN_DELIVERY_WINDOW = 10 minutes;
-    uint64 public constant MAX_DELIVERY_WINDOW = 90 days;
-    /// @notice Upper bound on a sealed key's length (an HPKE-sealed 32-byte key is 80 bytes).
-    uint256 public constant MAX_SEALED_KEY_LENGTH = 512;
+    uint32 public constant MIN_DELIVERY_WINDOW = 10 minutes;
+    uint32 public constant MAX_DELIVERY_WINDOW = 90 days;
+    uint32 public constant MIN_CHALLENGE_PERIOD = 10 minutes;
+    uint32 public constant MAX_CHALLENGE_PERIOD = 30 days;
+    /// @notice Caps on what a registration carries (every indexer reads it): URIs, their length, the licence.
+    uint256 public constant MAX_MANIFEST_URIS = 8;
+    uint256 public constant MAX_URI_LENGTH = 512;
+    uint256 public constant MAX_LICENSE_LENGTH = 256;
 
+    /// @notice EIP-712 domain of manifest authorship: name "deai-data manifest", version "2", no chain or
+    /// contract, so one signed manifest can be registered on any market (always minted to the signed owner).
+    bytes32 public constant AUTHORSHIP_DOMAIN = keccak256(
+        abi.encode(
+            keccak256("EIP712Domain(string name,string version)"), keccak256("deai-data manifest"), keccak256("2")
+        )
+    );
+    bytes32 public constant AUTHORSHIP_TYPEHASH = keccak256(
+        "Authorship(bytes32 sealId,bytes32 contentRoot,bytes32 keyCommitment,uint32 shardCount,address owner)"
+    );
     bytes32 public constant REGISTRATION_TYPEHASH = keccak256(
-        "Registration(bytes32 manifestHash,bytes32 contentRoot,bytes32 keyCommitment,uint32 shardCount,"
-        "address paymentToken,uint128 price,uint64 deliveryWindow,uint256 previous,string[] manifestURIs,"
-        "string licenseURI)"
+        "Registration(bytes32 manifestHash,bytes32 contentRoot,bytes32 keyCommitment,bytes32 sealId,uint32 shardCount,"
+        "address author,address owner,address paymentToken,uint96 price,uint32 deliveryWindow,uint32 challengePeriod,"
+        "uint256 supersedes,string[] manifestURIs,string licenseURI)"
     );
     bytes32 public constant REGISTER_TYPEHASH = keccak256(
-        "Register(address owner,Registration registration,uint256 nonce,uint256 deadline)"
-        "Registration(bytes32 manifestHash,bytes32 contentRoot,bytes32 keyCommitment,uint32 shardCount,"
-        "address paymentToken,uint128 price,uint64 deliveryWindow,uint256 previous,string[] manifestURIs,"
-        "string licenseURI)"
+        "Register(Registration registration,uint256 nonce,uint256 deadline)"
+        "Registration(bytes32 manifestHash,bytes32 contentRoot,bytes32 keyCommitment,bytes32 sealId,uint32 shardCount,"
+        "address author,address owner,address paymentToken,uint96 price,uint32 deliveryWindow,uint32 challengePeriod,"
+        "uint256 supersedes,string[] manifestURIs,string licenseURI)"
     );
 
-    /// @notice Protocol fee in basis points of each delivered purchase, fixed at deploy.
+    /// @notice Protocol fee in basis points of each settled purchase, fixed at deploy.
     uint16 public immutable feeBps;
     /// @notice Receives the protocol fees (pulled with `withdrawFees`).
     address public immutable treasury;
 
-    // ------------------------------------------------------------------ types
-
-    /// @notice What a dataset owner signs or sends to register a version.
-    struct Registration {
-        bytes32 manifestHash;
-        bytes32 contentRoot;
-        bytes32 keyCommitment;
-        uint32 shardCount;
-        address paymentToken;
-        uint128 price;
-        uint64 deliveryWindow;
-        uint256 previous;
-        string[] manifestURIs;
-        string licenseURI;
-    }
-
-    /// @notice A registered version (URIs live in the registration event; `registeredBlock` finds it).
-    struct Dataset {
-        bytes32 manifestHash;
-        bytes32 contentRoot;
-        bytes32 keyCommitment;
-        address paymentToken;
-        uint64 deliveryWindow;
-        uint32 shardCount;
-        uint128 price;
-        uint64 previous;
-        uint48 registeredBlock;
-        bool paused;
-    }
-
-    enum Status {
-        None,
-        Pending,
-        Delivered,
-        Refunded
-    }
-
-    struct Purchase {
-        address buyer;
-        uint64 deadline;
-        Status status;
-        uint128 amount;
-        uint64 datasetId;
-        uint48 purchasedBlock;
-    }
-
     // ------------------------------------------------------------------ state
 
-    // Next ids start at 1 (0 means "none") and are set at deploy, so the first registration and the
-    // first purchase pay for a non-zero to non-zero write instead of zero to non-zero (about 17k gas less).
+    // Ids start at 1 (0 means "none") and the counters are set at deploy, so the first registration and the
+    // first purchase pay for a non-zero to non-zero write (about 17k gas less).
     uint256 private _nextDatasetId = 1;
     uint256 private _nextPurchaseId = 1;
     mapping(uint256 datasetId => Dataset) private _datasets;
     mapping(uint256 purchaseId => Purchase) private _purchases;
-    /// @notice The version that registered a content root (a root can be registered once).
-    mapping(bytes32 contentRoot => uint256 datasetId) public datasetByContentRoot;
-    /// @notice Key agents an owner authorised to deliver keys for all of the owner's datasets.
-    mapping(address owner => mapping(address agent => bool)) public isKeyAgent;
-    /// @notice Payments held until delivery or refund, per payment token.
+    /// @notice The version an author registered for a content root (each author registers a root once).
+    mapping(address author => mapping(bytes32 contentRoot => uint256 datasetId)) public datasetByContent;
+    /// @notice Key agents a seller authorised to deliver keys for its purchases.
+    mapping(address seller => mapping(address agent => bool)) public isKeyAgent;
+    /// @notice Disputes a seller lost (its delivered key did not match the commitment).
+    mapping(address seller => uint256) public disputesLost;
+    /// @notice Used registration nonces, 256 per word (unordered: any unused nonce works once).
+    mapping(address owner => mapping(uint256 word => uint256 bits)) public nonceBitmap;
+    /// @notice Payments held until settlement or refund, per payment token.
     mapping(address token => uint256) public escrowed;
     /// @notice Balances an account can pull with `withdraw`, per payment token.
     mapping(address account => mapping(address token => uint256)) public withdrawable;
     /// @notice Protocol fees owed to the treasury, per payment token.
     mapping(address token => uint256) public feesOwed;
 
-    // ------------------------------------------------------------------ events
-
-    event DatasetRegistered(
-        uint256 indexed datasetId,
-        address indexed owner,
-        uint256 indexed previous,
-        bytes32 manifestHash,
-        bytes32 contentRoot,
-        bytes32 keyCommitment,
-        uint32 shardCount,
-        address paymentToken,
-        uint128 price,
-        uint64 deliveryWindow,
-        string[] manifestURIs,
-        string licenseURI,
-        address registrar
-    );
-    event PriceChanged(uint256 indexed datasetId, address indexed owner, uint128 oldPrice, uint128 newPrice);
-    event SalesPaused(uint256 indexed datasetId, address indexed owner, bool paused);
-    event KeyAgentSet(address indexed owner, address indexed agent, bool allowed);
-    event Purchased(
-        uint256 indexed purchaseId,
-        uint256 indexed datasetId,
-        address indexed buyer,
-        address paymentToken,
-        uint128 amount,
-        uint64 deadline,
-        bytes32 buyerPublicKey
-    );
-    event KeyDelivered(
-        uint256 indexed purchaseId,
-        uint256 indexed datasetId,
-        address indexed owner,
-        address deliveredBy,
-        address paymentToken,
-        uint128 ownerAmount,
-        uint128 fee,
-        bytes sealedKey
-    );
-    event Refunded(
-        uint256 indexed purchaseId, uint256 indexed datasetId, address indexed buyer, address paymentToken, uint128 amount
-    );
-    event Withdrawn(address indexed account, address indexed paymentToken, uint256 amount);
-    event FeesWithdrawn(address indexed treasury, address indexed paymentToken, uint256 amount);
-
-    // ------------------------------------------------------------------ errors
-
-    error FeeTooHigh(uint16 feeBps, uint16 maxFeeBps);
-    error ZeroTreasury();
-    error InvalidParameter(string name);
-    error DeliveryWindowOutOfRange(uint64 window, uint64 min, uint64 max);
-    error ContentRootTaken(bytes32 contentRoot, uint256 datasetId);
-    error UnknownDataset(uint256 datasetId);
-    error NotDatasetOwner(uint256 datasetId, address caller);
-    error SignatureExpired(uint256 deadline);
-    error InvalidSignature(address owner);
-    error SalesArePaused(uint256 datasetId);
-    error PriceAboveMax(uint256 datasetId, uint128 price, uint128 maxPrice);
-    error WrongPayment(uint256 expected, uint256 received);
-    error TokenTransferMismatch(address token, uint256 expected, uint256 received);
-    error UnknownPurchase(uint256 purchaseId);
-    error NotPending(uint256 purchaseId, Status status);
-    error NotOwnerOrAgent(uint256 purchaseId, address caller);
-    error NotBuyer(uint256 purchaseId, address caller);
-    error DeliveryWindowClosed(uint256 purchaseId, uint64 deadline);
-    error DeliveryWindowOpen(uint256 purchaseId, uint64 deadline);
-    error NothingToWithdraw(address account, address token);
-    error NativeTransferFailed(address to, uint256 amount);
-
-    constructor(address treasury_, uint16 feeBps_) ERC721("deai-data dataset", "DEAI") EIP712("DataMarket", "1") {
+    constructor(address treasury_, uint16 feeBps_) ERC721("deai-data dataset", "DEAI") EIP712("DataMarket", "2") {
         if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_, MAX_FEE_BPS);
         if (treasury_ == address(0)) revert ZeroTreasury();
         treasury = treasury_;
@@ -189,26 +97,41 @@ contract DataMarket is ERC721, EIP712, Nonces, ReentrancyGuardTransient {
 
     // ------------------------------------------------------------------ registration
 
-    /// @notice Register a dataset version owned by the caller; mints token `datasetId` to the caller.
-    function register(Registration calldata r) external returns (uint256 datasetId) {
-        return _register(r, msg.sender);
+    /// @inheritdoc IDataMarket
+    function register(Registration calldata r, bytes calldata authorSignature) external returns (uint256) {
+        if (msg.sender != r.owner) revert NotOwner(r.owner, msg.sender);
+        return _register(r, authorSignature);
     }
 
-    /// @notice Register on behalf of `owner`, who signed the registration (EIP-712); the caller pays gas.
-    /// @dev The signature is checked with ERC-1271 too, so a contract wallet can own datasets.
-    function registerFor(Registration calldata r, address owner, uint256 deadline, bytes calldata signature)
-        external
-        returns (uint256 datasetId)
-    {
+    /// @inheritdoc IDataMarket
+    function registerFor(
+        Registration calldata r,
+        bytes calldata authorSignature,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata ownerSignature
+    ) external returns (uint256) {
         if (block.timestamp > deadline) revert SignatureExpired(deadline);
-        bytes32 structHash = keccak256(abi.encode(REGISTER_TYPEHASH, owner, hashRegistration(r), _useNonce(owner), deadline));
-        if (!SignatureChecker.isValidSignatureNow(owner, _hashTypedDataV4(structHash), signature)) {
-            revert InvalidSignature(owner);
+        _useNonce(r.owner, nonce);
+        bytes32 structHash = keccak256(abi.encode(REGISTER_TYPEHASH, hashRegistration(r), nonce, deadline));
+        if (!SignatureChecker.isValidSignatureNow(r.owner, _hashTypedDataV4(structHash), ownerSignature)) {
+            revert InvalidSignature(r.owner);
         }
-        return _register(r, owner);
+        return _register(r, authorSignature);
     }
 
-    /// @notice The EIP-712 struct hash of a registration (what `registerFor`'s signature covers).
+    /// @inheritdoc IDataMarket
+    function cancelNonce(uint256 nonce) external {
+        _useNonce(msg.sender, nonce);
+        emit NonceCancelled(msg.sender, nonce);
+    }
+
+    /// @notice True when `owner` has used or cancelled `nonce`.
+    function isNonceUsed(address owner, uint256 nonce) external view returns (bool) {
+        return nonceBitmap[owner][nonce >> 8] & (1 << (nonce & 0xff)) != 0;
+    }
+
+    /// @notice The EIP-712 struct hash of a registration (what `registerFor`'s owner signature covers).
     function hashRegistration(Registration calldata r) public pure returns (bytes32) {
         bytes32[] memory uriHashes = new bytes32[](r.manifestURIs.length);
         for (uint256 i = 0; i < uriHashes.length; ++i) {
@@ -216,172 +139,297 @@ contract DataMarket is ERC721, EIP712, Nonces, ReentrancyGuardTransient {
         }
         return keccak256(
             bytes.concat(
-                abi.encode(REGISTRATION_TYPEHASH, r.manifestHash, r.contentRoot, r.keyCommitment, r.shardCount),
-                abi.encode(r.paymentToken, r.price, r.deliveryWindow, r.previous),
+                abi.encode(REGISTRATION_TYPEHASH, r.manifestHash, r.contentRoot, r.keyCommitment, r.sealId),
+                abi.encode(r.shardCount, r.author, r.owner, r.paymentToken, r.price),
+                abi.encode(r.deliveryWindow, r.challengePeriod, r.supersedes),
                 abi.encode(keccak256(abi.encodePacked(uriHashes)), keccak256(bytes(r.licenseURI)))
             )
         );
     }
 
-    /// @notice The EIP-712 domain separator (name "DataMarket", version "1", this chain and address).
+    /// @notice The EIP-712 digest an author signs for `r` (domain AUTHORSHIP_DOMAIN).
+    function authorshipDigest(Registration calldata r) public pure returns (bytes32) {
+        bytes32 structHash =
+            keccak256(abi.encode(AUTHORSHIP_TYPEHASH, r.sealId, r.contentRoot, r.keyCommitment, r.shardCount, r.owner));
+        return keccak256(abi.encodePacked("\x19\x01", AUTHORSHIP_DOMAIN, structHash));
+    }
+
+    /// @notice The EIP-712 domain separator of `registerFor` (name "DataMarket", version "2", chain, address).
     function domainSeparator() external view returns (bytes32) {
         return _domainSeparatorV4();
     }
 
-    function _register(Registration calldata r, address owner) private returns (uint256 datasetId) {
-        if (r.manifestHash == bytes32(0)) revert InvalidParameter("manifestHash");
-        if (r.contentRoot == bytes32(0)) revert InvalidParameter("contentRoot");
-        if (r.keyCommitment == bytes32(0)) revert InvalidParameter("keyCommitment");
-        if (r.shardCount == 0) revert InvalidParameter("shardCount");
-        if (r.manifestURIs.length == 0) revert InvalidParameter("manifestURIs");
-        if (r.deliveryWindow < MIN_DELIVERY_WINDOW || r.deliveryWindow > MAX_DELIVERY_WINDOW) {
-            revert DeliveryWindowOutOfRange(r.deliveryWindow, MIN_DELIVERY_WINDOW, MAX_DELIVERY_WINDOW);
+    function _register(Registration calldata r, bytes calldata authorSignature) private returns (uint256 datasetId) {
+        _checkRegistration(r);
+        if (!SignatureChecker.isValidSignatureNow(r.author, authorshipDigest(r), authorSignature)) {
+            revert InvalidAuthorSignature(r.author);
         }
-        uint256 taken = datasetByContentRoot[r.contentRoot];
-        if (taken != 0) revert ContentRootTaken(r.contentRoot, taken);
-        if (r.previous != 0) {
-            address previousOwner = _ownerOf(r.previous);
-            if (previousOwner == address(0)) revert UnknownDataset(r.previous);
-            if (previousOwner != owner) revert NotDatasetOwner(r.previous, owner);
+        uint256 taken = datasetByContent[r.author][r.contentRoot];
+        if (taken != 0) revert AlreadyRegistered(r.author, r.contentRoot, taken);
+        if (r.supersedes != 0) {
+            address previousOwner = _ownerOf(r.supersedes);
+            if (previousOwner == address(0)) revert UnknownDataset(r.supersedes);
+            if (previousOwner != r.owner) revert NotDatasetOwner(r.supersedes, r.owner);
         }
 
         datasetId = _nextDatasetId++;
-        datasetByContentRoot[r.contentRoot] = datasetId;
+        datasetByContent[r.author][r.contentRoot] = datasetId;
         _datasets[datasetId] = Dataset({
             manifestHash: r.manifestHash,
             contentRoot: r.contentRoot,
             keyCommitment: r.keyCommitment,
+            sealId: r.sealId,
             paymentToken: r.paymentToken,
-            deliveryWindow: r.deliveryWindow,
-            shardCount: r.shardCount,
             price: r.price,
-            // casting to 'uint64' is safe because a non-zero previous was checked to exist above
-            // forge-lint: disable-next-line(unsafe-typecast)
-            previous: uint64(r.previous),
             registeredBlock: uint48(block.number),
-            paused: false
+            paused: false,
+            shardCount: r.shardCount,
+            deliveryWindow: r.deliveryWindow,
+            challengePeriod: r.challengePeriod,
+            // casting to 'uint64' is safe because a non-zero supersedes was checked to exist above
+            // forge-lint: disable-next-line(unsafe-typecast)
+            supersedes: uint64(r.supersedes),
+            author: r.author
         });
-        _mint(owner, datasetId);
+        _mint(r.owner, datasetId);
+        _emitRegistered(datasetId, r);
+    }
+
+    function _checkRegistration(Registration calldata r) private pure {
+        if (r.manifestHash == bytes32(0)) revert InvalidParameter("manifestHash");
+        if (r.contentRoot == bytes32(0)) revert InvalidParameter("contentRoot");
+        if (r.keyCommitment == bytes32(0)) revert InvalidParameter("keyCommitment");
+        if (r.sealId == bytes32(0)) revert InvalidParameter("sealId");
+        if (r.shardCount == 0) revert InvalidParameter("shardCount");
+        if (r.author == address(0)) revert InvalidParameter("author");
+        if (r.owner == address(0)) revert InvalidParameter("owner");
+        if (r.deliveryWindow < MIN_DELIVERY_WINDOW || r.deliveryWindow > MAX_DELIVERY_WINDOW) {
+            revert OutOfRange("deliveryWindow", r.deliveryWindow, MIN_DELIVERY_WINDOW, MAX_DELIVERY_WINDOW);
+        }
+        if (r.challengePeriod < MIN_CHALLENGE_PERIOD || r.challengePeriod > MAX_CHALLENGE_PERIOD) {
+            revert OutOfRange("challengePeriod", r.challengePeriod, MIN_CHALLENGE_PERIOD, MAX_CHALLENGE_PERIOD);
+        }
+        uint256 uris = r.manifestURIs.length;
+        if (uris == 0) revert InvalidParameter("manifestURIs");
+        if (uris > MAX_MANIFEST_URIS) revert TooLong("manifestURIs", uris, MAX_MANIFEST_URIS);
+        for (uint256 i = 0; i < uris; ++i) {
+            uint256 length = bytes(r.manifestURIs[i]).length;
+            if (length == 0) revert InvalidParameter("manifestURIs");
+            if (length > MAX_URI_LENGTH) revert TooLong("manifestURIs", length, MAX_URI_LENGTH);
+        }
+        uint256 licenseLength = bytes(r.licenseURI).length;
+        if (licenseLength > MAX_LICENSE_LENGTH) revert TooLong("licenseURI", licenseLength, MAX_LICENSE_LENGTH);
+    }
+
+    function _emitRegistered(uint256 datasetId, Registration calldata r) private {
         emit DatasetRegistered(
             datasetId,
-            owner,
-            r.previous,
+            r.owner,
+            r.author,
             r.manifestHash,
             r.contentRoot,
             r.keyCommitment,
+            r.sealId,
             r.shardCount,
             r.paymentToken,
             r.price,
             r.deliveryWindow,
+            r.challengePeriod,
+            r.supersedes,
             r.manifestURIs,
             r.licenseURI,
             msg.sender
         );
     }
 
+    function _useNonce(address owner, uint256 nonce) private {
+        uint256 bit = 1 << (nonce & 0xff);
+        uint256 bits = nonceBitmap[owner][nonce >> 8];
+        if (bits & bit != 0) revert NonceUsed(owner, nonce);
+        nonceBitmap[owner][nonce >> 8] = bits | bit;
+    }
+
     // ------------------------------------------------------------------ owner controls
 
-    function setPrice(uint256 datasetId, uint128 newPrice) external {
+    /// @inheritdoc IDataMarket
+    function setPrice(uint256 datasetId, uint96 newPrice) external {
         _requireDatasetOwner(datasetId);
         Dataset storage d = _datasets[datasetId];
-        uint128 oldPrice = d.price;
+        uint96 oldPrice = d.price;
         d.price = newPrice;
         emit PriceChanged(datasetId, msg.sender, oldPrice, newPrice);
     }
 
+    /// @inheritdoc IDataMarket
     function setPaused(uint256 datasetId, bool paused) external {
         _requireDatasetOwner(datasetId);
         _datasets[datasetId].paused = paused;
         emit SalesPaused(datasetId, msg.sender, paused);
     }
 
-    /// @notice Allow (or stop) `agent` to deliver keys for every dataset the caller owns.
+    /// @inheritdoc IDataMarket
     function setKeyAgent(address agent, bool allowed) external {
         isKeyAgent[msg.sender][agent] = allowed;
         emit KeyAgentSet(msg.sender, agent, allowed);
     }
 
+    /// @dev A transfer pauses sales: purchases already made stay with their seller, and nobody buys under
+    /// terms the new owner did not set (it resumes with `setPaused(id, false)`).
+    function _update(address to, uint256 tokenId, address auth) internal override returns (address from) {
+        from = super._update(to, tokenId, auth);
+        if (from != address(0) && from != to) {
+            _datasets[tokenId].paused = true;
+            emit SalesPaused(tokenId, to, true);
+        }
+    }
+
     // ------------------------------------------------------------------ purchases
 
-    /// @notice Pay `datasetId`'s price into escrow. `buyerPublicKey` is the buyer's fresh X25519 public
-    /// key the data key will be sealed to; `maxPrice` guards against a price raised in the meantime.
-    function purchase(uint256 datasetId, bytes32 buyerPublicKey, uint128 maxPrice)
+    /// @inheritdoc IDataMarket
+    function purchase(uint256 datasetId, bytes32 buyerKeyX, bytes32 buyerKeyY, uint96 maxPrice)
         external
         payable
         nonReentrant
         returns (uint256 purchaseId)
     {
         Dataset storage d = _datasets[datasetId];
-        if (d.manifestHash == bytes32(0)) revert UnknownDataset(datasetId);
+        if (d.registeredBlock == 0) revert UnknownDataset(datasetId);
         if (d.paused) revert SalesArePaused(datasetId);
-        if (buyerPublicKey == bytes32(0)) revert InvalidParameter("buyerPublicKey");
-        uint128 price = d.price;
+        if (!Secp256k1.isOnCurve(uint256(buyerKeyX), uint256(buyerKeyY))) revert InvalidBuyerKey();
+        uint96 price = d.price;
         if (price > maxPrice) revert PriceAboveMax(datasetId, price, maxPrice);
         address token = d.paymentToken;
-        uint256 expectedValue = token == NATIVE ? price : 0;
-        if (msg.value != expectedValue) revert WrongPayment(expectedValue, msg.value);
+        uint256 excess;
+        if (token == NATIVE) {
+            if (msg.value < price) revert WrongPayment(price, msg.value);
+            excess = msg.value - price;
+        } else if (msg.value != 0) {
+            revert WrongPayment(0, msg.value);
+        }
 
-        uint64 deadline = uint64(block.timestamp) + d.deliveryWindow;
+        address seller = _ownerOf(datasetId);
+        uint40 deadline = uint40(block.timestamp) + d.deliveryWindow;
         purchaseId = _nextPurchaseId++;
         _purchases[purchaseId] = Purchase({
-            buyer: msg.sender,
+            seller: seller,
             deadline: deadline,
             status: Status.Pending,
-            amount: price,
-            // casting to 'uint64' is safe because datasetId exists, so it is below _nextDatasetId
+            // casting to 'uint48' is safe because datasetId exists, so it is below _nextDatasetId
             // forge-lint: disable-next-line(unsafe-typecast)
-            datasetId: uint64(datasetId),
-            purchasedBlock: uint48(block.number)
+            datasetId: uint48(datasetId),
+            buyer: msg.sender,
+            amount: price,
+            binding: keccak256(abi.encodePacked(buyerKeyX, buyerKeyY))
         });
         escrowed[token] += price;
-        emit Purchased(purchaseId, datasetId, msg.sender, token, price, deadline, buyerPublicKey);
+        if (excess != 0) withdrawable[msg.sender][NATIVE] += excess;
+        emit Purchased(purchaseId, datasetId, msg.sender, seller, token, price, deadline, buyerKeyX, buyerKeyY);
 
         if (token != NATIVE && price != 0) _pullExactly(token, msg.sender, price);
     }
 
-    /// @notice Deliver the data key sealed to the buyer's public key; releases the escrow to the owner.
-    /// Callable by the dataset's current owner or a key agent that owner authorised, until the deadline.
-    function deliverKey(uint256 purchaseId, bytes calldata sealedKey) external {
-        Purchase storage p = _pendingPurchase(purchaseId);
-        uint256 datasetId = p.datasetId;
-        address owner = _ownerOf(datasetId);
-        if (msg.sender != owner && !isKeyAgent[owner][msg.sender]) revert NotOwnerOrAgent(purchaseId, msg.sender);
+    /// @inheritdoc IDataMarket
+    function deliverKey(uint256 purchaseId, bytes32 buyerKeyHash, Delivery calldata delivery) external {
+        Purchase storage p = _purchaseWithStatus(purchaseId, Status.Pending);
+        address seller = p.seller;
+        if (msg.sender != seller && !isKeyAgent[seller][msg.sender]) revert NotSellerOrAgent(purchaseId, msg.sender);
         if (block.timestamp > p.deadline) revert DeliveryWindowClosed(purchaseId, p.deadline);
-        if (sealedKey.length == 0 || sealedKey.length > MAX_SEALED_KEY_LENGTH) revert InvalidParameter("sealedKey");
+        if (p.binding != buyerKeyHash) revert WrongBuyerKey(purchaseId);
+        if (!KeyDelivery.isValidEphemeral(delivery.ephemeralX, delivery.ephemeralY)) {
+            revert InvalidDelivery("ephemeralKey");
+        }
 
+        uint256 datasetId = p.datasetId;
+        uint40 challengeEnds = uint40(block.timestamp) + _datasets[datasetId].challengePeriod;
         p.status = Status.Delivered;
-        (address token, uint128 ownerAmount, uint128 fee) = _release(p, owner);
-        emit KeyDelivered(purchaseId, datasetId, owner, msg.sender, token, ownerAmount, fee, sealedKey);
+        p.deadline = challengeEnds;
+        p.binding =
+            keccak256(abi.encode(buyerKeyHash, delivery.ephemeralX, delivery.ephemeralY, delivery.encryptedKey));
+        emit KeyDelivered(
+            purchaseId,
+            datasetId,
+            seller,
+            msg.sender,
+            delivery.ephemeralX,
+            delivery.ephemeralY,
+            delivery.encryptedKey,
+            challengeEnds
+        );
     }
 
-    /// @notice After the delivery window, a buyer whose key never came gets the full price back
-    /// (credited to the buyer's withdrawable balance; pull it with `withdraw`).
+    /// @inheritdoc IDataMarket
+    function dispute(uint256 purchaseId, DisputeProof calldata proof) external returns (bool buyerWon) {
+        Purchase storage p = _purchaseWithStatus(purchaseId, Status.Delivered);
+        if (msg.sender != p.buyer) revert NotBuyer(purchaseId, msg.sender);
+        if (block.timestamp > p.deadline) revert ChallengePeriodOver(purchaseId, p.deadline);
+        Delivery calldata delivery = proof.delivery;
+        bytes32 buyerKeyHash = keccak256(abi.encodePacked(proof.buyerKeyX, proof.buyerKeyY));
+        bytes32 delivered =
+            keccak256(abi.encode(buyerKeyHash, delivery.ephemeralX, delivery.ephemeralY, delivery.encryptedKey));
+        if (delivered != p.binding) revert DeliveryMismatch(purchaseId);
+
+        bytes32 key = KeyDelivery.recoverKey(
+            purchaseId,
+            proof.buyerKeyX,
+            proof.buyerKeyY,
+            delivery.ephemeralX,
+            delivery.ephemeralY,
+            delivery.encryptedKey,
+            proof.buyerSecret,
+            proof.sharedX,
+            proof.sharedY
+        );
+        Dataset storage d = _datasets[p.datasetId];
+        buyerWon = KeyDelivery.commitment(key, d.sealId) != d.keyCommitment;
+        emit DisputeResolved(purchaseId, p.datasetId, p.seller, p.buyer, buyerWon);
+        if (buyerWon) {
+            disputesLost[p.seller] += 1;
+            _refund(purchaseId, p);
+        } else {
+            _settle(purchaseId, p);
+        }
+    }
+
+    /// @inheritdoc IDataMarket
+    function settle(uint256 purchaseId) external {
+        Purchase storage p = _purchaseWithStatus(purchaseId, Status.Delivered);
+        if (block.timestamp <= p.deadline) revert ChallengePeriodOpen(purchaseId, p.deadline);
+        _settle(purchaseId, p);
+    }
+
+    /// @inheritdoc IDataMarket
+    function settleMany(uint256[] calldata purchaseIds) external returns (uint256 settled) {
+        for (uint256 i = 0; i < purchaseIds.length; ++i) {
+            Purchase storage p = _purchases[purchaseIds[i]];
+            if (p.status == Status.Delivered && block.timestamp > p.deadline) {
+                _settle(purchaseIds[i], p);
+                ++settled;
+            }
+        }
+    }
+
+    /// @inheritdoc IDataMarket
     function refund(uint256 purchaseId) external {
-        Purchase storage p = _pendingPurchase(purchaseId);
+        Purchase storage p = _purchaseWithStatus(purchaseId, Status.Pending);
         if (msg.sender != p.buyer) revert NotBuyer(purchaseId, msg.sender);
         if (block.timestamp <= p.deadline) revert DeliveryWindowOpen(purchaseId, p.deadline);
-
-        p.status = Status.Refunded;
-        uint128 amount = p.amount;
-        uint256 datasetId = p.datasetId;
-        address token = _datasets[datasetId].paymentToken;
-        escrowed[token] -= amount;
-        withdrawable[msg.sender][token] += amount;
-        emit Refunded(purchaseId, datasetId, msg.sender, token, amount);
+        _refund(purchaseId, p);
     }
 
     // ------------------------------------------------------------------ pull payments
 
-    /// @notice Send the caller's whole withdrawable balance of `token` to the caller.
+    /// @inheritdoc IDataMarket
     function withdraw(address token) external nonReentrant {
-        uint256 amount = withdrawable[msg.sender][token];
-        if (amount == 0) revert NothingToWithdraw(msg.sender, token);
-        withdrawable[msg.sender][token] = 0;
-        emit Withdrawn(msg.sender, token, amount);
-        _send(token, msg.sender, amount);
+        _withdraw(token, msg.sender);
     }
 
-    /// @notice Send the protocol fees owed in `token` to the treasury (anyone may trigger it).
+    /// @inheritdoc IDataMarket
+    function withdrawTo(address token, address to) external nonReentrant {
+        if (to == address(0)) revert InvalidParameter("to");
+        _withdraw(token, to);
+    }
+
+    /// @inheritdoc IDataMarket
     function withdrawFees(address token) external nonReentrant {
         uint256 amount = feesOwed[token];
         if (amount == 0) revert NothingToWithdraw(treasury, token);
@@ -392,61 +440,48 @@ contract DataMarket is ERC721, EIP712, Nonces, ReentrancyGuardTransient {
 
     // ------------------------------------------------------------------ views
 
-    /// @notice Number of dataset versions registered so far (ids run from 1 to this).
+    /// @inheritdoc IDataMarket
     function datasetCount() external view returns (uint256) {
         return _nextDatasetId - 1;
     }
 
-    /// @notice Number of purchases made so far (ids run from 1 to this).
+    /// @inheritdoc IDataMarket
     function purchaseCount() external view returns (uint256) {
         return _nextPurchaseId - 1;
     }
 
+    /// @inheritdoc IDataMarket
     function datasetInfo(uint256 datasetId) external view returns (Dataset memory) {
         Dataset memory d = _datasets[datasetId];
-        if (d.manifestHash == bytes32(0)) revert UnknownDataset(datasetId);
+        if (d.registeredBlock == 0) revert UnknownDataset(datasetId);
         return d;
     }
 
+    /// @inheritdoc IDataMarket
     function purchaseInfo(uint256 purchaseId) external view returns (Purchase memory) {
         Purchase memory p = _purchases[purchaseId];
         if (p.status == Status.None) revert UnknownPurchase(purchaseId);
         return p;
     }
 
-    /// @notice True when `shardHash` (SHA-256 of a sealed shard) is shard `index` of `datasetId`.
+    /// @inheritdoc IDataMarket
     function verifyShard(uint256 datasetId, bytes32 shardHash, uint256 index, bytes32[] calldata proof)
         external
         view
         returns (bool)
     {
         Dataset storage d = _datasets[datasetId];
-        if (d.manifestHash == bytes32(0)) revert UnknownDataset(datasetId);
-        return verifyInclusion(shardHash, index, d.shardCount, proof, d.contentRoot);
+        if (d.registeredBlock == 0) revert UnknownDataset(datasetId);
+        return ShardTree.verify(shardHash, index, d.shardCount, proof, d.contentRoot);
     }
 
-    /// @notice RFC 9162 inclusion proof check with deai-data's tree: leaves SHA-256(0x00 || shardHash),
-    /// nodes SHA-256(0x01 || left || right), a lone last node moving up unchanged.
+    /// @notice RFC 9162 inclusion proof check against any root (ShardTree.verify).
     function verifyInclusion(bytes32 shardHash, uint256 index, uint256 size, bytes32[] calldata proof, bytes32 root)
-        public
+        external
         pure
         returns (bool)
     {
-        if (index >= size) return false;
-        bytes32 node = sha256(abi.encodePacked(bytes1(0x00), shardHash));
-        uint256 used = 0;
-        while (size > 1) {
-            if (index & 1 == 1) {
-                if (used == proof.length) return false;
-                node = sha256(abi.encodePacked(bytes1(0x01), proof[used++], node));
-            } else if (index + 1 < size) {
-                if (used == proof.length) return false;
-                node = sha256(abi.encodePacked(bytes1(0x01), node, proof[used++]));
-            }
-            index >>= 1;
-            size = (size + 1) >> 1;
-        }
-        return used == proof.length && node == root;
+        return ShardTree.verify(shardHash, index, size, proof, root);
     }
 
     // ------------------------------------------------------------------ internals
@@ -457,25 +492,46 @@ contract DataMarket is ERC721, EIP712, Nonces, ReentrancyGuardTransient {
         if (owner != msg.sender) revert NotDatasetOwner(datasetId, msg.sender);
     }
 
-    function _pendingPurchase(uint256 purchaseId) private view returns (Purchase storage p) {
+    function _purchaseWithStatus(uint256 purchaseId, Status expected) private view returns (Purchase storage p) {
         p = _purchases[purchaseId];
         Status status = p.status;
         if (status == Status.None) revert UnknownPurchase(purchaseId);
-        if (status != Status.Pending) revert NotPending(purchaseId, status);
+        if (status != expected) revert WrongStatus(purchaseId, status);
     }
 
-    /// @dev Move a delivered purchase's escrow to the owner's balance and the fee to the treasury's.
-    function _release(Purchase storage p, address owner)
-        private
-        returns (address token, uint128 ownerAmount, uint128 fee)
-    {
-        uint128 amount = p.amount;
-        fee = uint128((uint256(amount) * feeBps) / 10_000);
-        ownerAmount = amount - fee;
-        token = _datasets[p.datasetId].paymentToken;
+    /// @dev Move a purchase's escrow to its seller's balance and the fee to the treasury's.
+    function _settle(uint256 purchaseId, Purchase storage p) private {
+        p.status = Status.Settled;
+        uint96 amount = p.amount;
+        uint96 fee = uint96((uint256(amount) * feeBps) / 10_000);
+        uint96 sellerAmount = amount - fee;
+        uint256 datasetId = p.datasetId;
+        address seller = p.seller;
+        address token = _datasets[datasetId].paymentToken;
         escrowed[token] -= amount;
-        withdrawable[owner][token] += ownerAmount;
+        withdrawable[seller][token] += sellerAmount;
         if (fee != 0) feesOwed[token] += fee;
+        emit PurchaseSettled(purchaseId, datasetId, seller, token, sellerAmount, fee);
+    }
+
+    /// @dev Move a purchase's whole escrow back to its buyer's balance.
+    function _refund(uint256 purchaseId, Purchase storage p) private {
+        p.status = Status.Refunded;
+        uint96 amount = p.amount;
+        uint256 datasetId = p.datasetId;
+        address buyer = p.buyer;
+        address token = _datasets[datasetId].paymentToken;
+        escrowed[token] -= amount;
+        withdrawable[buyer][token] += amount;
+        emit Refunded(purchaseId, datasetId, buyer, token, amount);
+    }
+
+    function _withdraw(address token, address to) private {
+        uint256 amount = withdrawable[msg.sender][token];
+        if (amount == 0) revert NothingToWithdraw(msg.sender, token);
+        withdrawable[msg.sender][token] = 0;
+        emit Withdrawn(msg.sender, token, to, amount);
+        _send(token, to, amount);
     }
 
     /// @dev Pull exactly `amount` of `token`; fee-on-transfer or lying tokens are refused.

@@ -4,31 +4,47 @@ pragma solidity ^0.8.28;
 import {Test, Vm} from "./helpers/Test.sol";
 import {TestToken} from "./helpers/Tokens.sol";
 import {DataMarket} from "../src/DataMarket.sol";
+import {IDataMarket} from "../src/IDataMarket.sol";
+import {KeyDelivery} from "../src/libraries/KeyDelivery.sol";
 
-/// @notice Drives the market with random sequences of every action from a fixed set of actors, and tries
-/// the forbidden ones (stranger refunds, stranger deliveries, double settlement), counting any success.
+/// @notice Drives the market with random sequences of every action from a fixed set of actors, honest and
+/// dishonest deliveries, disputes, settlements, refunds and transfers, and tries the forbidden ones (stranger
+/// refunds, deliveries and disputes, early settlement), counting any success.
 contract MarketHandler {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
+    uint256 internal constant N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
+    bytes32 internal constant DATA_KEY = keccak256("invariant data key");
 
     DataMarket public immutable market;
     TestToken public immutable usd;
     address[] public actors;
+    mapping(address actor => uint256) private _keys;
     address public constant AGENT = address(0xA6E17);
+
+    struct Tracked {
+        uint256 secret;
+        bool honest;
+        IDataMarket.DisputeProof proof;
+    }
 
     uint256[] public datasetIds;
     uint256[] public purchaseIds;
+    mapping(uint256 purchaseId => Tracked) private _tracked;
     mapping(uint256 purchaseId => uint256) public settlements;
     uint256 public forbiddenSuccesses;
-    uint256 public pendingNative;
-    uint256 public pendingToken;
+    uint256 public wrongJudgements;
+    uint256 public unsettledNative;
+    uint256 public unsettledToken;
+    uint256 public disputes;
     uint256 public calls;
 
     constructor(DataMarket market_, TestToken usd_) {
         market = market_;
         usd = usd_;
         for (uint256 i = 1; i <= 5; ++i) {
-            // forge-lint: disable-next-line(unsafe-typecast)
-            address a = address(uint160(0x1000 + i));
+            uint256 key = 0x1000 + i;
+            address a = vm.addr(key);
+            _keys[a] = key;
             actors.push(a);
             vm.deal(a, 1e30);
             usd.mint(a, 1e30);
@@ -45,92 +61,191 @@ contract MarketHandler {
         return actors[seed % actors.length];
     }
 
-    function register(uint256 actorSeed, uint128 price, uint64 window, bool inToken) external {
+    function register(uint256 actorSeed, uint96 price, uint32 window, uint32 challenge, bool inToken) external {
         calls++;
         address owner = _actor(actorSeed);
         string[] memory uris = new string[](1);
         uris[0] = "file:///m";
-        DataMarket.Registration memory r = DataMarket.Registration({
+        bytes32 sealId = keccak256(abi.encode("s", datasetIds.length));
+        IDataMarket.Registration memory r = IDataMarket.Registration({
             manifestHash: keccak256(abi.encode("m", datasetIds.length)),
             contentRoot: keccak256(abi.encode("r", datasetIds.length)),
-            keyCommitment: keccak256(abi.encode("k", datasetIds.length)),
+            keyCommitment: KeyDelivery.commitment(DATA_KEY, sealId),
+            sealId: sealId,
             shardCount: 1,
+            author: owner,
+            owner: owner,
             paymentToken: inToken ? address(usd) : address(0),
-            price: uint128(price % 1e24),
-            deliveryWindow: uint64(600 + (window % 30 days)),
-            previous: 0,
+            price: uint96(price % 1e24),
+            deliveryWindow: uint32(600 + (window % 30 days)),
+            challengePeriod: uint32(600 + (challenge % 20 days)),
+            supersedes: 0,
             manifestURIs: uris,
             licenseURI: ""
         });
+        (uint8 v, bytes32 rr, bytes32 s) = vm.sign(_keys[owner], market.authorshipDigest(r));
         vm.prank(owner);
-        datasetIds.push(market.register(r));
+        datasetIds.push(market.register(r, abi.encodePacked(rr, s, v)));
         if (actorSeed % 3 == 0) {
             vm.prank(owner);
             market.setKeyAgent(AGENT, true);
         }
     }
 
-    function purchase(uint256 actorSeed, uint256 datasetSeed) external {
+    function purchase(uint256 actorSeed, uint256 datasetSeed, uint256 secretSeed, uint64 extra) external {
         if (datasetIds.length == 0) return;
         calls++;
         uint256 id = datasetIds[datasetSeed % datasetIds.length];
-        DataMarket.Dataset memory d = market.datasetInfo(id);
+        IDataMarket.Dataset memory d = market.datasetInfo(id);
         address buyer = _actor(actorSeed);
-        uint256 value = d.paymentToken == address(0) ? d.price : 0;
+        uint256 secret = 1 + (secretSeed % (N - 1));
+        Vm.Wallet memory key = vm.createWallet(secret);
+        uint256 value = d.paymentToken == address(0) ? uint256(d.price) + extra : 0;
         vm.prank(buyer);
-        try market.purchase{value: value}(id, bytes32(uint256(0xBEEF)), d.price) returns (uint256 pid) {
+        try market.purchase{value: value}(id, bytes32(key.publicKeyX), bytes32(key.publicKeyY), d.price) returns (
+            uint256 pid
+        ) {
             purchaseIds.push(pid);
-            if (d.paymentToken == address(0)) pendingNative += d.price;
-            else pendingToken += d.price;
+            _tracked[pid].secret = secret;
+            if (d.paymentToken == address(0)) unsettledNative += d.price;
+            else unsettledToken += d.price;
         } catch {}
     }
 
-    function deliver(uint256 purchaseSeed, bool asAgent) external {
+    function _proof(uint256 pid, uint256 b, uint256 r, bytes32 key)
+        private
+        returns (bytes32 keyHash, IDataMarket.DisputeProof memory proof)
+    {
+        Vm.Wallet memory buyerKey = vm.createWallet(b);
+        Vm.Wallet memory eph = vm.createWallet(r);
+        Vm.Wallet memory shared = vm.createWallet(mulmod(r, b, N));
+        keyHash = keccak256(abi.encodePacked(buyerKey.publicKeyX, buyerKey.publicKeyY));
+        bytes32 pad = sha256(
+            abi.encode(
+                bytes32("deai-data/v2/key-delivery"),
+                block.chainid,
+                address(market),
+                pid,
+                keyHash,
+                eph.publicKeyX,
+                shared.publicKeyX
+            )
+        );
+        proof = IDataMarket.DisputeProof(
+            bytes32(buyerKey.publicKeyX),
+            bytes32(buyerKey.publicKeyY),
+            IDataMarket.Delivery(bytes32(eph.publicKeyX), bytes32(eph.publicKeyY), key ^ pad),
+            bytes32(b),
+            bytes32(shared.publicKeyX),
+            bytes32(shared.publicKeyY)
+        );
+    }
+
+    function deliver(uint256 purchaseSeed, bool honest, bool asAgent, uint256 ephemeralSeed) external {
         if (purchaseIds.length == 0) return;
         calls++;
         uint256 pid = purchaseIds[purchaseSeed % purchaseIds.length];
-        DataMarket.Purchase memory p = market.purchaseInfo(pid);
-        address owner = market.ownerOf(p.datasetId);
-        vm.prank(asAgent ? AGENT : owner);
-        try market.deliverKey(pid, hex"01") {
+        IDataMarket.Purchase memory p = market.purchaseInfo(pid);
+        uint256 r = 1 + (ephemeralSeed % (N - 1));
+        bytes32 key = honest ? DATA_KEY : keccak256(abi.encode("wrong", ephemeralSeed));
+        (bytes32 keyHash, IDataMarket.DisputeProof memory proof) = _proof(pid, _tracked[pid].secret, r, key);
+        if (uint256(proof.delivery.ephemeralX) >= N) return;
+        vm.prank(asAgent ? AGENT : p.seller);
+        try market.deliverKey(pid, keyHash, proof.delivery) {
+            _tracked[pid].honest = honest;
+            _tracked[pid].proof = proof;
+        } catch {}
+    }
+
+    function dispute(uint256 purchaseSeed) external {
+        if (purchaseIds.length == 0) return;
+        calls++;
+        uint256 pid = purchaseIds[purchaseSeed % purchaseIds.length];
+        IDataMarket.Purchase memory p = market.purchaseInfo(pid);
+        vm.prank(p.buyer);
+        try market.dispute(pid, _tracked[pid].proof) returns (bool buyerWon) {
+            disputes++;
+            if (buyerWon == _tracked[pid].honest) wrongJudgements++;
             _settled(pid, p);
         } catch {}
+    }
+
+    /// One whole trade in a call (purchase, delivery, dispute), so every run exercises the judge often.
+    function tradeAndDispute(uint256 actorSeed, uint256 datasetSeed, uint256 secretSeed, bool honest) external {
+        uint256 before = purchaseIds.length;
+        this.purchase(actorSeed, datasetSeed, secretSeed, 0);
+        if (purchaseIds.length == before) return;
+        this.deliver(purchaseIds.length - 1, honest, false, secretSeed >> 128);
+        this.dispute(purchaseIds.length - 1);
+    }
+
+    function settle(uint256 purchaseSeed) external {
+        if (purchaseIds.length == 0) return;
+        calls++;
+        uint256 pid = purchaseIds[purchaseSeed % purchaseIds.length];
+        IDataMarket.Purchase memory p = market.purchaseInfo(pid);
+        bool early = block.timestamp <= p.deadline;
+        try market.settle(pid) {
+            if (early) forbiddenSuccesses++;
+            _settled(pid, p);
+        } catch {}
+    }
+
+    function settleMany(uint256 purchaseSeed) external {
+        if (purchaseIds.length == 0) return;
+        calls++;
+        uint256 start = purchaseSeed % purchaseIds.length;
+        uint256 count = purchaseIds.length - start < 4 ? purchaseIds.length - start : 4;
+        uint256[] memory ids = new uint256[](count);
+        IDataMarket.Purchase[] memory before = new IDataMarket.Purchase[](count);
+        for (uint256 i = 0; i < count; ++i) {
+            ids[i] = purchaseIds[start + i];
+            before[i] = market.purchaseInfo(ids[i]);
+        }
+        market.settleMany(ids);
+        for (uint256 i = 0; i < count; ++i) {
+            if (before[i].status != market.purchaseInfo(ids[i]).status) _settled(ids[i], before[i]);
+        }
     }
 
     function refund(uint256 purchaseSeed) external {
         if (purchaseIds.length == 0) return;
         calls++;
         uint256 pid = purchaseIds[purchaseSeed % purchaseIds.length];
-        DataMarket.Purchase memory p = market.purchaseInfo(pid);
+        IDataMarket.Purchase memory p = market.purchaseInfo(pid);
         vm.prank(p.buyer);
         try market.refund(pid) {
             _settled(pid, p);
         } catch {}
     }
 
-    function _settled(uint256 pid, DataMarket.Purchase memory p) private {
+    function _settled(uint256 pid, IDataMarket.Purchase memory p) private {
         settlements[pid]++;
-        if (market.datasetInfo(p.datasetId).paymentToken == address(0)) pendingNative -= p.amount;
-        else pendingToken -= p.amount;
+        if (market.datasetInfo(p.datasetId).paymentToken == address(0)) unsettledNative -= p.amount;
+        else unsettledToken -= p.amount;
     }
 
-    /// Forbidden: anyone but the buyer refunding, anyone but owner/agent delivering.
+    /// Forbidden: anyone but the buyer refunding or disputing, anyone but the seller or its agent delivering.
     function attack(uint256 purchaseSeed, uint256 actorSeed) external {
         if (purchaseIds.length == 0) return;
         calls++;
         uint256 pid = purchaseIds[purchaseSeed % purchaseIds.length];
-        DataMarket.Purchase memory p = market.purchaseInfo(pid);
+        IDataMarket.Purchase memory p = market.purchaseInfo(pid);
         address attacker = _actor(actorSeed);
-        address owner = market.ownerOf(p.datasetId);
         if (attacker != p.buyer) {
             vm.prank(attacker);
             try market.refund(pid) {
                 forbiddenSuccesses++;
             } catch {}
-        }
-        if (attacker != owner && !market.isKeyAgent(owner, attacker)) {
             vm.prank(attacker);
-            try market.deliverKey(pid, hex"02") {
+            try market.dispute(pid, _tracked[pid].proof) {
+                forbiddenSuccesses++;
+            } catch {}
+        }
+        if (attacker != p.seller && !market.isKeyAgent(p.seller, attacker)) {
+            (bytes32 keyHash, IDataMarket.DisputeProof memory proof) = _proof(pid, _tracked[pid].secret, 7, DATA_KEY);
+            vm.prank(attacker);
+            try market.deliverKey(pid, keyHash, proof.delivery) {
                 forbiddenSuccesses++;
             } catch {}
         }
@@ -154,14 +269,16 @@ contract MarketHandler {
         address from = market.ownerOf(id);
         vm.prank(from);
         market.transferFrom(from, _actor(actorSeed), id);
+        vm.prank(_actor(actorSeed));
+        market.setPaused(id, false);
     }
 
-    function setPrice(uint256 datasetSeed, uint128 price) external {
+    function setPrice(uint256 datasetSeed, uint96 price) external {
         if (datasetIds.length == 0) return;
         calls++;
         uint256 id = datasetIds[datasetSeed % datasetIds.length];
         vm.prank(market.ownerOf(id));
-        market.setPrice(id, uint128(price % 1e24));
+        market.setPrice(id, uint96(price % 1e24));
     }
 
     function passTime(uint32 seconds_) external {
@@ -196,27 +313,35 @@ contract DataMarketInvariantTest is Test {
         total += market.withdrawable(handler.AGENT(), token);
     }
 
+    /// Solvency: the market holds exactly what it owes, in each asset.
     function invariant_balanceEqualsEscrowPlusWithdrawablePlusFees() public view {
         assertEq(address(market).balance, _owedTo(address(0)), "native balance");
         assertEq(usd.balanceOf(address(market)), _owedTo(address(usd)), "token balance");
     }
 
-    function invariant_escrowEqualsPendingPurchases() public view {
-        assertEq(market.escrowed(address(0)), handler.pendingNative(), "native escrow");
-        assertEq(market.escrowed(address(usd)), handler.pendingToken(), "token escrow");
+    /// Escrow is exactly the purchases not yet settled or refunded (pending and in their challenge period).
+    function invariant_escrowEqualsUnsettledPurchases() public view {
+        assertEq(market.escrowed(address(0)), handler.unsettledNative(), "native escrow");
+        assertEq(market.escrowed(address(usd)), handler.unsettledToken(), "token escrow");
     }
 
     function invariant_noForbiddenActionSucceeds() public view {
-        assertEq(handler.forbiddenSuccesses(), 0, "stranger refund or delivery went through");
+        assertEq(handler.forbiddenSuccesses(), 0, "stranger refund, dispute or delivery, or early settlement");
     }
 
-    function invariant_eachPurchaseSettlesAtMostOnce() public view {
+    /// The contract's judgement is right every time: wrong keys refunded, honest deliveries paid.
+    function invariant_disputesJudgedRight() public view {
+        assertEq(handler.wrongJudgements(), 0, "a dispute was decided wrongly");
+    }
+
+    function invariant_eachPurchaseSettlesExactlyOnce() public view {
         for (uint256 i = 0; i < handler.purchaseCount(); ++i) {
             uint256 pid = handler.purchaseIds(i);
             uint256 settled = handler.settlements(pid);
             assertLe(settled, 1, "settled twice");
-            DataMarket.Status status = market.purchaseInfo(pid).status;
-            assertEq(settled == 1 ? 1 : 0, status == DataMarket.Status.Pending ? 0 : 1, "status matches settlements");
+            IDataMarket.Status status = market.purchaseInfo(pid).status;
+            bool final_ = status == IDataMarket.Status.Settled || status == IDataMarket.Status.Refunded;
+            assertEq(settled, final_ ? 1 : 0, "status matches settlements");
         }
     }
 

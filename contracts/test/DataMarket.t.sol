@@ -1,28 +1,38 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
-import {Test} from "./helpers/Test.sol";
-import {TestToken, FeeOnTransferToken, ReentrantToken, ReentrantReceiver, RefusingReceiver} from "./helpers/Tokens.sol";
+import {Test, Vm} from "./helpers/Test.sol";
+import {
+    TestToken, FeeOnTransferToken, ReentrantToken, ReentrantReceiver, RefusingReceiver, G_X, G_Y
+} from "./helpers/Tokens.sol";
 import {DataMarket} from "../src/DataMarket.sol";
+import {IDataMarket} from "../src/IDataMarket.sol";
+import {KeyDelivery} from "../src/libraries/KeyDelivery.sol";
 import {MerkleBuilder} from "./helpers/MerkleBuilder.sol";
 
-/// @notice Shared fixture: a market with a 2.5 % fee, an owner, a buyer, an agent and a stranger.
+/// @notice Shared fixture: a market with a 2.5 % fee, an owner (also the author), a buyer with a one-time
+/// key, an agent and a stranger; helpers that build honest and dishonest deliveries with real curve points.
 abstract contract MarketFixture is Test {
     DataMarket internal market;
     TestToken internal usd;
 
+    uint256 internal constant N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
     uint256 internal constant OWNER_KEY = 0xA11CE;
+    uint256 internal constant STRANGER_KEY = 0x5757;
     address internal owner;
+    address internal stranger;
     address internal constant BUYER = address(0xB0B);
     address internal constant AGENT = address(0xA6E);
-    address internal constant STRANGER = address(0x5757);
     address internal constant TREASURY = address(0x7EA5);
     address internal constant RELAYER = address(0xE1A7);
     uint16 internal constant FEE_BPS = 250;
-    uint128 internal constant PRICE = 1 ether;
-    uint64 internal constant WINDOW = 1 days;
-    bytes32 internal constant BUYER_PK = bytes32(uint256(0xC0FFEE));
-    bytes internal constant SEALED = hex"0102030405060708";
+    uint96 internal constant PRICE = 1 ether;
+    uint32 internal constant WINDOW = 1 days;
+    uint32 internal constant CHALLENGE = 2 days;
+    /// @dev The buyer's one-time secret b (the public key is b*G) and the seller's ephemeral secret r.
+    uint256 internal constant BUYER_SECRET = 0xB0B5EC12E7;
+    uint256 internal constant EPHEMERAL = 0xE9E3E2A1;
+    bytes32 internal constant DATA_KEY = keccak256("the data key of every test dataset");
 
     /// @dev Start time. Tests compute times from constants: under via-IR the optimizer may re-read
     /// `block.timestamp` after a `vm.warp`, so a local derived from it is not stable across warps.
@@ -32,191 +42,316 @@ abstract contract MarketFixture is Test {
 
     function setUp() public virtual {
         owner = vm.addr(OWNER_KEY);
+        stranger = vm.addr(STRANGER_KEY);
         market = new DataMarket(TREASURY, FEE_BPS);
         usd = new TestToken();
         vm.deal(BUYER, 100 ether);
-        vm.deal(STRANGER, 100 ether);
+        vm.deal(stranger, 100 ether);
         vm.warp(T0);
     }
 
-    function _registration(address token, uint128 price) internal returns (DataMarket.Registration memory r) {
+    function _registration(address token, uint96 price) internal returns (IDataMarket.Registration memory r) {
         string[] memory uris = new string[](2);
         uris[0] = "file:///store/objects/sha256/ab/manifest";
         uris[1] = "ar://manifest-mirror";
-        r = DataMarket.Registration({
-            manifestHash: keccak256(abi.encode("manifest", ++_rootNonce)),
+        bytes32 sealId = keccak256(abi.encode("seal", ++_rootNonce));
+        r = IDataMarket.Registration({
+            manifestHash: keccak256(abi.encode("manifest", _rootNonce)),
             contentRoot: keccak256(abi.encode("root", _rootNonce)),
-            keyCommitment: keccak256(abi.encode("commitment", _rootNonce)),
+            keyCommitment: KeyDelivery.commitment(DATA_KEY, sealId),
+            sealId: sealId,
             shardCount: 3,
+            author: owner,
+            owner: owner,
             paymentToken: token,
             price: price,
             deliveryWindow: WINDOW,
-            previous: 0,
+            challengePeriod: CHALLENGE,
+            supersedes: 0,
             manifestURIs: uris,
-            licenseURI: "https://creativecommons.org/licenses/by/4.0/"
+            licenseURI: "CC-BY-4.0"
         });
     }
 
-    function _register(address token, uint128 price) internal returns (uint256 id) {
-        DataMarket.Registration memory r = _registration(token, price);
+    function _authorSign(IDataMarket.Registration memory r, uint256 key) internal view returns (bytes memory) {
+        (uint8 v, bytes32 rr, bytes32 s) = vm.sign(key, market.authorshipDigest(r));
+        return abi.encodePacked(rr, s, v);
+    }
+
+    function _register(address token, uint96 price) internal returns (uint256 id) {
+        IDataMarket.Registration memory r = _registration(token, price);
+        bytes memory sig = _authorSign(r, OWNER_KEY);
         vm.prank(owner);
-        id = market.register(r);
+        id = market.register(r, sig);
+    }
+
+    function _buyerKey(uint256 secret) internal returns (bytes32 x, bytes32 y) {
+        Vm.Wallet memory w = vm.createWallet(secret);
+        return (bytes32(w.publicKeyX), bytes32(w.publicKeyY));
     }
 
     function _buyNative(uint256 id) internal returns (uint256 pid) {
+        (bytes32 x, bytes32 y) = _buyerKey(BUYER_SECRET);
         vm.prank(BUYER);
-        pid = market.purchase{value: PRICE}(id, BUYER_PK, PRICE);
+        pid = market.purchase{value: PRICE}(id, x, y, PRICE);
+    }
+
+    /// @dev The delivery of `key` for purchase `pid` to the buyer key b*G with ephemeral secret r, computed
+    /// here from first principles (the points from forge's own secp256k1), and the buyer's dispute proof.
+    function _deliver(uint256 pid, uint256 b, uint256 r, bytes32 key)
+        internal
+        returns (bytes32 keyHash, IDataMarket.Delivery memory d, IDataMarket.DisputeProof memory proof)
+    {
+        Vm.Wallet memory buyerKey = vm.createWallet(b);
+        Vm.Wallet memory ephemeral = vm.createWallet(r);
+        Vm.Wallet memory shared = vm.createWallet(mulmod(r, b, N));
+        keyHash = keccak256(abi.encodePacked(buyerKey.publicKeyX, buyerKey.publicKeyY));
+        bytes32 pad = sha256(
+            abi.encode(
+                bytes32("deai-data/v2/key-delivery"),
+                block.chainid,
+                address(market),
+                pid,
+                keyHash,
+                ephemeral.publicKeyX,
+                shared.publicKeyX
+            )
+        );
+        d = IDataMarket.Delivery(bytes32(ephemeral.publicKeyX), bytes32(ephemeral.publicKeyY), key ^ pad);
+        proof = IDataMarket.DisputeProof(
+            bytes32(buyerKey.publicKeyX),
+            bytes32(buyerKey.publicKeyY),
+            d,
+            bytes32(b),
+            bytes32(shared.publicKeyX),
+            bytes32(shared.publicKeyY)
+        );
+    }
+
+    function _deliverAs(address who, uint256 pid, bytes32 key) internal returns (IDataMarket.DisputeProof memory p) {
+        (bytes32 keyHash, IDataMarket.Delivery memory d, IDataMarket.DisputeProof memory proof) =
+            _deliver(pid, BUYER_SECRET, EPHEMERAL, key);
+        vm.prank(who);
+        market.deliverKey(pid, keyHash, d);
+        return proof;
     }
 
     function _fee(uint256 amount) internal pure returns (uint256) {
         return (amount * FEE_BPS) / 10_000;
     }
+
+    function _status(uint256 pid) internal view returns (IDataMarket.Status) {
+        return market.purchaseInfo(pid).status;
+    }
+}
+
+contract LibraryVectorTest is MarketFixture {
+    /// The on-chain key commitment equals Python's hmac.new(key, label + sealId, sha256) for a fixed vector.
+    function test_commitmentMatchesHmacSha256Vector() public pure {
+        bytes32 key = 0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f;
+        bytes32 sealId = 0x202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f;
+        assertEq(
+            KeyDelivery.commitment(key, sealId),
+            0x06969c329ee10471f4c82405df6297411c780235d6a46507d6fb1b0afd00e596,
+            "HMAC-SHA256 vector"
+        );
+    }
 }
 
 contract RegistrationTest is MarketFixture {
     function test_constructorRejectsHighFeeAndZeroTreasury() public {
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.FeeTooHigh.selector, uint16(1001), uint16(1000)));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.FeeTooHigh.selector, uint16(1001), uint16(1000)));
         new DataMarket(TREASURY, 1001);
-        vm.expectRevert(DataMarket.ZeroTreasury.selector);
+        vm.expectRevert(IDataMarket.ZeroTreasury.selector);
         new DataMarket(address(0), 0);
     }
 
-    function test_registerMintsAndRecords() public {
-        DataMarket.Registration memory r = _registration(address(0), PRICE);
+    function test_registerMintsToTheSignedOwnerAndRecords() public {
+        IDataMarket.Registration memory r = _registration(address(0), PRICE);
+        bytes memory sig = _authorSign(r, OWNER_KEY);
         vm.expectEmit(true, true, true, true, address(market));
-        emit DataMarket.DatasetRegistered(
-            1, owner, 0, r.manifestHash, r.contentRoot, r.keyCommitment, 3, address(0), PRICE, WINDOW,
-            r.manifestURIs, r.licenseURI, owner
+        emit IDataMarket.DatasetRegistered(
+            1, owner, owner, r.manifestHash, r.contentRoot, r.keyCommitment, r.sealId, 3, address(0), PRICE, WINDOW,
+            CHALLENGE, 0, r.manifestURIs, r.licenseURI, owner
         );
         vm.prank(owner);
-        uint256 id = market.register(r);
+        uint256 id = market.register(r, sig);
         assertEq(id, 1, "first id");
         assertEq(market.ownerOf(id), owner, "token owner");
-        DataMarket.Dataset memory d = market.datasetInfo(id);
+        IDataMarket.Dataset memory d = market.datasetInfo(id);
         assertEq(d.manifestHash, r.manifestHash, "manifest hash");
         assertEq(d.contentRoot, r.contentRoot, "content root");
         assertEq(d.keyCommitment, r.keyCommitment, "key commitment");
+        assertEq(d.sealId, r.sealId, "seal id");
+        assertEq(d.author, owner, "author");
         assertEq(d.price, PRICE, "price");
         assertEq(d.deliveryWindow, WINDOW, "window");
+        assertEq(d.challengePeriod, CHALLENGE, "challenge period");
         assertEq(d.registeredBlock, block.number, "registered block");
-        assertEq(market.datasetByContentRoot(r.contentRoot), id, "root index");
+        assertEq(market.datasetByContent(owner, r.contentRoot), id, "content index");
     }
 
-    function test_registerRejectsBadFields() public {
-        DataMarket.Registration memory r = _registration(address(0), PRICE);
-        bytes32 saved = r.manifestHash;
-        r.manifestHash = 0;
-        _expectInvalid(r, "manifestHash");
-        r.manifestHash = saved;
-        saved = r.contentRoot;
-        r.contentRoot = 0;
-        _expectInvalid(r, "contentRoot");
-        r.contentRoot = saved;
-        saved = r.keyCommitment;
-        r.keyCommitment = 0;
-        _expectInvalid(r, "keyCommitment");
-        r.keyCommitment = saved;
+    function test_registerRejectsBadFieldsAndOversizedData() public {
+        IDataMarket.Registration memory r = _registration(address(0), PRICE);
+        bytes32 saved = r.sealId;
+        r.sealId = 0;
+        _expectInvalid(r, "sealId");
+        r.sealId = saved;
         r.shardCount = 0;
         _expectInvalid(r, "shardCount");
         r.shardCount = 1;
-        string[] memory none = new string[](0);
         string[] memory uris = r.manifestURIs;
-        r.manifestURIs = none;
+        r.manifestURIs = new string[](0);
         _expectInvalid(r, "manifestURIs");
+        r.manifestURIs = new string[](9);
+        for (uint256 i = 0; i < 9; ++i) {
+            r.manifestURIs[i] = "ar://x";
+        }
+        _expectRevert(r, abi.encodeWithSelector(IDataMarket.TooLong.selector, "manifestURIs", 9, 8));
+        r.manifestURIs = new string[](1);
+        r.manifestURIs[0] = string(new bytes(513));
+        _expectRevert(r, abi.encodeWithSelector(IDataMarket.TooLong.selector, "manifestURIs", 513, 512));
         r.manifestURIs = uris;
+        r.licenseURI = string(new bytes(257));
+        _expectRevert(r, abi.encodeWithSelector(IDataMarket.TooLong.selector, "licenseURI", 257, 256));
+        r.licenseURI = "MIT";
         r.deliveryWindow = 10 minutes - 1;
-        vm.expectRevert(
-            abi.encodeWithSelector(DataMarket.DeliveryWindowOutOfRange.selector, r.deliveryWindow, 10 minutes, 90 days)
+        _expectRevert(
+            r,
+            abi.encodeWithSelector(IDataMarket.OutOfRange.selector, "deliveryWindow", 10 minutes - 1, 10 minutes, 90 days)
         );
-        market.register(r);
-        r.deliveryWindow = 90 days + 1;
-        vm.expectRevert(
-            abi.encodeWithSelector(DataMarket.DeliveryWindowOutOfRange.selector, r.deliveryWindow, 10 minutes, 90 days)
+        r.deliveryWindow = WINDOW;
+        r.challengePeriod = 30 days + 1;
+        _expectRevert(
+            r,
+            abi.encodeWithSelector(IDataMarket.OutOfRange.selector, "challengePeriod", 30 days + 1, 10 minutes, 30 days)
         );
-        market.register(r);
     }
 
-    function _expectInvalid(DataMarket.Registration memory r, string memory field) private {
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.InvalidParameter.selector, field));
-        market.register(r);
+    function _expectInvalid(IDataMarket.Registration memory r, string memory field) private {
+        _expectRevert(r, abi.encodeWithSelector(IDataMarket.InvalidParameter.selector, field));
     }
 
-    function test_contentRootOnlyOnce() public {
-        DataMarket.Registration memory r = _registration(address(0), PRICE);
+    function _expectRevert(IDataMarket.Registration memory r, bytes memory err) private {
+        bytes memory sig = _authorSign(r, OWNER_KEY);
+        vm.expectRevert(err);
         vm.prank(owner);
-        uint256 id = market.register(r);
-        r.manifestHash = keccak256("another manifest, same sealed data");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.ContentRootTaken.selector, r.contentRoot, id));
-        vm.prank(STRANGER);
-        market.register(r);
+        market.register(r, sig);
     }
 
-    function test_newVersionLinksPrevious() public {
-        uint256 first = _register(address(0), PRICE);
-        DataMarket.Registration memory r = _registration(address(0), 2 ether);
-        r.previous = first;
+    /// The attack: copy a victim's public listing data (manifest hash, commitment, seal id) into a listing of
+    /// one's own. Without the author's signature for the attacker as owner, the contract refuses it.
+    function test_copiedListingNeedsTheAuthorsSignature() public {
+        IDataMarket.Registration memory r = _registration(address(0), 0);
+        bytes memory victimSig = _authorSign(r, OWNER_KEY);
+        r.owner = stranger; // the copier wants the token
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.InvalidAuthorSignature.selector, owner));
+        vm.prank(stranger);
+        market.register(r, victimSig);
+        // Signing as the author oneself records the copier as author: readers and agents see the mismatch.
+        r.author = stranger;
+        bytes memory copierSig = _authorSign(r, STRANGER_KEY);
+        vm.prank(stranger);
+        uint256 copy = market.register(r, copierSig);
+        assertEq(market.datasetInfo(copy).author, stranger, "the copy names its real author");
+        // ...and the victim can still register its own content: no squatting.
+        r = _registration(address(0), PRICE);
+        r.contentRoot = market.datasetInfo(copy).contentRoot;
+        r.sealId = market.datasetInfo(copy).sealId;
+        r.keyCommitment = market.datasetInfo(copy).keyCommitment;
+        bytes memory ownSig = _authorSign(r, OWNER_KEY);
         vm.prank(owner);
-        uint256 second = market.register(r);
-        assertEq(market.datasetInfo(second).previous, first, "previous recorded");
-
-        r = _registration(address(0), 2 ether);
-        r.previous = first;
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotDatasetOwner.selector, first, STRANGER));
-        vm.prank(STRANGER);
-        market.register(r);
-
-        r.previous = 99;
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.UnknownDataset.selector, 99));
-        vm.prank(owner);
-        market.register(r);
+        uint256 own = market.register(r, ownSig);
+        assertEq(market.ownerOf(own), owner, "victim registered its content after the copy");
     }
 
-    function _signRegistration(DataMarket.Registration memory r, uint256 key, uint256 nonce, uint256 deadline)
+    /// The attack: copy a registration from the mempool and send it first. Only the owner may send `register`,
+    /// and a copied `registerFor` mints to the same owner with the same terms: the front-runner gains nothing.
+    function test_frontRunningGainsNothing() public {
+        IDataMarket.Registration memory r = _registration(address(0), PRICE);
+        bytes memory sig = _authorSign(r, OWNER_KEY);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotOwner.selector, owner, stranger));
+        vm.prank(stranger);
+        market.register(r, sig);
+
+        uint256 deadline = T0 + 1 hours;
+        bytes memory ownerSig = _signRegistration(r, OWNER_KEY, 42, deadline);
+        vm.prank(stranger); // the front-runner relays the owner's own registration
+        uint256 id = market.registerFor(r, sig, 42, deadline, ownerSig);
+        assertEq(market.ownerOf(id), owner, "the owner, not the front-runner, owns it");
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NonceUsed.selector, owner, 42));
+        vm.prank(RELAYER);
+        market.registerFor(r, sig, 42, deadline, ownerSig);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.AlreadyRegistered.selector, owner, r.contentRoot, id));
+        vm.prank(owner);
+        market.register(r, sig);
+    }
+
+    function _signRegistration(IDataMarket.Registration memory r, uint256 key, uint256 nonce, uint256 deadline)
         private
         view
         returns (bytes memory)
     {
-        bytes32 structHash = keccak256(
-            abi.encode(market.REGISTER_TYPEHASH(), vm.addr(key), market.hashRegistration(r), nonce, deadline)
-        );
+        bytes32 structHash = keccak256(abi.encode(market.REGISTER_TYPEHASH(), market.hashRegistration(r), nonce, deadline));
         bytes32 digest = keccak256(abi.encodePacked("\x19\x01", market.domainSeparator(), structHash));
         (uint8 v, bytes32 rr, bytes32 s) = vm.sign(key, digest);
         return abi.encodePacked(rr, s, v);
     }
 
-    function test_registerForWithOwnerSignature() public {
-        DataMarket.Registration memory r = _registration(address(0), PRICE);
-        uint256 deadline = block.timestamp + 1 hours;
-        bytes memory sig = _signRegistration(r, OWNER_KEY, 0, deadline);
-        vm.prank(RELAYER);
-        uint256 id = market.registerFor(r, owner, deadline, sig);
-        assertEq(market.ownerOf(id), owner, "owner, not relayer, gets the token");
-        assertEq(market.nonces(owner), 1, "nonce used");
-
-        // The same signature cannot be replayed, even for new content.
-        r.contentRoot = keccak256("fresh root");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.InvalidSignature.selector, owner));
-        vm.prank(RELAYER);
-        market.registerFor(r, owner, deadline, sig);
-    }
-
-    function test_registerForRejectsExpiredAndForeignSignatures() public {
-        DataMarket.Registration memory r = _registration(address(0), PRICE);
+    function test_registerForChecksTermsDeadlineAndUnorderedNonces() public {
+        IDataMarket.Registration memory r = _registration(address(0), PRICE);
+        bytes memory sig = _authorSign(r, OWNER_KEY);
         uint256 deadline = T0 + 1 hours;
-        bytes memory sig = _signRegistration(r, OWNER_KEY, 0, deadline);
-        vm.warp(deadline + 1);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.SignatureExpired.selector, deadline));
-        market.registerFor(r, owner, deadline, sig);
-
-        vm.warp(deadline - 10);
-        bytes memory foreign = _signRegistration(r, 0xBAD, 0, deadline);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.InvalidSignature.selector, owner));
-        market.registerFor(r, owner, deadline, foreign);
+        // Nonces are unordered: 7 then 3 both work once; a cancelled nonce never works.
+        bytes memory seven = _signRegistration(r, OWNER_KEY, 7, deadline);
+        vm.prank(owner);
+        market.cancelNonce(3);
+        assertTrue(market.isNonceUsed(owner, 3), "cancelled nonce counts as used");
+        IDataMarket.Registration memory other = _registration(address(0), PRICE);
+        bytes memory three = _signRegistration(other, OWNER_KEY, 3, deadline);
+        bytes memory otherSig = _authorSign(other, OWNER_KEY);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NonceUsed.selector, owner, 3));
+        market.registerFor(other, otherSig, 3, deadline, three);
 
         // A signature over different terms (price changed by the relayer) does not verify.
         r.price = 0;
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.InvalidSignature.selector, owner));
-        market.registerFor(r, owner, deadline, sig);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.InvalidSignature.selector, owner));
+        market.registerFor(r, sig, 7, deadline, seven);
+        r.price = PRICE;
+        bytes memory foreign = _signRegistration(r, 0xBAD, 7, deadline);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.InvalidSignature.selector, owner));
+        market.registerFor(r, sig, 7, deadline, foreign);
+        vm.warp(deadline + 1);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.SignatureExpired.selector, deadline));
+        market.registerFor(r, sig, 7, deadline, seven);
+        vm.warp(deadline);
+        vm.prank(RELAYER);
+        uint256 id = market.registerFor(r, sig, 7, deadline, seven);
+        assertEq(market.ownerOf(id), owner, "owner, not relayer, gets the token");
+    }
+
+    function test_supersedesMustBeTheOwners() public {
+        uint256 first = _register(address(0), PRICE);
+        IDataMarket.Registration memory r = _registration(address(0), 2 ether);
+        r.supersedes = first;
+        bytes memory secondSig = _authorSign(r, OWNER_KEY);
+        vm.prank(owner);
+        uint256 second = market.register(r, secondSig);
+        assertEq(market.datasetInfo(second).supersedes, first, "link recorded");
+
+        r = _registration(address(0), 2 ether);
+        r.supersedes = first;
+        r.author = stranger;
+        r.owner = stranger;
+        bytes memory sig = _authorSign(r, STRANGER_KEY);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotDatasetOwner.selector, first, stranger));
+        vm.prank(stranger);
+        market.register(r, sig);
+        r.supersedes = 99;
+        sig = _authorSign(r, STRANGER_KEY);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.UnknownDataset.selector, 99));
+        vm.prank(stranger);
+        market.register(r, sig);
     }
 
     function test_verifyShardAgainstRoot() public {
@@ -230,10 +365,11 @@ contract RegistrationTest is MarketFixture {
         bytes32 n01 = sha256(abi.encodePacked(bytes1(0x01), l0, l1));
         bytes32 root = sha256(abi.encodePacked(bytes1(0x01), n01, l2));
 
-        DataMarket.Registration memory r = _registration(address(0), PRICE);
+        IDataMarket.Registration memory r = _registration(address(0), PRICE);
         r.contentRoot = root;
+        bytes memory sig = _authorSign(r, OWNER_KEY);
         vm.prank(owner);
-        uint256 id = market.register(r);
+        uint256 id = market.register(r, sig);
 
         bytes32[] memory proof2 = new bytes32[](1);
         proof2[0] = n01;
@@ -250,90 +386,121 @@ contract RegistrationTest is MarketFixture {
         longer[1] = l2;
         longer[2] = l2;
         assertTrue(!market.verifyShard(id, h0, 0, longer), "extra proof element");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.UnknownDataset.selector, 42));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.UnknownDataset.selector, 42));
         market.verifyShard(42, h0, 0, proof0);
     }
 
     function test_ownerControls() public {
         uint256 id = _register(address(0), PRICE);
+        (bytes32 x, bytes32 y) = _buyerKey(BUYER_SECRET);
         vm.prank(owner);
         market.setPrice(id, 3 ether);
         assertEq(market.datasetInfo(id).price, 3 ether, "new price");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotDatasetOwner.selector, id, STRANGER));
-        vm.prank(STRANGER);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotDatasetOwner.selector, id, stranger));
+        vm.prank(stranger);
         market.setPrice(id, 0);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.UnknownDataset.selector, 77));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.UnknownDataset.selector, 77));
         market.setPrice(77, 0);
 
         vm.prank(owner);
         market.setPaused(id, true);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.SalesArePaused.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.SalesArePaused.selector, id));
         vm.prank(BUYER);
-        market.purchase{value: 3 ether}(id, BUYER_PK, 3 ether);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotDatasetOwner.selector, id, STRANGER));
-        vm.prank(STRANGER);
+        market.purchase{value: 3 ether}(id, x, y, 3 ether);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotDatasetOwner.selector, id, stranger));
+        vm.prank(stranger);
         market.setPaused(id, false);
         vm.prank(owner);
         market.setPaused(id, false);
         vm.prank(BUYER);
-        market.purchase{value: 3 ether}(id, BUYER_PK, 3 ether);
-
-        vm.prank(owner);
-        market.setKeyAgent(AGENT, true);
-        assertTrue(market.isKeyAgent(owner, AGENT), "agent set");
+        market.purchase{value: 3 ether}(id, x, y, 3 ether);
     }
 
     function test_datasetInfoOfUnknown() public {
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.UnknownDataset.selector, 5));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.UnknownDataset.selector, 5));
         market.datasetInfo(5);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.UnknownPurchase.selector, 5));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.UnknownPurchase.selector, 5));
         market.purchaseInfo(5);
     }
 }
 
 contract PurchaseTest is MarketFixture {
-    function test_purchaseEscrowsNative() public {
+    function test_purchaseEscrowsNativeAndRecordsSellerAndKey() public {
         uint256 id = _register(address(0), PRICE);
         uint256 pid = _buyNative(id);
-        DataMarket.Purchase memory p = market.purchaseInfo(pid);
+        IDataMarket.Purchase memory p = market.purchaseInfo(pid);
+        (bytes32 x, bytes32 y) = _buyerKey(BUYER_SECRET);
         assertEq(p.buyer, BUYER, "buyer");
+        assertEq(p.seller, owner, "seller");
         assertEq(p.amount, PRICE, "amount");
-        assertEq(p.deadline, block.timestamp + WINDOW, "deadline");
-        assertTrue(p.status == DataMarket.Status.Pending, "pending");
+        assertEq(p.deadline, T0 + WINDOW, "deadline");
+        assertEq(p.binding, keccak256(abi.encodePacked(x, y)), "bound to the buyer's key");
+        assertTrue(p.status == IDataMarket.Status.Pending, "pending");
         assertEq(market.escrowed(address(0)), PRICE, "escrowed");
         assertEq(address(market).balance, PRICE, "market balance");
     }
 
     function test_purchaseReverts() public {
         uint256 id = _register(address(0), PRICE);
+        (bytes32 x, bytes32 y) = _buyerKey(BUYER_SECRET);
         vm.startPrank(BUYER);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.WrongPayment.selector, PRICE, PRICE - 1));
-        market.purchase{value: PRICE - 1}(id, BUYER_PK, PRICE);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.PriceAboveMax.selector, id, PRICE, PRICE - 1));
-        market.purchase{value: PRICE}(id, BUYER_PK, PRICE - 1);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.UnknownDataset.selector, 9));
-        market.purchase{value: PRICE}(9, BUYER_PK, PRICE);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.InvalidParameter.selector, "buyerPublicKey"));
-        market.purchase{value: PRICE}(id, bytes32(0), PRICE);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.WrongPayment.selector, PRICE, PRICE - 1));
+        market.purchase{value: PRICE - 1}(id, x, y, PRICE);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.PriceAboveMax.selector, id, PRICE, PRICE - 1));
+        market.purchase{value: PRICE}(id, x, y, PRICE - 1);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.UnknownDataset.selector, 9));
+        market.purchase{value: PRICE}(9, x, y, PRICE);
         vm.stopPrank();
 
         uint256 tokenId = _register(address(usd), 100e6);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.WrongPayment.selector, 0, 1));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.WrongPayment.selector, 0, 1));
         vm.prank(BUYER);
-        market.purchase{value: 1}(tokenId, BUYER_PK, 100e6);
+        market.purchase{value: 1}(tokenId, x, y, 100e6);
     }
 
-    function test_purchaseWithErc20() public {
+    /// A key that is not a curve point could never be checked in a dispute: refused at purchase.
+    function test_invalidBuyerKeyRefused() public {
+        uint256 id = _register(address(0), PRICE);
+        (bytes32 x, bytes32 y) = _buyerKey(BUYER_SECRET);
+        bytes32[2][4] memory bad = [
+            [bytes32(0), bytes32(0)],
+            [x, bytes32(uint256(y) ^ 1)],
+            [bytes32(type(uint256).max), y],
+            [x, bytes32(type(uint256).max)]
+        ];
+        for (uint256 i = 0; i < bad.length; ++i) {
+            vm.expectRevert(IDataMarket.InvalidBuyerKey.selector);
+            vm.prank(BUYER);
+            market.purchase{value: PRICE}(id, bad[i][0], bad[i][1], PRICE);
+        }
+    }
+
+    /// A price cut while a purchase is in flight: the purchase goes through at the new price and the difference
+    /// is credited to the buyer.
+    function test_priceCutInFlightCreditsTheDifference() public {
+        uint256 id = _register(address(0), PRICE);
+        vm.prank(owner);
+        market.setPrice(id, PRICE / 4);
+        (bytes32 x, bytes32 y) = _buyerKey(BUYER_SECRET);
+        vm.prank(BUYER);
+        uint256 pid = market.purchase{value: PRICE}(id, x, y, PRICE);
+        assertEq(market.purchaseInfo(pid).amount, PRICE / 4, "paid the new price");
+        assertEq(market.escrowed(address(0)), PRICE / 4, "escrow holds the new price");
+        assertEq(market.withdrawable(BUYER, address(0)), PRICE - PRICE / 4, "difference credited");
+    }
+
+    function test_purchaseWithErc20SettledAfterChallenge() public {
         uint256 id = _register(address(usd), 100e6);
         usd.mint(BUYER, 1_000e6);
+        (bytes32 x, bytes32 y) = _buyerKey(BUYER_SECRET);
         vm.startPrank(BUYER);
         usd.approve(address(market), type(uint256).max);
-        uint256 pid = market.purchase(id, BUYER_PK, 100e6);
+        uint256 pid = market.purchase(id, x, y, 100e6);
         vm.stopPrank();
         assertEq(usd.balanceOf(address(market)), 100e6, "tokens escrowed");
-        assertEq(market.escrowed(address(usd)), 100e6, "escrow book");
-        vm.prank(owner);
-        market.deliverKey(pid, SEALED);
+        _deliverAs(owner, pid, DATA_KEY);
+        vm.warp(T0 + CHALLENGE + 1);
+        market.settle(pid);
         vm.prank(owner);
         market.withdraw(address(usd));
         assertEq(usd.balanceOf(owner), 100e6 - _fee(100e6), "owner paid in tokens");
@@ -346,12 +513,11 @@ contract PurchaseTest is MarketFixture {
         FeeOnTransferToken fot = new FeeOnTransferToken();
         uint256 id = _register(address(fot), 100e6);
         fot.mint(BUYER, 1_000e6);
+        (bytes32 x, bytes32 y) = _buyerKey(BUYER_SECRET);
         vm.startPrank(BUYER);
         fot.approve(address(market), type(uint256).max);
-        vm.expectRevert(
-            abi.encodeWithSelector(DataMarket.TokenTransferMismatch.selector, address(fot), 100e6, 99e6)
-        );
-        market.purchase(id, BUYER_PK, 100e6);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.TokenTransferMismatch.selector, address(fot), 100e6, 99e6));
+        market.purchase(id, x, y, 100e6);
         vm.stopPrank();
     }
 
@@ -363,7 +529,7 @@ contract PurchaseTest is MarketFixture {
         bad.approve(address(market), type(uint256).max);
         bad.arm(market, id);
         vm.prank(BUYER);
-        market.purchase(id, BUYER_PK, 100);
+        market.purchase(id, G_X, G_Y, 100);
         assertTrue(!bad.reentered(), "re-entry blocked");
         assertEq(bytes4(bad.lastError()), bytes4(keccak256("ReentrancyGuardReentrantCall()")), "guard error");
         assertEq(market.purchaseCount(), 1, "one purchase only");
@@ -372,100 +538,224 @@ contract PurchaseTest is MarketFixture {
 }
 
 contract DeliveryTest is MarketFixture {
-    function test_ownerDeliversAndIsPaid() public {
+    function test_deliveryHoldsEscrowUntilTheChallengePeriodEnds() public {
         uint256 id = _register(address(0), PRICE);
         uint256 pid = _buyNative(id);
-        uint128 fee = uint128(_fee(PRICE));
+        (bytes32 keyHash, IDataMarket.Delivery memory d,) = _deliver(pid, BUYER_SECRET, EPHEMERAL, DATA_KEY);
         vm.expectEmit(true, true, true, true, address(market));
-        emit DataMarket.KeyDelivered(pid, id, owner, owner, address(0), PRICE - fee, fee, SEALED);
+        emit IDataMarket.KeyDelivered(
+            pid, id, owner, owner, d.ephemeralX, d.ephemeralY, d.encryptedKey, uint40(T0 + CHALLENGE)
+        );
         vm.prank(owner);
-        market.deliverKey(pid, SEALED);
-        assertTrue(market.purchaseInfo(pid).status == DataMarket.Status.Delivered, "delivered");
+        market.deliverKey(pid, keyHash, d);
+        assertTrue(_status(pid) == IDataMarket.Status.Delivered, "delivered");
+        assertEq(market.escrowed(address(0)), PRICE, "still in escrow");
+        assertEq(market.withdrawable(owner, address(0)), 0, "nothing to the owner yet");
+
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ChallengePeriodOpen.selector, pid, uint40(T0 + CHALLENGE)));
+        market.settle(pid);
+        vm.warp(T0 + CHALLENGE + 1);
+        uint96 fee = uint96(_fee(PRICE));
+        vm.expectEmit(true, true, true, true, address(market));
+        emit IDataMarket.PurchaseSettled(pid, id, owner, address(0), PRICE - fee, fee);
+        vm.prank(stranger); // anyone may settle; the seller is paid
+        market.settle(pid);
         assertEq(market.escrowed(address(0)), 0, "escrow released");
         assertEq(market.withdrawable(owner, address(0)), PRICE - fee, "owner credit");
         assertEq(market.feesOwed(address(0)), fee, "fee owed");
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.WrongStatus.selector, pid, IDataMarket.Status.Settled));
+        market.settle(pid);
 
         uint256 before = owner.balance;
         vm.prank(owner);
         market.withdraw(address(0));
         assertEq(owner.balance - before, PRICE - fee, "owner withdrew");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NothingToWithdraw.selector, owner, address(0)));
-        vm.prank(owner);
-        market.withdraw(address(0));
         market.withdrawFees(address(0));
         assertEq(TREASURY.balance, fee, "treasury");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NothingToWithdraw.selector, TREASURY, address(0)));
-        market.withdrawFees(address(0));
     }
 
-    function test_agentDelivers_strangerCannot() public {
+    function test_agentOfTheSellerDelivers_othersCannot() public {
         uint256 id = _register(address(0), PRICE);
         uint256 pid = _buyNative(id);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotOwnerOrAgent.selector, pid, AGENT));
-        vm.prank(AGENT);
-        market.deliverKey(pid, SEALED);
+        (bytes32 keyHash, IDataMarket.Delivery memory d,) = _deliver(pid, BUYER_SECRET, EPHEMERAL, DATA_KEY);
+        address[3] memory refused = [AGENT, stranger, BUYER];
+        for (uint256 i = 0; i < refused.length; ++i) {
+            vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotSellerOrAgent.selector, pid, refused[i]));
+            vm.prank(refused[i]);
+            market.deliverKey(pid, keyHash, d);
+        }
         vm.prank(owner);
         market.setKeyAgent(AGENT, true);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotOwnerOrAgent.selector, pid, STRANGER));
-        vm.prank(STRANGER);
-        market.deliverKey(pid, SEALED);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotOwnerOrAgent.selector, pid, BUYER));
-        vm.prank(BUYER);
-        market.deliverKey(pid, SEALED);
         vm.prank(AGENT);
-        market.deliverKey(pid, SEALED);
-        assertEq(market.withdrawable(owner, address(0)), PRICE - _fee(PRICE), "owner, not agent, credited");
+        market.deliverKey(pid, keyHash, d);
+        vm.warp(T0 + CHALLENGE + 1);
+        market.settle(pid);
+        assertEq(market.withdrawable(owner, address(0)), PRICE - _fee(PRICE), "seller, not agent, credited");
         assertEq(market.withdrawable(AGENT, address(0)), 0, "agent gets nothing");
     }
 
-    function test_deliverRevertsOnceSettledOrLate() public {
+    /// The reorg attack: a delivery made for one buyer's key lands on a purchase id that, after a reorg, belongs
+    /// to another buyer. The delivery names the key it answers, so it cannot settle the other purchase.
+    function test_deliveryForAnotherBuyersKeyRefused() public {
         uint256 id = _register(address(0), PRICE);
         uint256 pid = _buyNative(id);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.InvalidParameter.selector, "sealedKey"));
+        (bytes32 aliceHash, IDataMarket.Delivery memory forAlice,) = _deliver(pid, 0xA11CE5EC, EPHEMERAL, DATA_KEY);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.WrongBuyerKey.selector, pid));
         vm.prank(owner);
-        market.deliverKey(pid, "");
+        market.deliverKey(pid, aliceHash, forAlice);
+        // Even claiming Bob's key hash, the binding records what was delivered: Bob's dispute then wins.
+        (bytes32 bobHash,,) = _deliver(pid, BUYER_SECRET, EPHEMERAL, DATA_KEY);
         vm.prank(owner);
-        market.deliverKey(pid, SEALED);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotPending.selector, pid, DataMarket.Status.Delivered));
-        vm.prank(owner);
-        market.deliverKey(pid, SEALED);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.UnknownPurchase.selector, 99));
-        vm.prank(owner);
-        market.deliverKey(99, SEALED);
-
-        uint256 late = _buyNative(id);
-        uint64 deadline = market.purchaseInfo(late).deadline;
-        vm.warp(deadline + 1);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.DeliveryWindowClosed.selector, late, deadline));
-        vm.prank(owner);
-        market.deliverKey(late, SEALED);
+        market.deliverKey(pid, bobHash, forAlice);
+        (,, IDataMarket.DisputeProof memory proof) = _deliver(pid, BUYER_SECRET, EPHEMERAL, DATA_KEY);
+        proof.delivery = forAlice;
+        vm.prank(BUYER);
+        assertTrue(market.dispute(pid, proof), "a key sealed for another buyer is refunded");
     }
 
-    function test_transferMovesFutureRevenue() public {
+    function test_malformedDeliveryRefused() public {
         uint256 id = _register(address(0), PRICE);
+        uint256 pid = _buyNative(id);
+        (bytes32 keyHash, IDataMarket.Delivery memory d,) = _deliver(pid, BUYER_SECRET, EPHEMERAL, DATA_KEY);
+        d.ephemeralY = bytes32(uint256(d.ephemeralY) ^ 1);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.InvalidDelivery.selector, "ephemeralKey"));
         vm.prank(owner);
-        market.setKeyAgent(AGENT, true);
-        uint256 first = _buyNative(id);
-        uint256 second = _buyNative(id);
+        market.deliverKey(pid, keyHash, d);
+        d.ephemeralX = 0;
+        d.ephemeralY = 0;
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.InvalidDelivery.selector, "ephemeralKey"));
         vm.prank(owner);
-        market.deliverKey(first, SEALED);
+        market.deliverKey(pid, keyHash, d);
+    }
+
+    function test_deliverRevertsOnceDeliveredOrLate() public {
+        uint256 id = _register(address(0), PRICE);
+        uint256 pid = _buyNative(id);
+        _deliverAs(owner, pid, DATA_KEY);
+        (bytes32 keyHash, IDataMarket.Delivery memory d,) = _deliver(pid, BUYER_SECRET, EPHEMERAL, DATA_KEY);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.WrongStatus.selector, pid, IDataMarket.Status.Delivered));
         vm.prank(owner);
-        market.transferFrom(owner, STRANGER, id);
-        // The old owner's agent no longer speaks for this dataset; the old owner neither.
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotOwnerOrAgent.selector, second, AGENT));
-        vm.prank(AGENT);
-        market.deliverKey(second, SEALED);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotOwnerOrAgent.selector, second, owner));
+        market.deliverKey(pid, keyHash, d);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.UnknownPurchase.selector, 99));
         vm.prank(owner);
-        market.deliverKey(second, SEALED);
-        vm.prank(STRANGER);
-        market.deliverKey(second, SEALED);
-        uint256 net = PRICE - _fee(PRICE);
-        assertEq(market.withdrawable(owner, address(0)), net, "old owner keeps earned revenue");
-        assertEq(market.withdrawable(STRANGER, address(0)), net, "new owner gets new revenue");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotDatasetOwner.selector, id, owner));
+        market.deliverKey(99, keyHash, d);
+
+        uint256 late = _buyNative(id);
+        (keyHash, d,) = _deliver(late, BUYER_SECRET, EPHEMERAL, DATA_KEY);
+        vm.warp(T0 + WINDOW + 1);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.DeliveryWindowClosed.selector, late, uint40(T0 + WINDOW)));
         vm.prank(owner);
-        market.setPrice(id, 0);
+        market.deliverKey(late, keyHash, d);
+    }
+
+    /// The attack: transfer the token (unsolicited) so that another account's agent would deliver. Purchases stay
+    /// with their seller, sales pause on transfer, and the old owner is still the one who delivers and is paid.
+    function test_escrowStaysWithTheSellerWhenTheTokenMoves() public {
+        uint256 id = _register(address(0), PRICE);
+        uint256 pid = _buyNative(id);
+        vm.prank(owner);
+        market.transferFrom(owner, stranger, id);
+        assertTrue(market.datasetInfo(id).paused, "a transfer pauses sales");
+        (bytes32 x, bytes32 y) = _buyerKey(BUYER_SECRET);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.SalesArePaused.selector, id));
+        vm.prank(BUYER);
+        market.purchase{value: PRICE}(id, x, y, PRICE);
+
+        (bytes32 keyHash, IDataMarket.Delivery memory d,) = _deliver(pid, BUYER_SECRET, EPHEMERAL, DATA_KEY);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotSellerOrAgent.selector, pid, stranger));
+        vm.prank(stranger);
+        market.deliverKey(pid, keyHash, d);
+        vm.prank(owner);
+        market.deliverKey(pid, keyHash, d);
+        vm.warp(T0 + CHALLENGE + 1);
+        market.settle(pid);
+        assertEq(market.withdrawable(owner, address(0)), PRICE - _fee(PRICE), "the seller at purchase is paid");
+        assertEq(market.withdrawable(stranger, address(0)), 0, "the new owner is not");
+
+        vm.prank(stranger);
+        market.setPaused(id, false);
+        vm.prank(BUYER);
+        uint256 next = market.purchase{value: PRICE}(id, x, y, PRICE);
+        assertEq(market.purchaseInfo(next).seller, stranger, "new sales belong to the new owner");
+    }
+}
+
+contract DisputeTest is MarketFixture {
+    function test_wrongKeyRefundsTheBuyerAndCountsAgainstTheSeller() public {
+        uint256 id = _register(address(0), PRICE);
+        uint256 pid = _buyNative(id);
+        IDataMarket.DisputeProof memory proof = _deliverAs(owner, pid, keccak256("garbage"));
+        vm.expectEmit(true, true, true, true, address(market));
+        emit IDataMarket.DisputeResolved(pid, id, owner, BUYER, true);
+        vm.prank(BUYER);
+        assertTrue(market.dispute(pid, proof), "buyer won");
+        assertTrue(_status(pid) == IDataMarket.Status.Refunded, "refunded");
+        assertEq(market.withdrawable(BUYER, address(0)), PRICE, "full refund");
+        assertEq(market.escrowed(address(0)), 0, "escrow empty");
+        assertEq(market.disputesLost(owner), 1, "counted against the seller");
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.WrongStatus.selector, pid, IDataMarket.Status.Refunded));
+        market.settle(pid);
+    }
+
+    function test_disputeAgainstAnHonestDeliveryPaysTheSellerAtOnce() public {
+        uint256 id = _register(address(0), PRICE);
+        uint256 pid = _buyNative(id);
+        IDataMarket.DisputeProof memory proof = _deliverAs(owner, pid, DATA_KEY);
+        vm.prank(BUYER);
+        assertTrue(!market.dispute(pid, proof), "buyer lost");
+        assertTrue(_status(pid) == IDataMarket.Status.Settled, "settled to the seller");
+        assertEq(market.withdrawable(owner, address(0)), PRICE - _fee(PRICE), "seller paid before the period ends");
+        assertEq(market.withdrawable(BUYER, address(0)), 0, "buyer gets nothing back");
+        assertEq(market.disputesLost(owner), 0, "no mark against an honest seller");
+    }
+
+    function test_malformedOrLateDisputesRefused() public {
+        uint256 id = _register(address(0), PRICE);
+        uint256 pid = _buyNative(id);
+        (,, IDataMarket.DisputeProof memory early) = _deliver(pid, BUYER_SECRET, EPHEMERAL, DATA_KEY);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.WrongStatus.selector, pid, IDataMarket.Status.Pending));
+        vm.prank(BUYER);
+        market.dispute(pid, early);
+
+        IDataMarket.DisputeProof memory proof = _deliverAs(owner, pid, keccak256("garbage"));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotBuyer.selector, pid, stranger));
+        vm.prank(stranger);
+        market.dispute(pid, proof);
+
+        IDataMarket.DisputeProof memory altered = _copy(proof);
+        altered.delivery.encryptedKey = bytes32(uint256(proof.delivery.encryptedKey) ^ 1);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.DeliveryMismatch.selector, pid));
+        vm.prank(BUYER);
+        market.dispute(pid, altered);
+        altered.delivery.encryptedKey = proof.delivery.encryptedKey;
+
+        altered.buyerSecret = bytes32(BUYER_SECRET + 1);
+        vm.expectRevert(abi.encodeWithSelector(KeyDelivery.InvalidProof.selector, "buyerSecret"));
+        vm.prank(BUYER);
+        market.dispute(pid, altered);
+        altered.buyerSecret = bytes32(uint256(0));
+        vm.expectRevert(abi.encodeWithSelector(KeyDelivery.InvalidProof.selector, "buyerSecret"));
+        vm.prank(BUYER);
+        market.dispute(pid, altered);
+        altered.buyerSecret = proof.buyerSecret;
+
+        Vm.Wallet memory other = vm.createWallet(12345);
+        altered.sharedX = bytes32(other.publicKeyX);
+        altered.sharedY = bytes32(other.publicKeyY);
+        vm.expectRevert(abi.encodeWithSelector(KeyDelivery.InvalidProof.selector, "sharedPoint"));
+        vm.prank(BUYER);
+        market.dispute(pid, altered);
+
+        vm.warp(T0 + CHALLENGE + 1);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.ChallengePeriodOver.selector, pid, uint40(T0 + CHALLENGE)));
+        vm.prank(BUYER);
+        market.dispute(pid, proof);
+        market.settle(pid);
+        assertEq(market.withdrawable(owner, address(0)), PRICE - _fee(PRICE), "an unchallenged wrong key is paid");
+    }
+
+    function _copy(IDataMarket.DisputeProof memory p) private pure returns (IDataMarket.DisputeProof memory) {
+        return abi.decode(abi.encode(p), (IDataMarket.DisputeProof));
     }
 }
 
@@ -473,16 +763,12 @@ contract RefundTest is MarketFixture {
     function test_refundAfterWindowOnly() public {
         uint256 id = _register(address(0), PRICE);
         uint256 pid = _buyNative(id);
-        uint64 deadline = market.purchaseInfo(pid).deadline;
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.DeliveryWindowOpen.selector, pid, deadline));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.DeliveryWindowOpen.selector, pid, uint40(T0 + WINDOW)));
         vm.prank(BUYER);
         market.refund(pid);
-        vm.warp(deadline + 1);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotBuyer.selector, pid, STRANGER));
-        vm.prank(STRANGER);
-        market.refund(pid);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotBuyer.selector, pid, owner));
-        vm.prank(owner);
+        vm.warp(T0 + WINDOW + 1);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NotBuyer.selector, pid, stranger));
+        vm.prank(stranger);
         market.refund(pid);
 
         uint256 before = BUYER.balance;
@@ -490,23 +776,20 @@ contract RefundTest is MarketFixture {
         market.refund(pid);
         assertEq(market.escrowed(address(0)), 0, "escrow released");
         vm.prank(BUYER);
-        market.withdraw(address(0));
-        assertEq(BUYER.balance - before, PRICE, "full refund, no fee");
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotPending.selector, pid, DataMarket.Status.Refunded));
+        market.withdrawTo(address(0), RELAYER);
+        assertEq(RELAYER.balance, PRICE, "full refund, no fee, sent where the buyer asked");
+        assertEq(BUYER.balance, before, "nothing to the caller itself");
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.WrongStatus.selector, pid, IDataMarket.Status.Refunded));
         vm.prank(BUYER);
         market.refund(pid);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotPending.selector, pid, DataMarket.Status.Refunded));
-        vm.prank(owner);
-        market.deliverKey(pid, SEALED);
     }
 
     function test_noRefundAfterDelivery() public {
         uint256 id = _register(address(0), PRICE);
         uint256 pid = _buyNative(id);
-        vm.prank(owner);
-        market.deliverKey(pid, SEALED);
-        vm.warp(block.timestamp + WINDOW + 1);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NotPending.selector, pid, DataMarket.Status.Delivered));
+        _deliverAs(owner, pid, DATA_KEY);
+        vm.warp(T0 + WINDOW + 1);
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.WrongStatus.selector, pid, IDataMarket.Status.Delivered));
         vm.prank(BUYER);
         market.refund(pid);
     }
@@ -517,7 +800,7 @@ contract RefundTest is MarketFixture {
         // An honest buyer's escrow sits beside the attacker's: the attacker must not reach it.
         _buyNative(id);
         uint256 pid = r.buy{value: PRICE}(id, PRICE);
-        vm.warp(block.timestamp + WINDOW + 1);
+        vm.warp(T0 + WINDOW + 1);
         r.refundAndWithdraw(pid);
         assertEq(address(r).balance, PRICE, "paid exactly once");
         assertEq(r.reentries(), 1, "receiver tried to re-enter");
@@ -530,24 +813,63 @@ contract RefundTest is MarketFixture {
         uint256 id = _register(address(0), PRICE);
         RefusingReceiver r = new RefusingReceiver(market);
         uint256 pid = r.buy{value: PRICE}(id, PRICE);
-        vm.warp(block.timestamp + WINDOW + 1);
+        vm.warp(T0 + WINDOW + 1);
         r.refund(pid);
-        vm.expectRevert(abi.encodeWithSelector(DataMarket.NativeTransferFailed.selector, address(r), PRICE));
+        vm.expectRevert(abi.encodeWithSelector(IDataMarket.NativeTransferFailed.selector, address(r), PRICE));
         r.withdraw();
         assertEq(market.withdrawable(address(r), address(0)), PRICE, "balance kept for a later try");
     }
 }
 
 contract FuzzTest is MarketFixture {
-    function testFuzz_feeSplitAddsUp(uint128 price, uint16 feeBps) public {
+    /// Any delivered key that does not match the commitment is refunded by the contract's own judgement.
+    function testFuzz_wrongKeyAlwaysRefunds(uint256 b, uint256 r, bytes32 wrongKey) public {
+        b = bound(b, 1, N - 1);
+        r = bound(r, 1, N - 1);
+        vm.assume(wrongKey != DATA_KEY);
+        uint256 id = _register(address(0), PRICE);
+        (bytes32 x, bytes32 y) = _buyerKey(b);
+        vm.prank(BUYER);
+        uint256 pid = market.purchase{value: PRICE}(id, x, y, PRICE);
+        (bytes32 keyHash, IDataMarket.Delivery memory d, IDataMarket.DisputeProof memory proof) =
+            _deliver(pid, b, r, wrongKey);
+        vm.assume(uint256(d.ephemeralX) < N);
+        vm.prank(owner);
+        market.deliverKey(pid, keyHash, d);
+        vm.prank(BUYER);
+        assertTrue(market.dispute(pid, proof), "a wrong key is refunded");
+        assertEq(market.withdrawable(BUYER, address(0)), PRICE, "in full");
+    }
+
+    /// An honest delivery never loses a dispute, whatever the keys.
+    function testFuzz_honestDeliveryNeverRefunds(uint256 b, uint256 r) public {
+        b = bound(b, 1, N - 1);
+        r = bound(r, 1, N - 1);
+        uint256 id = _register(address(0), PRICE);
+        (bytes32 x, bytes32 y) = _buyerKey(b);
+        vm.prank(BUYER);
+        uint256 pid = market.purchase{value: PRICE}(id, x, y, PRICE);
+        (bytes32 keyHash, IDataMarket.Delivery memory d, IDataMarket.DisputeProof memory proof) =
+            _deliver(pid, b, r, DATA_KEY);
+        vm.assume(uint256(d.ephemeralX) < N);
+        vm.prank(owner);
+        market.deliverKey(pid, keyHash, d);
+        vm.prank(BUYER);
+        assertTrue(!market.dispute(pid, proof), "an honest delivery stands");
+        assertEq(market.withdrawable(owner, address(0)), PRICE - _fee(PRICE), "seller paid");
+    }
+
+    function testFuzz_feeSplitAddsUp(uint96 price, uint16 feeBps) public {
         feeBps = uint16(bound(feeBps, 0, 1000));
         market = new DataMarket(TREASURY, feeBps);
         uint256 id = _register(address(0), price);
         vm.deal(BUYER, price);
+        (bytes32 x, bytes32 y) = _buyerKey(BUYER_SECRET);
         vm.prank(BUYER);
-        uint256 pid = market.purchase{value: price}(id, BUYER_PK, price);
-        vm.prank(owner);
-        market.deliverKey(pid, SEALED);
+        uint256 pid = market.purchase{value: price}(id, x, y, price);
+        _deliverAs(owner, pid, DATA_KEY);
+        vm.warp(T0 + CHALLENGE + 1);
+        market.settle(pid);
         uint256 ownerAmount = market.withdrawable(owner, address(0));
         uint256 fee = market.feesOwed(address(0));
         assertEq(ownerAmount + fee, price, "owner + fee = price");
@@ -556,15 +878,17 @@ contract FuzzTest is MarketFixture {
         assertEq(market.escrowed(address(0)), 0, "nothing stuck in escrow");
     }
 
-    function testFuzz_deliveryAndRefundWindows(uint64 window, uint64 elapsed) public {
-        window = uint64(bound(window, 10 minutes, 90 days));
+    function testFuzz_deliveryAndRefundWindows(uint32 window, uint64 elapsed) public {
+        window = uint32(bound(window, 10 minutes, 90 days));
         elapsed = uint64(bound(elapsed, 0, 200 days));
-        DataMarket.Registration memory r = _registration(address(0), PRICE);
+        IDataMarket.Registration memory r = _registration(address(0), PRICE);
         r.deliveryWindow = window;
+        bytes memory sig = _authorSign(r, OWNER_KEY);
         vm.prank(owner);
-        uint256 id = market.register(r);
+        uint256 id = market.register(r, sig);
         uint256 pid = _buyNative(id);
-        vm.warp(block.timestamp + elapsed);
+        (bytes32 keyHash, IDataMarket.Delivery memory d,) = _deliver(pid, BUYER_SECRET, EPHEMERAL, DATA_KEY);
+        vm.warp(T0 + elapsed);
 
         bool open = elapsed <= window;
         vm.prank(BUYER);
@@ -574,23 +898,45 @@ contract FuzzTest is MarketFixture {
             assertTrue(open, "refund refused only while the window is open");
         }
         vm.prank(owner);
-        try market.deliverKey(pid, SEALED) {
+        try market.deliverKey(pid, keyHash, d) {
             assertTrue(open, "delivery only within the window");
         } catch {
             assertTrue(!open, "delivery refused only after the window (or once refunded)");
         }
     }
 
-    function testFuzz_erc20Amounts(uint128 price, uint128 extraBalance) public {
+    function testFuzz_challengePeriod(uint32 period, uint64 elapsed) public {
+        period = uint32(bound(period, 10 minutes, 30 days));
+        elapsed = uint64(bound(elapsed, 0, 60 days));
+        IDataMarket.Registration memory r = _registration(address(0), PRICE);
+        r.challengePeriod = period;
+        bytes memory sig = _authorSign(r, OWNER_KEY);
+        vm.prank(owner);
+        uint256 id = market.register(r, sig);
+        uint256 pid = _buyNative(id);
+        IDataMarket.DisputeProof memory proof = _deliverAs(owner, pid, keccak256("wrong"));
+        vm.warp(T0 + elapsed);
+        bool open = elapsed <= period;
+        vm.prank(BUYER);
+        try market.dispute(pid, proof) returns (bool won) {
+            assertTrue(open && won, "disputes only within the period, and this one wins");
+        } catch {
+            assertTrue(!open, "dispute refused only after the period");
+            market.settle(pid);
+        }
+    }
+
+    function testFuzz_erc20Amounts(uint96 price, uint128 extraBalance) public {
         uint256 id = _register(address(usd), price);
         uint256 balance = uint256(price) + extraBalance;
         usd.mint(BUYER, balance);
+        (bytes32 x, bytes32 y) = _buyerKey(BUYER_SECRET);
         vm.startPrank(BUYER);
         usd.approve(address(market), price);
-        uint256 pid = market.purchase(id, BUYER_PK, price);
+        uint256 pid = market.purchase(id, x, y, price);
         vm.stopPrank();
         assertEq(usd.balanceOf(BUYER), extraBalance, "buyer paid exactly the price");
-        vm.warp(block.timestamp + WINDOW + 1);
+        vm.warp(T0 + WINDOW + 1);
         vm.startPrank(BUYER);
         market.refund(pid);
         if (price != 0) market.withdraw(address(usd));
@@ -599,16 +945,20 @@ contract FuzzTest is MarketFixture {
         assertEq(usd.balanceOf(address(market)), 0, "market empty");
     }
 
-    function testFuzz_priceChangeGuard(uint128 price, uint128 newPrice) public {
+    function testFuzz_priceChangeGuard(uint96 price, uint96 newPrice) public {
         uint256 id = _register(address(0), price);
         vm.prank(owner);
         market.setPrice(id, newPrice);
-        vm.deal(BUYER, newPrice);
+        vm.deal(BUYER, price);
+        (bytes32 x, bytes32 y) = _buyerKey(BUYER_SECRET);
         vm.prank(BUYER);
         if (newPrice > price) {
-            vm.expectRevert(abi.encodeWithSelector(DataMarket.PriceAboveMax.selector, id, newPrice, price));
+            vm.expectRevert(abi.encodeWithSelector(IDataMarket.PriceAboveMax.selector, id, newPrice, price));
         }
-        market.purchase{value: newPrice}(id, BUYER_PK, price);
+        market.purchase{value: price}(id, x, y, price);
+        if (newPrice <= price) {
+            assertEq(market.withdrawable(BUYER, address(0)), price - newPrice, "difference credited");
+        }
     }
 }
 

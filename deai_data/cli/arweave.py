@@ -86,8 +86,8 @@ def cmd_find(args: argparse.Namespace) -> int:
         if not sep:
             raise DeaiError(f"--tag {item!r} is not NAME=VALUE")
         tags.setdefault(name, []).append(value)
-    if args.dataset:
-        tags["Dataset-Id"] = [args.dataset]
+    if args.seal_id:
+        tags["Seal-Id"] = [args.seal_id]
     found = list(ArweaveStore(_gateways(args)).find(tags))
     rows = [{"locator": o.locator, "size": o.size, "block_height": o.block_height, "tags": o.tags} for o in found]
     _emit(args, {"objects": rows}, [f"{o.locator}  {o.size:>12}  {o.tags.get('Object-Type', '')} "
@@ -130,7 +130,7 @@ def add_arweave_commands(command: Callable[[str, str], argparse.ArgumentParser])
     status.add_argument("locator", help="ar://ID")
     text = "deai-data objects on Arweave by tag (GraphQL)"
     find = sub.add_parser("find", help=text, description=text)
-    find.add_argument("--dataset", help="dataset id (hex)")
+    find.add_argument("--seal-id", help="the manifest's seal id (hex): that version's shards and manifest")
     find.add_argument("--tag", action="append", metavar="NAME=VALUE", help="tag filter (repeatable)")
     for action, func in ((status, cmd_status), (find, cmd_find)):
         action.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")

@@ -71,14 +71,18 @@ def cmd_publish(args: argparse.Namespace) -> int:
         bar.update(f"publishing: {p.shards} shards ({p.reused_shards} reused), {p.records} records, "
                    f"{human_bytes(p.plaintext_bytes)}, {rate:.0f} MB/s")
 
-    metadata = dict(kv.split("=", 1) for kv in args.meta or ())
+    metadata = dict(args.meta or ())
+    author = None
+    if args.sign:
+        from ..chain import load_account
+        author = load_account()
     with bar:
         result = publish(source, store=args.store, name=args.name or Path(args.source).stem,
                          description=args.description, license=args.license, metadata=metadata,
                          shard_size=args.shard_size, segment_size=args.segment_size,
                          compression=None if args.compression == "none" else args.compression,
-                         previous=args.previous, resume=not args.no_resume, workers=args.workers,
-                         progress=progress)
+                         previous_manifest=args.previous_manifest, author=author, owner=args.owner,
+                         resume=not args.no_resume, workers=args.workers, progress=progress)
     if args.quiet and not args.json:
         print(result.manifest_uri)  # for scripts: MANIFEST=$(deai-data publish ... -q)
         return 0
@@ -101,6 +105,24 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def key_value(text: str) -> tuple[str, str]:
+    """argparse type for KEY=VALUE (a usage error, not a traceback, when the `=` is missing)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
+def _authorship_line(manifest: Any) -> str:
+    if manifest.authorship is None:
+        return f"- (unsigned, manifest version {manifest.version})"
+    checked = manifest.signed_author()
+    how = "signature checked" if checked else "contract-wallet signature: checked by the market at registration"
+    owner = "" if manifest.authorship.owner == manifest.authorship.author else \
+        f", listing to be owned by {manifest.authorship.owner}"
+    return f"{manifest.authorship.author} ({how}{owner})"
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     manifest, uri = fetch_manifest(args.manifest, manifest_hash=args.manifest_hash)
     doc = manifest.to_dict()
@@ -112,13 +134,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         f"description    {manifest.description}",
         f"license        {manifest.license}",
         f"manifest hash  {manifest.hash}",
-        f"dataset id     {manifest.dataset_id}",
+        f"seal id        {manifest.seal_id}",
+        f"author         {_authorship_line(manifest)}",
         f"content root   {manifest.content_root}",
         f"key commitment {manifest.key_commitment}",
         f"records        {manifest.records}",
         f"shards         {len(manifest.shards)} ({human_bytes(manifest.plaintext_size)} plaintext, "
         f"{human_bytes(manifest.sealed_size)} sealed, compression {manifest.compression or 'none'})",
-        f"previous       {manifest.previous or '-'}",
+        f"previous       {manifest.previous_manifest or '-'}",
         "schema         " + ", ".join(f"{f['name']}: {f['type']}" for f in doc["schema"]),
     ]
     _emit(args, doc, lines)
@@ -262,13 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="dataset name (default: the source's name)")
     p.add_argument("--description", default="")
     p.add_argument("--license", default="", help="license identifier or URI")
-    p.add_argument("--meta", action="append", metavar="KEY=VALUE", help="extra metadata (repeatable)")
+    p.add_argument("--meta", action="append", metavar="KEY=VALUE", type=key_value, help="extra metadata (repeatable)")
     p.add_argument("--format", choices=("auto", "folder", "parquet"), default="auto")
     p.add_argument("--shard-size", type=parse_size, default=DEFAULT_SHARD_SIZE, help="target shard size (64MiB)")
     p.add_argument("--segment-size", type=parse_size, default=DEFAULT_SEGMENT_SIZE, help="AEAD segment (1MiB)")
     p.add_argument("--compression", choices=("none", "zstd", "lz4"), default="none")
-    p.add_argument("--previous", help="manifest hash of the version this one replaces")
-    p.add_argument("--workers", type=int, help="sealing threads (default: min(4, CPUs))")
+    p.add_argument("--previous-manifest", metavar="HASH", help="manifest hash of the version this one follows")
+    p.add_argument("--sign", action="store_true",
+                   help="sign the manifest as its author with the market account (needed to sell it)")
+    p.add_argument("--owner", metavar="ADDRESS", help="with --sign: the account to own the listing (default: "
+                   "the author)")
+    p.add_argument("--workers", type=int, help="sealing threads (default: min(8, CPUs))")
     p.add_argument("--no-resume", action="store_true", help="ignore the journal of an interrupted publish")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the manifest URI (for scripts)")
     p.set_defaults(func=cmd_publish)

@@ -1,7 +1,7 @@
 """Data keys and what is derived from them: the key commitment, per-shard salts and per-shard keys.
 
-One random 256-bit data key per dataset version; every shard is sealed under its own HKDF-SHA256 key,
-so no (key, nonce) pair can repeat across shards, datasets or re-seals of changed content.
+One random 256-bit data key and seal id per sealing; each shard gets its own HKDF-SHA256 key, so no
+(key, nonce) pair can repeat across shards, datasets or re-seals of changed content.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 DATA_KEY_SIZE = 32
-DATASET_ID_SIZE = 32
+SEAL_ID_SIZE = 32
 
 _COMMITMENT_LABEL = b"deai-data/v1/key-commitment"
 _SALT_LABEL = b"deai-data/v1/shard-salt"
@@ -28,9 +28,10 @@ def new_data_key() -> bytes:
     return secrets.token_bytes(DATA_KEY_SIZE)
 
 
-def new_dataset_id() -> bytes:
-    """A fresh random 256-bit dataset version id (bound into every shard's AEAD)."""
-    return secrets.token_bytes(DATASET_ID_SIZE)
+def new_seal_id() -> bytes:
+    """A fresh random 256-bit seal id: names one sealing of a dataset version, bound into every shard's AEAD
+    and the key commitment (the market's token id is the "dataset id"; this is not it)."""
+    return secrets.token_bytes(SEAL_ID_SIZE)
 
 
 def check_key(key: bytes) -> bytes:
@@ -41,28 +42,28 @@ def check_key(key: bytes) -> bytes:
     return key
 
 
-def key_commitment(data_key: bytes, dataset_id: bytes) -> bytes:
-    """HMAC-SHA256(data_key, label || dataset_id): lets anyone check a key without learning it."""
-    return hmac.new(data_key, _COMMITMENT_LABEL + dataset_id, hashlib.sha256).digest()
+def key_commitment(data_key: bytes, seal_id: bytes) -> bytes:
+    """HMAC-SHA256(data_key, label || seal_id): lets anyone check a key without learning it."""
+    return hmac.new(data_key, _COMMITMENT_LABEL + seal_id, hashlib.sha256).digest()
 
 
-def fingerprint_key(data_key: bytes, dataset_id: bytes) -> bytes:
+def fingerprint_key(data_key: bytes, seal_id: bytes) -> bytes:
     """Key of the secret content fingerprint (an AES-GCM tag over a shard's plaintext)."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=dataset_id, info=_FINGERPRINT_LABEL).derive(data_key)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=seal_id, info=_FINGERPRINT_LABEL).derive(data_key)
 
 
-def shard_salt(data_key: bytes, dataset_id: bytes, shard_index: int, fingerprint: bytes) -> bytes:
+def shard_salt(data_key: bytes, seal_id: bytes, shard_index: int, fingerprint: bytes) -> bytes:
     """Synthetic per-shard salt (SIV style): HMAC of the shard's secret content fingerprint.
 
     The same plaintext re-sealed gives the same ciphertext (a resumed publish reproduces finished
     shards exactly); different plaintext at the same index gets a different salt, hence a different
     shard key, so no (key, nonce) pair is ever used for two plaintexts.
     """
-    msg = _SALT_LABEL + dataset_id + struct.pack(">Q", shard_index) + fingerprint
+    msg = _SALT_LABEL + seal_id + struct.pack(">Q", shard_index) + fingerprint
     return hmac.new(data_key, msg, hashlib.sha256).digest()
 
 
-def shard_key(data_key: bytes, dataset_id: bytes, shard_index: int, salt: bytes) -> bytes:
-    """HKDF-SHA256(data_key, salt, info = label || dataset_id || shard_index) -> 32-byte AES key."""
-    info = _SHARD_KEY_LABEL + dataset_id + struct.pack(">Q", shard_index)
+def shard_key(data_key: bytes, seal_id: bytes, shard_index: int, salt: bytes) -> bytes:
+    """HKDF-SHA256(data_key, salt, info = label || seal_id || shard_index) -> 32-byte AES key."""
+    info = _SHARD_KEY_LABEL + seal_id + struct.pack(">Q", shard_index)
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(data_key)

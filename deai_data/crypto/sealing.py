@@ -93,12 +93,12 @@ class ShardHeader:
 class ShardCipher:
     """Seals or opens the segments of one shard; holds the derived per-shard AES key."""
 
-    def __init__(self, data_key: bytes, dataset_id: bytes, header: ShardHeader, *, dataset: str | None = None):
+    def __init__(self, data_key: bytes, seal_id: bytes, header: ShardHeader, *, dataset: str | None = None):
         self.header = header
         self.count = segment_count(header.plaintext_size, header.segment_size)
-        self._aead = AESGCM(shard_key(data_key, dataset_id, header.shard_index, header.salt))
+        self._aead = AESGCM(shard_key(data_key, seal_id, header.shard_index, header.salt))
         self._header = header.encode()
-        self._ad = dataset_id + self._header
+        self._ad = seal_id + self._header
         self._dataset = dataset
 
     def sealed_size(self) -> int:
@@ -161,11 +161,11 @@ class ShardSealer:
     runs at AES speed, several times faster than SHA-256). See docs/formats.md.
     """
 
-    def __init__(self, data_key: bytes, dataset_id: bytes, segment_size: int = DEFAULT_SEGMENT_SIZE) -> None:
+    def __init__(self, data_key: bytes, seal_id: bytes, segment_size: int = DEFAULT_SEGMENT_SIZE) -> None:
         self.data_key = data_key
-        self.dataset_id = dataset_id
+        self.seal_id = seal_id
         self.segment_size = check_segment_size(segment_size)
-        self._fingerprint = AESGCM(fingerprint_key(data_key, dataset_id))
+        self._fingerprint = AESGCM(fingerprint_key(data_key, seal_id))
 
     def fingerprint(self, shard_index: int, plaintext: memoryview, scratch: memoryview) -> bytes:
         """16-byte secret fingerprint of `plaintext`; `scratch` must hold len(plaintext) + 16 bytes."""
@@ -178,14 +178,14 @@ class ShardSealer:
 
     def salt(self, shard_index: int, plaintext: memoryview, scratch: memoryview) -> bytes:
         """The synthetic salt of this shard's content (also its key in the publish journal)."""
-        return shard_salt(self.data_key, self.dataset_id, shard_index,
+        return shard_salt(self.data_key, self.seal_id, shard_index,
                           self.fingerprint(shard_index, plaintext, scratch))
 
     def seal_into(self, shard_index: int, plaintext: memoryview, salt: bytes, out: memoryview) -> memoryview:
         """Seal `plaintext` into the front of `out`; returns the sealed bytes (a view of `out`)."""
         header = ShardHeader(self.segment_size, len(plaintext), shard_index, salt)
         sealed = out[:self.sealed_size(len(plaintext))]
-        ShardCipher(self.data_key, self.dataset_id, header).seal_into(plaintext, sealed)
+        ShardCipher(self.data_key, self.seal_id, header).seal_into(plaintext, sealed)
         return sealed
 
 
@@ -193,13 +193,13 @@ def seal_shard(
     plaintext: bytes | bytearray | memoryview,
     *,
     data_key: bytes,
-    dataset_id: bytes,
+    seal_id: bytes,
     shard_index: int,
     segment_size: int = DEFAULT_SEGMENT_SIZE,
 ) -> bytearray:
     """Seal one shard into a new buffer (convenience; the publisher reuses buffers instead)."""
     view = memoryview(plaintext).cast("B")
-    sealer = ShardSealer(data_key, dataset_id, segment_size)
+    sealer = ShardSealer(data_key, seal_id, segment_size)
     out = bytearray(sealer.sealed_size(len(view)))
     salt = sealer.salt(shard_index, view, memoryview(out))  # the sealed buffer doubles as scratch
     sealer.seal_into(shard_index, view, salt, memoryview(out))
@@ -210,7 +210,7 @@ def open_shard(
     sealed: bytes | bytearray | memoryview,
     *,
     data_key: bytes,
-    dataset_id: bytes,
+    seal_id: bytes,
     shard_index: int,
     dataset: str | None = None,
     plaintext_size: int | None = None,
@@ -225,7 +225,7 @@ def open_shard(
     if plaintext_size is not None and header.plaintext_size != plaintext_size:
         raise IntegrityError(f"header says {header.plaintext_size} plaintext bytes, manifest {plaintext_size}",
                              dataset=dataset, shard=shard_index)
-    cipher = ShardCipher(data_key, dataset_id, header, dataset=dataset)
+    cipher = ShardCipher(data_key, seal_id, header, dataset=dataset)
     target = out if out is not None else bytearray(header.plaintext_size)
     if len(target) != header.plaintext_size:
         raise ValueError(f"output buffer holds {len(target)} bytes, the plaintext is {header.plaintext_size}")

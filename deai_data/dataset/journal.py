@@ -16,13 +16,13 @@ from typing import Any
 
 from ..formats.manifest import ShardEntry
 
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2  # 2: seal_id in the header, BLAKE3 per shard (version-1 journals are redone)
 
 
 @dataclass(frozen=True)
 class JournalHeader:
     publish_id: str
-    dataset_id: str
+    seal_id: str
     key_commitment: str
 
 
@@ -41,15 +41,15 @@ class Journal:
         for line in self.path.read_bytes().splitlines():
             try:
                 doc = json.loads(line)
-            except ValueError:
-                continue  # a torn write from a crash: the shard is simply redone
-            if doc.get("type") == "header" and doc.get("version") == JOURNAL_VERSION:
-                self.header = JournalHeader(doc["publish_id"], doc["dataset_id"], doc["key_commitment"])
-                self.shards.clear()
-            elif doc.get("type") == "shard" and self.header is not None:
-                entry = ShardEntry(doc["index"], doc["records"], doc["plaintext_size"], doc["sealed_size"],
-                                   doc["sha256"], tuple(doc["locators"]))
-                self.shards[(entry.index, doc["salt"])] = entry
+                if doc.get("type") == "header" and doc.get("version") == JOURNAL_VERSION:
+                    self.header = JournalHeader(doc["publish_id"], doc["seal_id"], doc["key_commitment"])
+                    self.shards.clear()
+                elif doc.get("type") == "shard" and self.header is not None:
+                    entry = ShardEntry(doc["index"], doc["records"], doc["plaintext_size"], doc["sealed_size"],
+                                       doc["sha256"], tuple(doc["locators"]), doc["blake3"])
+                    self.shards[(entry.index, doc["salt"])] = entry
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a torn write from a crash (or another version's line): the shard is simply redone
 
     def _append(self, doc: dict[str, Any]) -> None:
         line = json.dumps(doc, sort_keys=True).encode() + b"\n"
@@ -67,7 +67,7 @@ class Journal:
         self.header = header
         self.shards.clear()
         self._append({"type": "header", "version": JOURNAL_VERSION, "publish_id": header.publish_id,
-                      "dataset_id": header.dataset_id, "key_commitment": header.key_commitment})
+                      "seal_id": header.seal_id, "key_commitment": header.key_commitment})
 
     def finished(self, index: int, salt: str) -> ShardEntry | None:
         return self.shards.get((index, salt))

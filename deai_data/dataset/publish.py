@@ -16,10 +16,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pyarrow as pa
 
 from ..buffers import BufferPool, ReusableBuffers
-from ..crypto.keys import check_key, key_commitment, new_data_key, new_dataset_id
+from ..crypto.authorship import sign_authorship
+from ..crypto.keys import check_key, key_commitment, new_data_key, new_seal_id
 from ..crypto.keystore import DATA_KEY, PENDING_DATA_KEY, Keystore
 from ..crypto.sealing import DEFAULT_SEGMENT_SIZE, ShardSealer, check_segment_size
 from ..errors import ManifestError, PublishError, StorageError
@@ -79,7 +81,9 @@ def publish(
     shard_size: int = DEFAULT_SHARD_SIZE,
     segment_size: int = DEFAULT_SEGMENT_SIZE,
     compression: str | None = None,
-    previous: str | None = None,
+    previous_manifest: str | None = None,
+    author: Any | None = None,
+    owner: str | None = None,
     key: bytes | None = None,
     keystore: Keystore | bool | None = None,
     resume: bool = True,
@@ -91,7 +95,9 @@ def publish(
 
     `store` is one store or several (mirrors: every shard goes to each). The data key is stored in
     the keystore under the manifest hash unless `keystore=False`. With `resume=True` an interrupted
-    publish with the same parameters continues from its journal.
+    publish with the same parameters continues from its journal. `author` (an eth-account account) signs the
+    manifest (version 2 authorship) for the listing to be owned by `owner` (default: the author); a market
+    registers only signed manifests.
     """
     started = time.perf_counter()
     if compression not in COMPRESSIONS:
@@ -107,8 +113,11 @@ def publish(
             raise PublishError(f"{label} must be a string")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in (metadata or {}).items()):
         raise PublishError("metadata keys and values must be strings")
-    if previous is not None and not is_hex_digest(previous):
-        raise PublishError("previous must be the manifest hash (64 lowercase hex digits) of the earlier version")
+    if previous_manifest is not None and not is_hex_digest(previous_manifest):
+        raise PublishError("previous_manifest must be the manifest hash (64 lowercase hex digits) of the earlier "
+                           "version")
+    if owner is not None and author is None:
+        raise PublishError("owner= names who is to own the listing in the author's signature: pass author= too")
     if key is not None:
         try:
             key = check_key(key)
@@ -124,37 +133,40 @@ def publish(
     params = {
         "name": name, "description": description, "license": license, "metadata": dict(metadata or {}),
         "shard_size": shard_size, "segment_size": segment_size, "compression": compression,
-        "previous": previous, "stores": [_store_identity(s) for s in stores],
+        "previous": previous_manifest, "stores": [_store_identity(s) for s in stores],
         "source": [records.kind, records.fingerprint],
     }
     publish_id = canonical.sha256_hex(canonical.encode(params))[:32]
     journal = Journal(Path(journal_dir or default_journal_dir()) / f"{publish_id}.jsonl")
-    data_key, dataset_id = _start_or_resume(journal, publish_id, key, ks, resume)
+    data_key, seal_id = _start_or_resume(journal, publish_id, key, ks, resume)
 
-    pipeline = _ShardPipeline(stores, journal, data_key, dataset_id, records.schema, segment_size,
+    pipeline = _ShardPipeline(stores, journal, data_key, seal_id, records.schema, segment_size,
                               compression, workers, progress, started)
     entries = pipeline.run(cut_into_shards(records.batches, shard_size))
     _flush(stores)
 
     manifest = Manifest(
-        dataset_id=dataset_id.hex(), name=name, description=description, license=license,
+        seal_id=seal_id.hex(), name=name, description=description, license=license,
         metadata=dict(metadata or {}), schema=records.schema, records=sum(e.records for e in entries),
-        segment_size=segment_size, key_commitment=key_commitment(data_key, dataset_id).hex(),
+        segment_size=segment_size, key_commitment=key_commitment(data_key, seal_id).hex(),
         shards=tuple(entries), content_root=merkle_root([bytes.fromhex(e.sha256) for e in entries]).hex(),
-        compression=compression, previous=previous,
+        compression=compression, previous_manifest=previous_manifest,
     )
+    if author is not None:
+        manifest = replace(manifest, authorship=sign_authorship(
+            author, manifest.seal_id, manifest.content_root, manifest.key_commitment, len(manifest.shards), owner))
     body = manifest.to_bytes()
     try:
         Manifest.from_bytes(body)  # never store a manifest that a reader would refuse
     except ManifestError as exc:
         raise PublishError(f"invalid publish parameter: {exc.message}") from None
     manifest_hash = canonical.sha256_hex(body)
-    labels = {"Object-Type": "manifest", "Dataset-Id": dataset_id.hex(), "Manifest-Hash": manifest_hash,
+    labels = {"Object-Type": "manifest", "Seal-Id": seal_id.hex(), "Manifest-Hash": manifest_hash,
               "Dataset-Name": name}
     uris = tuple(s.put(body, sha256=manifest_hash, labels=labels) for s in stores)
     _flush(stores)
     if ks is not None:
-        ks.put(DATA_KEY, manifest_hash, data_key, {"name": name, "dataset_id": dataset_id.hex(),
+        ks.put(DATA_KEY, manifest_hash, data_key, {"name": name, "seal_id": seal_id.hex(),
                                                      "manifest_uri": uris[0], "created": int(time.time())})
         ks.delete(PENDING_DATA_KEY, publish_id)
     journal.close()
@@ -172,25 +184,25 @@ def _flush(stores: list[Store]) -> None:
 
 def _start_or_resume(journal: Journal, publish_id: str, key: bytes | None, ks: Keystore | None,
                      resume: bool) -> tuple[bytes, bytes]:
-    """The (data key, dataset id) to publish with: the journal's when resuming, else fresh ones."""
+    """The (data key, seal id) to publish with: the journal's when resuming, else fresh ones."""
     header = journal.header if resume else None
     if header is not None:
-        dataset_id = bytes.fromhex(header.dataset_id)
+        seal_id = bytes.fromhex(header.seal_id)
         candidate = key
         if candidate is None and ks is not None and ks.has(PENDING_DATA_KEY, publish_id):
             candidate = ks.get(PENDING_DATA_KEY, publish_id)
         if candidate is not None:
-            if key_commitment(candidate, dataset_id).hex() == header.key_commitment:
-                return candidate, dataset_id
+            if key_commitment(candidate, seal_id).hex() == header.key_commitment:
+                return candidate, seal_id
             if key is not None:
                 raise PublishError("the key given is not the key of the interrupted publish in the journal",
                                    hint=f"pass the same key, resume=False, or delete {journal.path}")
     data_key = key if key is not None else new_data_key()
-    dataset_id = new_dataset_id()
+    seal_id = new_seal_id()
     if ks is not None:
         ks.put(PENDING_DATA_KEY, publish_id, data_key, {"journal": str(journal.path)})
-    journal.start(JournalHeader(publish_id, dataset_id.hex(), key_commitment(data_key, dataset_id).hex()))
-    return data_key, dataset_id
+    journal.start(JournalHeader(publish_id, seal_id.hex(), key_commitment(data_key, seal_id).hex()))
+    return data_key, seal_id
 
 
 class _ShardPipeline:
@@ -199,14 +211,14 @@ class _ShardPipeline:
     thread reuses one plaintext buffer, and sealed shards wait for the stores in a pool of
     `workers + io_threads` buffers (sealing pauses while all are queued for writing)."""
 
-    def __init__(self, stores: list[Store], journal: Journal, data_key: bytes, dataset_id: bytes,
+    def __init__(self, stores: list[Store], journal: Journal, data_key: bytes, seal_id: bytes,
                  schema: pa.Schema, segment_size: int, compression: str | None, workers: int | None,
                  progress: Callable[[PublishProgress], None] | None, started: float) -> None:
         self.stores = stores
         self.journal = journal
         self.schema = schema
-        self.sealer = ShardSealer(data_key, dataset_id, segment_size)
-        self.dataset_id_hex = dataset_id.hex()
+        self.sealer = ShardSealer(data_key, seal_id, segment_size)
+        self.seal_id_hex = seal_id.hex()
         self.compression = compression
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.io_threads = 2
@@ -276,7 +288,8 @@ class _ShardPipeline:
                 return
             sealed = self.sealer.seal_into(index, plaintext, salt, out)
             sha = hashlib.sha256(sealed).hexdigest()
-            io.submit(self._store, ShardEntry(index, rows, len(plaintext), len(sealed), sha, ()), salt,
+            digest = blake3.blake3(sealed).hexdigest()
+            io.submit(self._store, ShardEntry(index, rows, len(plaintext), len(sealed), sha, (), digest), salt,
                       sealed, buf, done)
             buf = None  # now owned by the store stage
         except BaseException as exc:
@@ -289,7 +302,7 @@ class _ShardPipeline:
                done: Future[ShardEntry]) -> None:
         """I/O stage: put the sealed shard in every store, then journal it as finished."""
         try:
-            labels = {"Object-Type": "shard", "Dataset-Id": self.dataset_id_hex, "Shard-Index": str(entry.index)}
+            labels = {"Object-Type": "shard", "Seal-Id": self.seal_id_hex, "Shard-Index": str(entry.index)}
             entry = replace(entry, locators=tuple(s.put(sealed, sha256=entry.sha256, labels=labels)
                                                   for s in self.stores))
             self.journal.record(entry, salt.hex())

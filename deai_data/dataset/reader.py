@@ -120,7 +120,7 @@ class Dataset:
                 raw = check_key(bytes.fromhex(given) if isinstance(given, str) else given)
             except ValueError as exc:
                 raise DecryptionError(f"dataset {self.label}: {exc}") from None
-            if key_commitment(raw, bytes.fromhex(self.manifest.dataset_id)).hex() != self.manifest.key_commitment:
+            if key_commitment(raw, bytes.fromhex(self.manifest.seal_id)).hex() != self.manifest.key_commitment:
                 raise DecryptionError(f"dataset {self.label}: the key does not match the dataset's key commitment",
                                       hint="this is not the key of this dataset version; use the key you "
                                            "were given for this manifest hash")
@@ -214,7 +214,7 @@ class Dataset:
         try:
             key = self.key
             header = ShardHeader.decode(data[:HEADER_SIZE], dataset=self.label, shard=entry.index)
-            cipher = ShardCipher(key, bytes.fromhex(self.manifest.dataset_id),
+            cipher = ShardCipher(key, bytes.fromhex(self.manifest.seal_id),
                                  ShardHeader(self.manifest.segment_size, entry.plaintext_size, entry.index,
                                              header.salt), dataset=self.label)
         except (DeaiError, ValueError):
@@ -249,7 +249,7 @@ class Dataset:
         entry = self.manifest.shards[index]
         plaintext = pa.allocate_buffer(entry.plaintext_size)
         open_shard(self._fetch_sealed(index, verify == "full"), data_key=self.key,
-                   dataset_id=bytes.fromhex(self.manifest.dataset_id), shard_index=index,
+                   seal_id=bytes.fromhex(self.manifest.seal_id), shard_index=index,
                    dataset=self.label, plaintext_size=entry.plaintext_size, out=memoryview(plaintext).cast("B"))
         try:
             table = decode_shard(plaintext)

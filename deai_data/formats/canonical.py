@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
+import numpy as np
+
 _INT_LIMIT = 2**63
+_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[[ord("["), ord("{")]] = 1
+_STEP[[ord("]"), ord("}")]] = -1
 
 
 class CanonicalError(ValueError):
@@ -46,10 +54,32 @@ def encode(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def decode(data: bytes) -> Any:
-    """Decode canonical bytes; raise `CanonicalError` unless `data` is exactly `encode(value)`."""
+def nesting_depth(data: bytes) -> int:
+    """How deep arrays and objects nest in JSON text, found without parsing (strings are skipped)."""
+    brackets = _STRING.sub(b"", bytes(data)).translate(None, _NOT_BRACKETS)
+    return int(np.cumsum(_STEP[np.frombuffer(brackets, dtype=np.uint8)], dtype=np.int64).max(initial=0))
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > 20:  # |n| < 2**63 has at most 19 digits and a sign
+        raise CanonicalError(f"integer out of range: {text[:24]}...")
+    return int(text)
+
+
+def decode(data: bytes, *, max_bytes: int = 1 << 30, max_depth: int = 64) -> Any:
+    """Decode canonical bytes; raise `CanonicalError` unless `data` is exactly `encode(value)`.
+
+    Size and nesting depth are checked before parsing, integers before conversion: hostile input costs
+    bounded memory and time and raises only `CanonicalError`.
+    """
+    if len(data) > max_bytes:
+        raise CanonicalError(f"document is {len(data)} bytes, more than the limit of {max_bytes}")
+    depth = nesting_depth(data)
+    if depth > max_depth:
+        raise CanonicalError(f"document nests {depth} deep, more than the limit of {max_depth}")
     try:
-        value = json.loads(data.decode("utf-8"), parse_float=_reject_float, parse_constant=_reject_float)
+        value = json.loads(data.decode("utf-8"), parse_float=_reject_float, parse_constant=_reject_float,
+                           parse_int=_parse_int)
     except UnicodeDecodeError as exc:
         raise CanonicalError(f"not UTF-8: {exc}") from None
     except json.JSONDecodeError as exc:

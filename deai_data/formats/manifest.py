@@ -1,7 +1,8 @@
 """The manifest: a canonical JSON document describing one dataset version; its SHA-256 is its identity.
 
-`Manifest.from_bytes` checks canonical form, every field's type, and internal consistency (shard
-indices, sizes, record counts, the content root), naming the bad field in a `ManifestError`.
+`Manifest.from_bytes` checks limits, canonical form, every field's type and internal consistency (shard
+indices, sizes, record counts, the content root), naming the bad field in a `ManifestError`. Version 2
+adds the author's signature and a BLAKE3 digest per shard; version 1 stays readable (unsigned).
 """
 
 from __future__ import annotations
@@ -14,20 +15,24 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..crypto.authorship import MAX_SIGNATURE_SIZE, Authorship, is_address, recover_author
 from ..crypto.sealing import check_segment_size, sealed_size
-from ..errors import ManifestError
+from ..errors import LimitError, ManifestError
 from . import canonical
+from . import limits as limits_
 from .merkle import merkle_root
 
 FORMAT = "deai-data/manifest"
-VERSION = 1
+VERSION = 2
+VERSIONS = (1, 2)
 ENCRYPTION_SCHEME = "aes-256-gcm-hkdf-sha256-stream/v1"
 SHARD_TYPE = "arrow-ipc-file"
 
 
 @dataclass(frozen=True)
 class ShardEntry:
-    """One sealed shard: its place, sizes, the SHA-256 of its sealed bytes and where to fetch it."""
+    """One sealed shard: its place, sizes, the SHA-256 (and, from version 2, BLAKE3) of its sealed bytes, and
+    where to fetch it."""
 
     index: int
     records: int
@@ -35,9 +40,10 @@ class ShardEntry:
     sealed_size: int
     sha256: str
     locators: tuple[str, ...]
+    blake3: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, version: int = VERSION) -> dict[str, Any]:
+        doc: dict[str, Any] = {
             "index": self.index,
             "records": self.records,
             "plaintext_size": self.plaintext_size,
@@ -45,13 +51,21 @@ class ShardEntry:
             "sha256": self.sha256,
             "locators": list(self.locators),
         }
+        if version >= 2:
+            doc["blake3"] = self.blake3
+        return doc
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """A dataset version. Build with the constructor, serialise with `to_bytes`, hash with `hash`."""
+    """A dataset version. Build with the constructor, serialise with `to_bytes`, hash with `hash`.
 
-    dataset_id: str
+    `seal_id` is the random id bound into every shard's AEAD and the key commitment (version 1 called it
+    `dataset_id`); `previous_manifest` the manifest hash of the version this one follows; `authorship` the
+    author's signed claim (None: unsigned).
+    """
+
+    seal_id: str
     name: str
     schema: pa.Schema
     records: int
@@ -62,8 +76,10 @@ class Manifest:
     description: str = ""
     license: str = ""
     compression: str | None = None
-    previous: str | None = None
+    previous_manifest: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    authorship: Authorship | None = None
+    version: int = VERSION
 
     # ---- derived -------------------------------------------------------------------------------
     @property
@@ -74,11 +90,15 @@ class Manifest:
     def sealed_size(self) -> int:
         return sum(s.sealed_size for s in self.shards)
 
+    @property
+    def author(self) -> str | None:
+        """The author's address (lowercase), or None for an unsigned manifest."""
+        return self.authorship.author if self.authorship else None
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "format": FORMAT,
-            "version": VERSION,
-            "dataset_id": self.dataset_id,
+            "version": self.version,
             "name": self.name,
             "description": self.description,
             "license": self.license,
@@ -96,10 +116,15 @@ class Manifest:
                 "segment_size": self.segment_size,
                 "key_commitment": self.key_commitment,
             },
-            "shards": [s.to_dict() for s in self.shards],
+            "shards": [s.to_dict(self.version) for s in self.shards],
             "content_root": self.content_root,
-            "previous": self.previous,
         }
+        if self.version == 1:
+            doc.update(dataset_id=self.seal_id, previous=self.previous_manifest)
+        else:
+            doc.update(seal_id=self.seal_id, previous_manifest=self.previous_manifest,
+                       authorship=self.authorship.to_dict() if self.authorship else None)
+        return doc
 
     def to_bytes(self) -> bytes:
         """The canonical encoding: the bytes that are stored and hashed."""
@@ -115,21 +140,39 @@ class Manifest:
         shards = tuple(replace(s, locators=tuple(locators.get(s.index, s.locators))) for s in self.shards)
         return replace(self, shards=shards)
 
+    def signed_author(self) -> str | None:
+        """The author whose ECDSA signature the manifest carries, checked offline (lowercase address); None
+        when unsigned or signed by a contract wallet (ERC-1271: only the chain can check it)."""
+        if self.authorship is None:
+            return None
+        signer = recover_author(self.authorship, self.seal_id, self.content_root, self.key_commitment,
+                                len(self.shards))
+        if signer is not None and signer != self.authorship.author:
+            raise ManifestError(f"the signature is {signer}'s, not the named author's", field="authorship.signature",
+                                hint="the manifest claims an author who did not sign it")
+        return signer
+
     # ---- parsing -------------------------------------------------------------------------------
     @classmethod
-    def from_bytes(cls, data: bytes) -> Manifest:
+    def from_bytes(cls, data: bytes, *, limits: limits_.Limits | None = None) -> Manifest:
+        lim = limits or limits_.current()
+        if len(data) > lim.manifest_bytes:
+            raise LimitError(f"manifest is {len(data)} bytes, more than {lim.manifest_bytes}", limit="manifest_bytes")
         try:
-            doc = canonical.decode(data)
+            doc = canonical.decode(data, max_bytes=lim.manifest_bytes, max_depth=lim.json_depth)
         except canonical.CanonicalError as exc:
             raise ManifestError(str(exc)) from None
-        return cls.from_dict(doc)
+        return cls.from_dict(doc, limits=lim)
 
     @classmethod
-    def from_dict(cls, doc: Any) -> Manifest:
+    def from_dict(cls, doc: Any, *, limits: limits_.Limits | None = None) -> Manifest:
+        lim = limits or limits_.current()
         if not isinstance(doc, dict):
             raise ManifestError("top level is not an object")
         _expect(doc, "format", str, "", lambda v: v == FORMAT, f"must be {FORMAT!r}")
-        _expect(doc, "version", int, "", lambda v: v == VERSION, f"unsupported version (this reader knows {VERSION})")
+        version = _expect(doc, "version", int, "", lambda v: v in VERSIONS,
+                          f"unsupported version (this reader knows {', '.join(map(str, VERSIONS))})")
+        _check_strings(doc, lim)
         schema_doc = _expect(doc, "schema", dict)
         schema = _parse_schema(schema_doc)
         shard_format = _expect(doc, "shard_format", dict)
@@ -140,12 +183,21 @@ class Manifest:
         _expect(enc, "scheme", str, "encryption.", lambda v: v == ENCRYPTION_SCHEME, f"must be {ENCRYPTION_SCHEME!r}")
         segment_size = _expect(enc, "segment_size", int, "encryption.", _valid_segment_size, "out of range")
         metadata = _expect(doc, "metadata", dict)
+        if len(metadata) > lim.metadata_entries:
+            raise LimitError(f"{len(metadata)} metadata entries, more than {lim.metadata_entries}",
+                             limit="metadata_entries")
         for k, v in metadata.items():
             if not isinstance(v, str):
                 raise ManifestError("values must be strings", field=f"metadata.{k}")
-        shards = tuple(_parse_shard(i, s, segment_size) for i, s in enumerate(_expect(doc, "shards", list)))
+        shard_docs = _expect(doc, "shards", list)
+        if len(shard_docs) > lim.shards:
+            raise LimitError(f"{len(shard_docs)} shards, more than {lim.shards}", limit="shards")
+        shards = tuple(_parse_shard(i, s, segment_size, version, lim) for i, s in enumerate(shard_docs))
+        v1 = version == 1
+        digest_field = "previous" if v1 else "previous_manifest"
         manifest = cls(
-            dataset_id=_expect(doc, "dataset_id", str, "", is_hex_digest, "must be 64 lowercase hex digits"),
+            seal_id=_expect(doc, "dataset_id" if v1 else "seal_id", str, "", is_hex_digest,
+                            "must be 64 lowercase hex digits"),
             name=_expect(doc, "name", str),
             description=_expect(doc, "description", str),
             license=_expect(doc, "license", str),
@@ -156,20 +208,25 @@ class Manifest:
             shards=shards,
             content_root=_expect(doc, "content_root", str, "", is_hex_digest, "must be 64 hex digits"),
             compression=compression,
-            previous=_expect(doc, "previous", (str, type(None)), "", lambda v: v is None or is_hex_digest(v),
-                             "must be null or a manifest hash (64 hex digits)"),
+            previous_manifest=_expect(doc, digest_field, (str, type(None)), "", lambda v: v is None or is_hex_digest(v),
+                                      "must be null or a manifest hash (64 hex digits)"),
             metadata=metadata,
+            authorship=None if v1 else _parse_authorship(doc),
+            version=version,
         )
-        manifest._check_consistency(doc)
+        manifest._check_consistency(doc, lim)
         return manifest
 
-    def _check_consistency(self, doc: dict[str, Any]) -> None:
+    def _check_consistency(self, doc: dict[str, Any], lim: limits_.Limits) -> None:
         if sum(s.records for s in self.shards) != self.records:
             raise ManifestError("does not equal the sum of the shards' records", field="records")
         if doc.get("plaintext_size") != self.plaintext_size:
             raise ManifestError("does not equal the sum of the shards' sizes", field="plaintext_size")
         if doc.get("sealed_size") != self.sealed_size:
             raise ManifestError("does not equal the sum of the shards' sealed sizes", field="sealed_size")
+        if self.sealed_size > lim.dataset_bytes:
+            raise LimitError(f"the dataset is {self.sealed_size} bytes sealed, more than {lim.dataset_bytes}",
+                             limit="dataset_bytes")
         root = merkle_root([bytes.fromhex(s.sha256) for s in self.shards]).hex()
         if root != self.content_root:
             raise ManifestError("is not the Merkle root of the shard hashes", field="content_root")
@@ -199,6 +256,20 @@ def _valid_segment_size(v: int) -> bool:
     return True
 
 
+def _check_strings(doc: Any, lim: limits_.Limits, path: str = "") -> None:
+    """Every string (and key) of the document within `string_bytes` (UTF-8), before anything decodes one."""
+    if isinstance(doc, str):
+        if len(doc) > lim.string_bytes or len(doc.encode()) > lim.string_bytes:
+            raise LimitError(f"a string at {path or '$'} is longer than {lim.string_bytes} bytes", limit="string_bytes")
+    elif isinstance(doc, dict):
+        for key, value in doc.items():
+            _check_strings(key, lim, path)
+            _check_strings(value, lim, f"{path}.{key}" if path else key)
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            _check_strings(value, lim, f"{path}[{i}]")
+
+
 def _expect(doc: dict, key: str, types: Any, prefix: str = "", check: Any = None, why: str = "") -> Any:
     name = prefix + key
     if key not in doc:
@@ -220,7 +291,23 @@ def _parse_schema(schema_doc: dict) -> pa.Schema:
         raise ManifestError(f"is not a serialised Arrow schema: {exc}", field="schema.arrow") from None
 
 
-def _parse_shard(position: int, doc: Any, segment_size: int) -> ShardEntry:
+def _is_signature(v: str) -> bool:
+    return v.startswith("0x") and 2 < len(v) <= 2 + 2 * MAX_SIGNATURE_SIZE and len(v) % 2 == 0 and \
+        all(c in "0123456789abcdef" for c in v[2:])
+
+
+def _parse_authorship(doc: dict) -> Authorship | None:
+    block = _expect(doc, "authorship", (dict, type(None)))
+    if block is None:
+        return None
+    return Authorship(
+        author=_expect(block, "author", str, "authorship.", is_address, "must be a lowercase 0x address"),
+        owner=_expect(block, "owner", str, "authorship.", is_address, "must be a lowercase 0x address"),
+        signature=_expect(block, "signature", str, "authorship.", _is_signature, "must be 0x-prefixed lowercase hex"),
+    )
+
+
+def _parse_shard(position: int, doc: Any, segment_size: int, version: int, lim: limits_.Limits) -> ShardEntry:
     prefix = f"shards[{position}]."
     if not isinstance(doc, dict):
         raise ManifestError("is not an object", field=f"shards[{position}]")
@@ -228,8 +315,14 @@ def _parse_shard(position: int, doc: Any, segment_size: int) -> ShardEntry:
     plain = _expect(doc, "plaintext_size", int, prefix, _non_negative, "must be >= 0")
     sealed = _expect(doc, "sealed_size", int, prefix, lambda v: v == sealed_size(plain, segment_size),
                      "does not match plaintext_size and the segment size")
+    if sealed > lim.shard_bytes:
+        raise LimitError(f"shard {position} is {sealed} bytes sealed, more than {lim.shard_bytes}",
+                         limit="shard_bytes")
     locators = _expect(doc, "locators", list, prefix, lambda v: all(isinstance(x, str) and "://" in x for x in v),
                        "must be a list of URIs")
+    if len(locators) > lim.locators_per_shard:
+        raise LimitError(f"shard {position} has {len(locators)} locators, more than {lim.locators_per_shard}",
+                         limit="locators_per_shard")
     return ShardEntry(
         index=index,
         records=_expect(doc, "records", int, prefix, _non_negative, "must be >= 0"),
@@ -237,4 +330,6 @@ def _parse_shard(position: int, doc: Any, segment_size: int) -> ShardEntry:
         sealed_size=sealed,
         sha256=_expect(doc, "sha256", str, prefix, is_hex_digest, "must be 64 lowercase hex digits"),
         locators=tuple(locators),
+        blake3=_expect(doc, "blake3", str, prefix, is_hex_digest, "must be 64 lowercase hex digits")
+        if version >= 2 else None,
     )

@@ -1,14 +1,15 @@
-"""The DataMarket client: deploy, register a published dataset, buy, deliver and receive keys, refund, withdraw.
+"""The DataMarket client: deploy, register signed versions, buy, deliver, receive and dispute keys, settle,
+refund, withdraw.
 
 Every call is simulated before it is signed, so a contract refusal surfaces as a `MarketError` naming the
-contract's custom error, on the embedded chain and on any JSON-RPC node alike.
+contract's custom error. Before paying, and whenever a dataset is opened by id, the on-chain record is
+checked against the manifest (hash, content root, seal id, shard count, key commitment, author).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from eth_account.messages import encode_typed_data
@@ -17,7 +18,15 @@ from web3 import Web3
 from web3.logs import DISCARD
 
 from ..chain.transact import RevertDecoder, Transactor
-from ..crypto.key_delivery import delivery_info, new_purchase_key, open_sealed_key, seal_key
+from ..crypto.key_delivery import (
+    Delivery,
+    DeliveryContext,
+    buyer_key_hash,
+    dispute_proof,
+    new_purchase_key,
+    open_delivery,
+    seal_key,
+)
 from ..crypto.keys import key_commitment
 from ..crypto.keystore import DATA_KEY, Keystore
 from ..dataset.publish import PublishResult
@@ -28,55 +37,69 @@ from .artifact import artifact
 
 PURCHASE_KEY = "purchase-key"
 NATIVE = "0x" + "00" * 20
-STATUSES = ("none", "pending", "delivered", "refunded")
+STATUSES = ("none", "pending", "delivered", "settled", "refunded")
 DEFAULT_DELIVERY_WINDOW = 24 * 3600
+DEFAULT_CHALLENGE_PERIOD = 3 * 24 * 3600
 
 HINTS = {
-    "ContentRootTaken": "this sealed data is already registered; publish (re-seal) a new version to sell it",
+    "AlreadyRegistered": "this author already registered this content here; use its dataset id",
+    "NotOwner": "send the registration from the account the author named as owner (or use register_for)",
+    "InvalidAuthorSignature": "the manifest's authorship signature is not the author's over this content and owner",
     "UnknownDataset": "check the dataset id and the market address",
     "UnknownPurchase": "check the purchase id and the market address",
     "NotDatasetOwner": "only the dataset token's current owner can do this",
-    "SalesArePaused": "the owner paused sales of this dataset",
+    "SalesArePaused": "the owner paused sales of this dataset (a transfer pauses them until the new owner resumes)",
     "PriceAboveMax": "the price changed; look at `deai-data market show` and buy again",
-    "WrongPayment": "pay exactly the listed price (native currency) or nothing (ERC-20 datasets)",
+    "WrongPayment": "send at least the listed price (native currency) or nothing (ERC-20 datasets)",
     "TokenTransferMismatch": "fee-on-transfer and rebasing tokens are not supported as payment tokens",
-    "NotPending": "this purchase was already delivered or refunded",
-    "NotOwnerOrAgent": "run the key agent with the owner's account or one the owner authorised (set-agent)",
-    "NotBuyer": "only the buyer's account can refund a purchase",
+    "InvalidBuyerKey": "the purchase key is not a secp256k1 point",
+    "WrongStatus": "the purchase is not in the state this needs (pending, delivered, settled or refunded)",
+    "NotSellerOrAgent": "deliver from the seller's account or a key agent the seller authorised (set-agent)",
+    "NotBuyer": "only the buyer's account can do this",
+    "WrongBuyerKey": "the delivery was made for another purchase key (a reorg or a replay): deliver again",
+    "InvalidDelivery": "the ephemeral key is not a valid point",
     "DeliveryWindowOpen": "the owner may still deliver; refund after the purchase's deadline",
     "DeliveryWindowClosed": "the deadline passed: the buyer can refund; the key can no longer be delivered",
+    "ChallengePeriodOpen": "the buyer may still dispute; settle after the challenge period",
+    "ChallengePeriodOver": "the challenge period is over: the delivery stands",
+    "DeliveryMismatch": "the proof does not describe what was delivered for this purchase",
+    "InvalidProof": "the dispute proof does not check out (wrong secret or shared point)",
     "NothingToWithdraw": "this account has no balance in that payment token",
     "NativeTransferFailed": "the account refuses native payments; its balance stays withdrawable",
     "SignatureExpired": "ask the owner for a registration signature with a later deadline",
-    "InvalidSignature": "the signature is not the owner's over exactly these terms and the owner's current nonce",
-    "DeliveryWindowOutOfRange": "choose a delivery window between 10 minutes and 90 days",
+    "InvalidSignature": "the signature is not the owner's over exactly these terms, nonce and deadline",
+    "NonceUsed": "that registration nonce was used or cancelled; sign with another",
+    "OutOfRange": "the named value is out of the allowed range",
+    "TooLong": "the named field is longer than the contract allows",
     "InvalidParameter": "the named field is empty or out of range",
     "FeeTooHigh": "the protocol fee is capped at 1000 basis points (10 %)",
 }
 
 
-@cache
 def _hex32(value: str | bytes) -> bytes:
     raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
     if len(raw) != 32:
-        raise ValueError(f"expected 32 bytes, got {len(raw)}")
+        raise MarketError(f"expected 32 bytes, got {len(raw)}")
     return raw
 
 
 @dataclass(frozen=True)
 class Listing:
-    """A registered dataset version as the chain records it."""
+    """A registered dataset version as the chain records it (`dataset_id` is the ERC-721 token id)."""
 
     dataset_id: int
     owner: str
+    author: str
     manifest_hash: str
     content_root: str
     key_commitment: str
+    seal_id: str
     shard_count: int
     payment_token: str | None
     price: int
     delivery_window: int
-    previous: int | None
+    challenge_period: int
+    supersedes: int | None
     paused: bool
     manifest_uris: tuple[str, ...]
     license_uri: str
@@ -85,15 +108,35 @@ class Listing:
 
 @dataclass(frozen=True)
 class PurchaseInfo:
-    """One purchase: its escrowed amount, deadline and status ("pending", "delivered" or "refunded")."""
+    """One purchase. `status` is "pending", "delivered", "settled" or "refunded"; `deadline` is the delivery
+    deadline while pending and the end of the challenge period once delivered (unix time)."""
 
     purchase_id: int
     dataset_id: int
+    seller: str
     buyer: str
     amount: int
     deadline: int
     status: str
-    purchased_block: int
+    binding: str
+
+
+def check_listing(listing: Listing, manifest: Manifest) -> None:
+    """Raise IntegrityError naming the first field where the on-chain record and the manifest differ."""
+    if manifest.authorship is None:
+        raise IntegrityError(f"dataset {listing.dataset_id}'s manifest is unsigned (version {manifest.version})",
+                             hint="a listing must point at a manifest signed by its author")
+    pairs = [("manifest_hash", listing.manifest_hash, manifest.hash),
+             ("content_root", listing.content_root, manifest.content_root),
+             ("seal_id", listing.seal_id, manifest.seal_id),
+             ("shard_count", listing.shard_count, len(manifest.shards)),
+             ("key_commitment", listing.key_commitment, manifest.key_commitment),
+             ("author", listing.author.lower(), manifest.authorship.author)]
+    for name, on_chain, in_manifest in pairs:
+        if on_chain != in_manifest:
+            raise IntegrityError(f"dataset {listing.dataset_id}: the on-chain {name} ({on_chain}) differs from the "
+                                 f"manifest's ({in_manifest})",
+                                 hint="the listing copies or misdescribes another dataset; nothing was paid")
 
 
 class Market:
@@ -135,6 +178,10 @@ class Market:
             self._keystore = Keystore()
         return self._keystore
 
+    @property
+    def me(self) -> str:
+        return self._sender().account.address
+
     def _sender(self) -> Transactor:
         if self._tx is None:
             raise ChainError("this Market has no account: it can only read",
@@ -150,83 +197,117 @@ class Market:
         except Exception as exc:
             raise self.decoder.error(exc, action) from None
 
+    def _context(self, purchase_id: int) -> DeliveryContext:
+        return DeliveryContext(self.chain_id, self.address, purchase_id)
+
     # ------------------------------------------------------------------ registration
 
     def registration(self, published: PublishResult | str, *, price: int, payment_token: str | None = None,
-                     delivery_window: int = DEFAULT_DELIVERY_WINDOW, license_uri: str | None = None,
-                     previous: int | None = None, manifest_uris: tuple[str, ...] = ()) -> dict[str, Any]:
-        """The registration terms for a publish result (or a manifest URI), as the contract takes them."""
+                     delivery_window: int = DEFAULT_DELIVERY_WINDOW,
+                     challenge_period: int = DEFAULT_CHALLENGE_PERIOD, license_uri: str | None = None,
+                     supersedes: int | None = None,
+                     manifest_uris: tuple[str, ...] = ()) -> tuple[dict[str, Any], bytes]:
+        """The registration terms for a signed publish result (or manifest URI) as the contract takes them,
+        and the author's signature from the manifest."""
         if isinstance(published, PublishResult):
-            manifest, manifest_hash = published.manifest, published.manifest_hash
+            manifest = published.manifest
             uris = manifest_uris or published.manifest_uris or (published.manifest_uri,)
         else:
             manifest, uri = fetch_manifest(published)
-            manifest_hash = manifest.hash
             uris = manifest_uris or (uri,)
-        return {
-            "manifestHash": _hex32(manifest_hash),
+        if manifest.authorship is None:
+            raise MarketError(f"manifest {manifest.hash} is unsigned: only an author-signed manifest can be sold",
+                              hint="publish with author=account (CLI: deai-data publish --sign)")
+        authorship = manifest.authorship
+        registration = {
+            "manifestHash": _hex32(manifest.hash),
             "contentRoot": _hex32(manifest.content_root),
             "keyCommitment": _hex32(manifest.key_commitment),
+            "sealId": _hex32(manifest.seal_id),
             "shardCount": len(manifest.shards),
+            "author": Web3.to_checksum_address(authorship.author),
+            "owner": Web3.to_checksum_address(authorship.owner),
             "paymentToken": Web3.to_checksum_address(payment_token or NATIVE),
             "price": int(price),
             "deliveryWindow": int(delivery_window),
-            "previous": int(previous or 0),
+            "challengePeriod": int(challenge_period),
+            "supersedes": int(supersedes or 0),
             "manifestURIs": list(uris),
             "licenseURI": license_uri if license_uri is not None else manifest.license,
         }
+        return registration, bytes.fromhex(authorship.signature[2:])
 
     def register(self, published: PublishResult | str, *, price: int, **terms: Any) -> int:
-        """Register a published dataset version for sale; returns its dataset id (the ERC-721 token id)."""
-        reg = self.registration(published, price=price, **terms)
-        receipt = self._send(self.contract.functions.register(reg), "register dataset")
+        """Register a signed dataset version for sale from its owner's account; returns its dataset id.
+
+        If the same registration is already on-chain (a relayer or a front-runner sent it first: the token
+        is the owner's either way), returns that dataset id."""
+        registration, author_signature = self.registration(published, price=price, **terms)
+        try:
+            receipt = self._send(self.contract.functions.register(registration, author_signature),
+                                 "register dataset")
+        except MarketError as exc:
+            if exc.error == "AlreadyRegistered":
+                existing = int(exc.error_args["datasetId"])
+                if self.listing(existing).manifest_hash == registration["manifestHash"].hex():
+                    return existing
+            raise
         return self._event(receipt, "DatasetRegistered")["datasetId"]
 
-    def sign_registration(self, registration: dict[str, Any], deadline: int) -> bytes:
-        """The owner's EIP-712 signature over `registration`, for a relayer's `register_for`."""
+    def sign_registration(self, registration: dict[str, Any], nonce: int, deadline: int) -> bytes:
+        """The owner's EIP-712 signature over `registration`, `nonce` (any unused number) and `deadline`, for a
+        relayer's `register_for`."""
         owner = self._sender().account
-        nonce = self._view(self.contract.functions.nonces(owner.address), "read nonce")
-        message = {"owner": owner.address, "registration": registration, "nonce": nonce, "deadline": deadline}
         typed = {
             "types": {
                 "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
                                  {"name": "chainId", "type": "uint256"},
                                  {"name": "verifyingContract", "type": "address"}],
-                "Register": [{"name": "owner", "type": "address"}, {"name": "registration", "type": "Registration"},
+                "Register": [{"name": "registration", "type": "Registration"},
                              {"name": "nonce", "type": "uint256"}, {"name": "deadline", "type": "uint256"}],
                 "Registration": [{"name": n, "type": t} for n, t in _REGISTRATION_FIELDS],
             },
             "primaryType": "Register",
-            "domain": {"name": "DataMarket", "version": "1", "chainId": self.chain_id,
+            "domain": {"name": "DataMarket", "version": "2", "chainId": self.chain_id,
                        "verifyingContract": self.address},
-            "message": message,
+            "message": {"registration": registration, "nonce": nonce, "deadline": deadline},
         }
         return bytes(owner.sign_message(encode_typed_data(full_message=typed)).signature)
 
-    def register_for(self, registration: dict[str, Any], owner: str, deadline: int, signature: bytes) -> int:
-        """Register on the owner's behalf (this account pays the gas); the token goes to `owner`."""
-        fn = self.contract.functions.registerFor(registration, Web3.to_checksum_address(owner), deadline, signature)
+    def register_for(self, registration: dict[str, Any], author_signature: bytes, nonce: int, deadline: int,
+                     owner_signature: bytes) -> int:
+        """Register on the owner's behalf (this account pays the gas); the token goes to the signed owner."""
+        fn = self.contract.functions.registerFor(registration, author_signature, nonce, deadline, owner_signature)
         return self._event(self._send(fn, "register dataset for owner"), "DatasetRegistered")["datasetId"]
+
+    def cancel_nonce(self, nonce: int) -> None:
+        """Burn a registration nonce, so that a signature using it can never be sent."""
+        self._send(self.contract.functions.cancelNonce(nonce), f"cancel nonce {nonce}")
 
     # ------------------------------------------------------------------ reading
 
     def listing(self, dataset_id: int) -> Listing:
         """A dataset version's on-chain record, with its manifest URIs and license from the registration event."""
         d = self._view(self.contract.functions.datasetInfo(dataset_id), f"read dataset {dataset_id}")
-        block = d[8]
+        block = d[6]
         event = self._logs("DatasetRegistered", block, block, datasetId=dataset_id)[0]["args"]
         owner = self._view(self.contract.functions.ownerOf(dataset_id), f"read owner of {dataset_id}")
         return Listing(
-            dataset_id=dataset_id, owner=owner, manifest_hash=d[0].hex(), content_root=d[1].hex(),
-            key_commitment=d[2].hex(), payment_token=None if int(d[3], 16) == 0 else d[3],
-            delivery_window=d[4], shard_count=d[5], price=d[6], previous=d[7] or None, registered_block=block,
-            paused=d[9], manifest_uris=tuple(event["manifestURIs"]), license_uri=event["licenseURI"],
+            dataset_id=dataset_id, owner=owner, author=d[12], manifest_hash=d[0].hex(), content_root=d[1].hex(),
+            key_commitment=d[2].hex(), seal_id=d[3].hex(), payment_token=None if int(d[4], 16) == 0 else d[4],
+            price=d[5], registered_block=block, paused=d[7], shard_count=d[8], delivery_window=d[9],
+            challenge_period=d[10], supersedes=d[11] or None, manifest_uris=tuple(event["manifestURIs"]),
+            license_uri=event["licenseURI"],
         )
 
     def purchase_info(self, purchase_id: int) -> PurchaseInfo:
         p = self._view(self.contract.functions.purchaseInfo(purchase_id), f"read purchase {purchase_id}")
-        return PurchaseInfo(purchase_id=purchase_id, buyer=p[0], deadline=p[1], status=STATUSES[p[2]],
-                            amount=p[3], dataset_id=p[4], purchased_block=p[5])
+        return PurchaseInfo(purchase_id=purchase_id, seller=p[0], deadline=p[1], status=STATUSES[p[2]],
+                            dataset_id=p[3], buyer=p[4], amount=p[5], binding=p[6].hex())
+
+    def disputes_lost(self, seller: str) -> int:
+        """How many disputes `seller` lost (deliveries the contract judged wrong)."""
+        return self._view(self.contract.functions.disputesLost(Web3.to_checksum_address(seller)), "read disputes")
 
     def verify_shard(self, dataset_id: int, shard_hash: str | bytes, index: int, proof: list[bytes]) -> bool:
         """Ask the contract whether a shard hash is shard `index` of a registered dataset."""
@@ -234,35 +315,45 @@ class Market:
         return bool(self._view(fn, "verify shard"))
 
     def fetch_manifest(self, dataset: int | Listing) -> tuple[Manifest, str]:
-        """The dataset's manifest, from the first of its registered URIs that serves the registered hash."""
+        """The dataset's manifest, from the first registered URI that serves the registered hash, checked against
+        the whole on-chain record (`check_listing`)."""
         listing = dataset if isinstance(dataset, Listing) else self.listing(dataset)
         failures = []
         for uri in listing.manifest_uris:
             try:
-                return fetch_manifest(uri, manifest_hash=listing.manifest_hash)
+                manifest, found = fetch_manifest(uri, manifest_hash=listing.manifest_hash)
             except DeaiError as exc:
                 failures.append(f"{uri}: {exc}")
+                continue
+            check_listing(listing, manifest)
+            return manifest, found
         raise MarketError(f"no registered URI of dataset {listing.dataset_id} served its manifest: "
                           f"{'; '.join(failures)}",
                           hint="the owner's storage is unreachable or serves altered data; try later or a mirror")
 
     def checked_manifest(self, dataset: int | str) -> tuple[Manifest, str]:
-        """The manifest of a dataset id, or of a manifest URI, checked against the hash registered on-chain.
+        """The manifest of a dataset id, or of a manifest URI, checked against its on-chain record.
 
-        A URI's manifest must be registered here (found by its content root) with exactly its hash."""
+        A URI's manifest must be registered here by its author (found by author and content root) with
+        exactly its hash."""
         if isinstance(dataset, int):
             return self.fetch_manifest(dataset)
         manifest, uri = fetch_manifest(dataset)
-        fn = self.contract.functions.datasetByContentRoot(_hex32(manifest.content_root))
-        dataset_id = self._view(fn, "look up content root")
-        if dataset_id == 0 or self.listing(dataset_id).manifest_hash != manifest.hash:
+        if manifest.authorship is None:
+            raise IntegrityError(f"manifest {manifest.hash} is unsigned, so it cannot be registered",
+                                 locator=uri, hint="open it by dataset id, or directly with deai_data.open_dataset")
+        fn = self.contract.functions.datasetByContent(Web3.to_checksum_address(manifest.authorship.author),
+                                                      _hex32(manifest.content_root))
+        dataset_id = self._view(fn, "look up content")
+        if dataset_id == 0:
             raise IntegrityError(f"manifest {manifest.hash} is not registered on market {self.address}",
                                  locator=uri, hint="open it by dataset id, or check the market and chain")
+        check_listing(self.listing(dataset_id), manifest)
         return manifest, uri
 
     def open_dataset(self, dataset: int | str, *, key: bytes | str | None = None, **kwargs: Any) -> Dataset:
         """Open a purchased dataset by its on-chain id (or a manifest URI registered here): manifest from the
-        chain's URIs, checked against the registered hash; key from `key` or the keystore (where
+        chain's URIs, checked against the on-chain record; key from `key` or the keystore (where
         `receive_key` put it)."""
         manifest, uri = self.checked_manifest(dataset)
         return Dataset(manifest, uri, key=key, keystore=None if key is not None else self.keystore, **kwargs)
@@ -276,24 +367,32 @@ class Market:
         self._send(self.contract.functions.setPaused(dataset_id, paused), f"pause sales of {dataset_id}")
 
     def set_key_agent(self, agent: str, allowed: bool = True) -> None:
-        """Allow (or stop) `agent` to deliver keys for every dataset this account owns."""
+        """Allow (or stop) `agent` to deliver keys for purchases this account sells."""
         self._send(self.contract.functions.setKeyAgent(Web3.to_checksum_address(agent), allowed), "set key agent")
 
     # ------------------------------------------------------------------ buying
 
     def purchase(self, dataset_id: int, *, max_price: int | None = None) -> PurchaseInfo:
-        """Buy access: a fresh X25519 key pair (private key into the keystore), price into escrow."""
+        """Buy access: the listing is checked against its manifest first (nothing is paid on a mismatch),
+        then a fresh one-time key pair (secret into the keystore) and the price into escrow. Native currency:
+        up to `max_price` is sent and whatever the price is below it comes straight back."""
         listing = self.listing(dataset_id)
+        self.fetch_manifest(listing)
         limit = listing.price if max_price is None else int(max_price)
-        private_key, public_key = new_purchase_key()
-        self.keystore.put(PURCHASE_KEY, public_key.hex(), private_key,
-                          {"chain_id": self.chain_id, "market": self.address, "dataset_id": dataset_id})
+        secret, public_key = new_purchase_key()
+        meta = {"chain_id": self.chain_id, "market": self.address, "dataset_id": dataset_id}
+        self.keystore.put(PURCHASE_KEY, public_key.hex(), secret, meta)
         if listing.payment_token is not None:
-            self._approve(listing.payment_token, listing.price)
-        value = listing.price if listing.payment_token is None else 0
-        fn = self.contract.functions.purchase(dataset_id, public_key, limit)
+            self._approve(listing.payment_token, limit)
+        value = limit if listing.payment_token is None else 0
+        fn = self.contract.functions.purchase(dataset_id, public_key[:32], public_key[32:], limit)
         receipt = self._send(fn, f"purchase dataset {dataset_id}", value=value)
-        return self.purchase_info(self._event(receipt, "Purchased")["purchaseId"])
+        event = self._event(receipt, "Purchased")
+        self.keystore.put(PURCHASE_KEY, public_key.hex(), secret,
+                          {**meta, "purchase_id": event["purchaseId"], "block": receipt["blockNumber"]})
+        if value > event["amount"]:
+            self.withdraw()  # the price fell before the purchase was mined: take the difference back
+        return self.purchase_info(event["purchaseId"])
 
     def _approve(self, token: str, amount: int) -> None:
         erc20 = self.w3.eth.contract(address=Web3.to_checksum_address(token), abi=_ERC20_ABI)
@@ -301,39 +400,61 @@ class Market:
         if erc20.functions.allowance(owner, self.address).call() < amount:
             self._send(erc20.functions.approve(self.address, amount), f"approve {token}")
 
-    def receive_key(self, purchase_id: int, *, timeout: float = 0.0, poll: float = 1.0) -> bytes:
-        """Wait up to `timeout` s for the key, unseal it, check it against the on-chain key commitment, and
-        keep it in the keystore under the manifest hash (so `open_dataset` finds it)."""
-        info = self._await_settled(purchase_id, timeout, poll)
-        delivered = self._logs("KeyDelivered", info.purchased_block, self.w3.eth.block_number,
-                               purchaseId=purchase_id)
+    def purchase_event(self, info: PurchaseInfo) -> dict[str, Any]:
+        """The `Purchased` event of a purchase (its buyer key, block), searched from the dataset's registration."""
+        listing_block = self._view(self.contract.functions.datasetInfo(info.dataset_id), "read dataset")[6]
+        for log in reversed(self._logs("Purchased", listing_block, self.w3.eth.block_number,
+                                       purchaseId=info.purchase_id)):
+            key = bytes(log["args"]["buyerKeyX"]) + bytes(log["args"]["buyerKeyY"])
+            if info.status != "pending" or buyer_key_hash(key).hex() == info.binding:
+                return {**log["args"], "blockNumber": log["blockNumber"], "buyerKey": key}
+        raise KeyDeliveryError(f"purchase {info.purchase_id}'s Purchased event was not found",
+                               hint="the node may have pruned logs; use an archive RPC")
+
+    def delivery(self, info: PurchaseInfo) -> Delivery:
+        """The key delivered for a purchase, from its `KeyDelivered` event."""
+        start = self.purchase_event(info)["blockNumber"]
+        delivered = self._logs("KeyDelivered", start, self.w3.eth.block_number, purchaseId=info.purchase_id)
         if not delivered:
-            raise KeyDeliveryError(f"purchase {purchase_id} is delivered but its KeyDelivered event was not found",
-                                   hint="the node may have pruned logs; use an archive RPC")
-        sealed = bytes(delivered[-1]["args"]["sealedKey"])
-        private_key = self.keystore.get(PURCHASE_KEY, self._buyer_public_key(info).hex())
-        data_key = open_sealed_key(sealed, private_key, delivery_info(self.chain_id, self.address, purchase_id))
+            raise KeyDeliveryError(f"purchase {info.purchase_id} is delivered but its KeyDelivered event was not "
+                                   "found", hint="the node may have pruned logs; use an archive RPC")
+        args = delivered[-1]["args"]
+        return Delivery(bytes(args["ephemeralX"]), bytes(args["ephemeralY"]), bytes(args["encryptedKey"]))
+
+    def _purchase_secret(self, info: PurchaseInfo) -> bytes:
+        return self.keystore.get(PURCHASE_KEY, self.purchase_event(info)["buyerKey"].hex())
+
+    def receive_key(self, purchase_id: int, *, timeout: float = 0.0, poll: float = 1.0,
+                    dispute: bool = True) -> bytes:
+        """Wait up to `timeout` s for the key, open it, check it against the on-chain key commitment and keep it
+        in the keystore under the manifest hash (so `open_dataset` finds it).
+
+        A key that does not match is disputed at once (with `dispute`): the contract recomputes it and
+        refunds the whole price, which is withdrawn; KeyDeliveryError says so."""
+        info = self._await_delivered(purchase_id, timeout, poll)
         listing = self.listing(info.dataset_id)
-        manifest, _ = self.fetch_manifest(listing)
-        if key_commitment(data_key, bytes.fromhex(manifest.dataset_id)).hex() != listing.key_commitment:
-            raise KeyDeliveryError(
-                f"the key delivered for purchase {purchase_id} does not match dataset {info.dataset_id}'s "
-                "registered key commitment: it cannot open the data",
-                hint="the owner delivered a wrong key. The contract released the escrow on delivery (it cannot "
-                     "check sealed keys), so this is a claim against the owner: the purchase's KeyDelivered event "
-                     "and its key (`deai-data keys export PUBLIC_KEY --kind purchase-key`) are the evidence. "
-                     "Purchases whose key never came are refunded with `deai-data market refund PURCHASE_ID` "
-                     "after the deadline")
+        data_key = open_delivery(self.delivery(info), self._purchase_secret(info), self._context(purchase_id))
+        if key_commitment(data_key, bytes.fromhex(listing.seal_id)).hex() != listing.key_commitment:
+            if not dispute:
+                raise KeyDeliveryError(f"the key delivered for purchase {purchase_id} does not match dataset "
+                                       f"{info.dataset_id}'s key commitment",
+                                       hint=f"dispute it before the challenge period ends ({info.deadline}): "
+                                            f"`deai-data market dispute {purchase_id}`")
+            refunded = self.dispute(purchase_id)
+            raise KeyDeliveryError(f"the key delivered for purchase {purchase_id} does not match dataset "
+                                   f"{info.dataset_id}'s key commitment: disputed on-chain, the contract agreed "
+                                   f"and refunded {refunded} (withdrawn to this account)",
+                                   hint="the seller's lost dispute is on record (disputesLost)")
         self.keystore.put(DATA_KEY, listing.manifest_hash, data_key,
-                          {"name": manifest.name, "dataset_id": manifest.dataset_id,
-                           "market": self.address, "chain_id": self.chain_id, "purchase_id": purchase_id})
+                          {"seal_id": listing.seal_id, "market": self.address, "chain_id": self.chain_id,
+                           "dataset_id": info.dataset_id, "purchase_id": purchase_id})
         return data_key
 
-    def _await_settled(self, purchase_id: int, timeout: float, poll: float) -> PurchaseInfo:
+    def _await_delivered(self, purchase_id: int, timeout: float, poll: float) -> PurchaseInfo:
         deadline = time.monotonic() + timeout
         while True:
             info = self.purchase_info(purchase_id)
-            if info.status == "delivered":
+            if info.status in ("delivered", "settled"):
                 return info
             if info.status == "refunded":
                 raise KeyDeliveryError(f"purchase {purchase_id} was refunded; no key will come")
@@ -345,9 +466,20 @@ class Market:
                 raise KeyDeliveryError(f"the key for purchase {purchase_id} has not been delivered yet", hint=when)
             time.sleep(poll)
 
-    def _buyer_public_key(self, info: PurchaseInfo) -> bytes:
-        logs = self._logs("Purchased", info.purchased_block, info.purchased_block, purchaseId=info.purchase_id)
-        return bytes(logs[0]["args"]["buyerPublicKey"])
+    def dispute(self, purchase_id: int, *, withdraw: bool = True) -> int:
+        """Prove a delivery wrong: reveal the purchase's one-time secret so the contract recomputes the key.
+        Returns the amount refunded (0 if the contract found the key right: the seller is then paid at once).
+        With `withdraw`, a refund is pulled to this account."""
+        info = self.purchase_info(purchase_id)
+        proof = dispute_proof(self.delivery(info), self._purchase_secret(info))
+        receipt = self._send(self.contract.functions.dispute(purchase_id, proof.as_call()),
+                             f"dispute purchase {purchase_id}")
+        if not self._event(receipt, "DisputeResolved")["buyerWon"]:
+            return 0
+        amount = self._event(receipt, "Refunded")["amount"]
+        if withdraw and amount:
+            self.withdraw(self._event(receipt, "Refunded")["paymentToken"])
+        return amount
 
     def refund(self, purchase_id: int, *, withdraw: bool = True) -> int:
         """Refund an undelivered purchase after its deadline; with `withdraw`, also pull the money."""
@@ -359,37 +491,44 @@ class Market:
 
     # ------------------------------------------------------------------ selling
 
-    def deliver_key(self, purchase: int | PurchaseInfo, data_key: bytes | None = None) -> Any:
-        """Seal the dataset's key to the buyer's public key and deliver it (releases the escrow).
-
-        `purchase` is a purchase id or its already-read `PurchaseInfo`. The key comes from the keystore by
-        manifest hash unless given; it is checked against the on-chain key commitment first, so a wrong
-        key is never delivered.
-        """
+    def deliver_key(self, purchase: int | PurchaseInfo, data_key: bytes | None = None, *,
+                    buyer_key: bytes | None = None) -> Any:
+        """Encrypt the dataset's key to the buyer's one-time key and deliver it (the payment then waits in escrow
+        for the challenge period). The key comes from the keystore by manifest hash unless given; it is checked
+        against the on-chain key commitment first, so a wrong key is never delivered. `buyer_key` (x || y, from
+        the Purchased event) saves a log search; it must be the key the purchase records."""
         info = purchase if isinstance(purchase, PurchaseInfo) else self.purchase_info(purchase)
-        purchase_id = info.purchase_id
         listing = self.listing(info.dataset_id)
         if data_key is None:
             data_key = self.keystore.get(DATA_KEY, listing.manifest_hash)
-        entry = self.keystore.entry(DATA_KEY, listing.manifest_hash)
-        dataset_id = entry.meta.get("dataset_id") if entry else None
-        if dataset_id is None:
-            dataset_id = self.fetch_manifest(listing)[0].dataset_id
-        if key_commitment(bytes(data_key), bytes.fromhex(dataset_id)).hex() != listing.key_commitment:
+        if key_commitment(bytes(data_key), bytes.fromhex(listing.seal_id)).hex() != listing.key_commitment:
             raise KeyDeliveryError(f"the key for dataset {info.dataset_id} does not match its key commitment",
                                    hint="refusing to deliver a key that cannot open the data")
-        sealed = seal_key(data_key, self._buyer_public_key(info),
-                          delivery_info(self.chain_id, self.address, purchase_id))
-        return self._send(self.contract.functions.deliverKey(purchase_id, sealed), f"deliver key {purchase_id}")
+        if buyer_key is None or buyer_key_hash(buyer_key).hex() != info.binding:
+            buyer_key = self.purchase_event(info)["buyerKey"]
+        delivery = seal_key(bytes(data_key), buyer_key, self._context(info.purchase_id))
+        fn = self.contract.functions.deliverKey(info.purchase_id, buyer_key_hash(buyer_key), delivery.as_call())
+        return self._send(fn, f"deliver key {info.purchase_id}")
+
+    def settle(self, purchase_ids: int | list[int]) -> int:
+        """Pay the seller of delivered purchases whose challenge period is over (anyone may); returns how many
+        were settled (purchases not yet settleable are skipped)."""
+        ids = [purchase_ids] if isinstance(purchase_ids, int) else list(purchase_ids)
+        if not ids:
+            return 0
+        receipt = self._send(self.contract.functions.settleMany(ids), f"settle {len(ids)} purchases")
+        return len(self._events(receipt, "PurchaseSettled"))
 
     def withdrawable(self, account: str | None = None, token: str | None = None) -> int:
         who = account or self._sender().account.address
         return self._view(self.contract.functions.withdrawable(who, Web3.to_checksum_address(token or NATIVE)),
                           "read balance")
 
-    def withdraw(self, token: str | None = None) -> int:
-        """Pull this account's whole balance in `token` (None: native currency); returns the amount."""
-        fn = self.contract.functions.withdraw(Web3.to_checksum_address(token or NATIVE))
+    def withdraw(self, token: str | None = None, *, to: str | None = None) -> int:
+        """Pull this account's whole balance in `token` (None: native currency) to itself or to `to`."""
+        asset = Web3.to_checksum_address(token or NATIVE)
+        fn = self.contract.functions.withdraw(asset) if to is None else \
+            self.contract.functions.withdrawTo(asset, Web3.to_checksum_address(to))
         return self._event(self._send(fn, "withdraw"), "Withdrawn")["amount"]
 
     def withdraw_fees(self, token: str | None = None) -> int:
@@ -398,11 +537,16 @@ class Market:
 
     # ------------------------------------------------------------------ events
 
+    def _events(self, receipt: Any, name: str) -> list[dict[str, Any]]:
+        return [dict(decoded["args"]) for decoded in
+                getattr(self.contract.events, name)().process_receipt(receipt, errors=DISCARD)
+                if decoded["address"] == self.address]
+
     def _event(self, receipt: Any, name: str) -> dict[str, Any]:
-        for decoded in getattr(self.contract.events, name)().process_receipt(receipt, errors=DISCARD):
-            if decoded["address"] == self.address:
-                return dict(decoded["args"])
-        raise ChainError(f"transaction {receipt['transactionHash'].hex()} emitted no {name} event")
+        found = self._events(receipt, name)
+        if not found:
+            raise ChainError(f"transaction {receipt['transactionHash'].hex()} emitted no {name} event")
+        return found[0]
 
     def _logs(self, name: str, from_block: int, to_block: int, **filters: Any) -> list[Any]:
         """Decoded `name` events in [from_block, to_block], fetched in chunks of `log_chunk` blocks."""
@@ -421,9 +565,10 @@ class Market:
 
 
 _REGISTRATION_FIELDS = (
-    ("manifestHash", "bytes32"), ("contentRoot", "bytes32"), ("keyCommitment", "bytes32"),
-    ("shardCount", "uint32"), ("paymentToken", "address"), ("price", "uint128"), ("deliveryWindow", "uint64"),
-    ("previous", "uint256"), ("manifestURIs", "string[]"), ("licenseURI", "string"),
+    ("manifestHash", "bytes32"), ("contentRoot", "bytes32"), ("keyCommitment", "bytes32"), ("sealId", "bytes32"),
+    ("shardCount", "uint32"), ("author", "address"), ("owner", "address"), ("paymentToken", "address"),
+    ("price", "uint96"), ("deliveryWindow", "uint32"), ("challengePeriod", "uint32"), ("supersedes", "uint256"),
+    ("manifestURIs", "string[]"), ("licenseURI", "string"),
 )
 
 _ERC20_ABI = [

@@ -3,6 +3,14 @@ pragma solidity ^0.8.28;
 
 /// @notice The forge cheatcodes these tests use (forge-std is not on npm, so the interface is declared here).
 interface Vm {
+    struct Wallet {
+        address addr;
+        uint256 publicKeyX;
+        uint256 publicKeyY;
+        uint256 privateKey;
+    }
+
+    function createWallet(uint256 privateKey) external returns (Wallet memory wallet);
     function prank(address sender) external;
     function startPrank(address sender) external;
     function stopPrank() external;

@@ -4,6 +4,10 @@ pragma solidity ^0.8.28;
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 import {DataMarket} from "../../src/DataMarket.sol";
 
+/// @dev A valid secp256k1 public key for purchases that never reach delivery: the generator G (secret 1).
+bytes32 constant G_X = 0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798;
+bytes32 constant G_Y = 0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8;
+
 /// @notice A plain ERC-20 with an open mint, for tests.
 contract TestToken is ERC20 {
     constructor() ERC20("Test USD", "TUSD") {}
@@ -54,7 +58,7 @@ contract ReentrantToken is ERC20 {
         if (address(market) != address(0) && from != address(0)) {
             DataMarket m = market;
             market = DataMarket(address(0)); // one attempt per arming
-            try m.purchase(datasetId, bytes32(uint256(1)), type(uint128).max) {
+            try m.purchase(datasetId, G_X, G_Y, type(uint96).max) {
                 reentered = true;
             } catch (bytes memory err) {
                 lastError = err;
@@ -76,8 +80,8 @@ contract ReentrantReceiver {
         market = market_;
     }
 
-    function buy(uint256 datasetId, uint128 price) external payable returns (uint256) {
-        return market.purchase{value: price}(datasetId, bytes32(uint256(7)), price);
+    function buy(uint256 datasetId, uint96 price) external payable returns (uint256) {
+        return market.purchase{value: price}(datasetId, G_X, G_Y, price);
     }
 
     function refundAndWithdraw(uint256 purchaseId) external {
@@ -101,8 +105,8 @@ contract RefusingReceiver {
         market = market_;
     }
 
-    function buy(uint256 datasetId, uint128 price) external payable returns (uint256) {
-        return market.purchase{value: price}(datasetId, bytes32(uint256(9)), price);
+    function buy(uint256 datasetId, uint96 price) external payable returns (uint256) {
+        return market.purchase{value: price}(datasetId, G_X, G_Y, price);
     }
 
     function refund(uint256 purchaseId) external {

@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+/// @title IDataMarket: sealed dataset versions sold with fair exchange, the contract as judge.
+/// @notice A dataset version is an ERC-721 token. Its listing binds the manifest hash, the content root
+/// (RFC 9162 Merkle root over the sealed shards' SHA-256), the key commitment HMAC-SHA256(key, label || sealId)
+/// and the author, whose EIP-712 signature over that content and the owning account is checked at
+/// registration. A buyer pays into escrow with a fresh one-time secp256k1 public key; the seller (the
+/// token's owner at purchase) or its key agent delivers the data key encrypted to it; the payment stays in
+/// escrow for the dataset's challenge period. Within it the buyer can reveal the one-time secret and the
+/// contract recomputes the delivered key: a key that does not match the commitment refunds the buyer in full.
+/// After the period anyone can settle the purchase to the seller. All payouts are pull payments.
+/// @dev The delivery construction and its security argument are in docs/market.md ("Verifiable key delivery").
+interface IDataMarket {
+    // ------------------------------------------------------------------ types
+
+    /// @notice A purchase's life: Pending (paid, waiting for the key) -> Delivered (key on-chain, challenge
+    /// period running) -> Settled (seller paid) or Refunded (no key in time, or a dispute proved it wrong).
+    enum Status {
+        None,
+        Pending,
+        Delivered,
+        Settled,
+        Refunded
+    }
+
+    /// @notice What an owner registers. `author` signs (EIP-712, domain "deai-data manifest" version "2",
+    /// no chain binding) `Authorship(sealId, contentRoot, keyCommitment, shardCount, owner)`; the token is
+    /// minted to `owner`, so a copied or front-run registration can only ever benefit the author's choice.
+    struct Registration {
+        bytes32 manifestHash;
+        bytes32 contentRoot;
+        bytes32 keyCommitment;
+        bytes32 sealId;
+        uint32 shardCount;
+        address author;
+        address owner;
+        address paymentToken;
+        uint96 price;
+        uint32 deliveryWindow;
+        uint32 challengePeriod;
+        uint256 supersedes;
+        string[] manifestURIs;
+        string licenseURI;
+    }
+
+    /// @notice A registered version as stored (URIs and license live in the `DatasetRegistered` event).
+    struct Dataset {
+        bytes32 manifestHash;
+        bytes32 contentRoot;
+        bytes32 keyCommitment;
+        bytes32 sealId;
+        address paymentToken;
+        uint96 price;
+        uint48 registeredBlock;
+        bool paused;
+        uint32 shardCount;
+        uint32 deliveryWindow;
+        uint32 challengePeriod;
+        uint64 supersedes;
+        address author;
+    }
+
+    /// @notice One purchase. `deadline` is the delivery deadline while Pending and the end of the challenge
+    /// period once Delivered. `binding` is keccak256(buyerKeyX, buyerKeyY) while Pending and
+    /// keccak256(abi.encode(buyerKeyHash, ephemeralX, ephemeralY, encryptedKey)) once Delivered.
+    struct Purchase {
+        address seller;
+        uint40 deadline;
+        Status status;
+        uint48 datasetId;
+        address buyer;
+        uint96 amount;
+        bytes32 binding;
+    }
+
+    /// @notice A delivery as `deliverKey` takes it: the seller's ephemeral point R = r*G and the data key
+    /// XOR SHA-256(label, chain id, market, purchase id, buyer key hash, R.x, (r*B).x).
+    struct Delivery {
+        bytes32 ephemeralX;
+        bytes32 ephemeralY;
+        bytes32 encryptedKey;
+    }
+
+    /// @notice A buyer's proof that a delivery is wrong: the buyer's public key B, the delivery, the one-time
+    /// secret b (B = b*G) and the shared point S = b*R. The contract checks both products with `ecrecover`.
+    struct DisputeProof {
+        bytes32 buyerKeyX;
+        bytes32 buyerKeyY;
+        Delivery delivery;
+        bytes32 buyerSecret;
+        bytes32 sharedX;
+        bytes32 sharedY;
+    }
+
+    // ------------------------------------------------------------------ events
+
+    event DatasetRegistered(
+        uint256 indexed datasetId,
+        address indexed owner,
+        address indexed author,
+        bytes32 manifestHash,
+        bytes32 contentRoot,
+        bytes32 keyCommitment,
+        bytes32 sealId,
+        uint32 shardCount,
+        address paymentToken,
+        uint96 price,
+        uint32 deliveryWindow,
+        uint32 challengePeriod,
+        uint256 supersedes,
+        string[] manifestURIs,
+        string licenseURI,
+        address registrar
+    );
+    event PriceChanged(uint256 indexed datasetId, address indexed owner, uint96 oldPrice, uint96 newPrice);
+    /// @notice Also emitted (paused = true, owner = the new owner) when the token changes hands.
+    event SalesPaused(uint256 indexed datasetId, address indexed owner, bool paused);
+    event KeyAgentSet(address indexed owner, address indexed agent, bool allowed);
+    event NonceCancelled(address indexed owner, uint256 nonce);
+    event Purchased(
+        uint256 indexed purchaseId,
+        uint256 indexed datasetId,
+        address indexed buyer,
+        address seller,
+        address paymentToken,
+        uint96 amount,
+        uint40 deadline,
+        bytes32 buyerKeyX,
+        bytes32 buyerKeyY
+    );
+    event KeyDelivered(
+        uint256 indexed purchaseId,
+        uint256 indexed datasetId,
+        address indexed seller,
+        address deliveredBy,
+        bytes32 ephemeralX,
+        bytes32 ephemeralY,
+        bytes32 encryptedKey,
+        uint40 challengeEnds
+    );
+    /// @notice The seller was paid: after the challenge period (`Settled` by anyone) or by a failed dispute.
+    event PurchaseSettled(
+        uint256 indexed purchaseId,
+        uint256 indexed datasetId,
+        address indexed seller,
+        address paymentToken,
+        uint96 sellerAmount,
+        uint96 fee
+    );
+    event Refunded(
+        uint256 indexed purchaseId, uint256 indexed datasetId, address indexed buyer, address paymentToken, uint96 amount
+    );
+    /// @notice A dispute was decided on-chain: `buyerWon` means the delivered key did not match the commitment.
+    event DisputeResolved(
+        uint256 indexed purchaseId, uint256 indexed datasetId, address indexed seller, address buyer, bool buyerWon
+    );
+    event Withdrawn(address indexed account, address indexed paymentToken, address to, uint256 amount);
+    event FeesWithdrawn(address indexed treasury, address indexed paymentToken, uint256 amount);
+
+    // ------------------------------------------------------------------ errors
+
+    error FeeTooHigh(uint16 feeBps, uint16 maxFeeBps);
+    error ZeroTreasury();
+    error InvalidParameter(string name);
+    error TooLong(string name, uint256 length, uint256 max);
+    error OutOfRange(string name, uint256 value, uint256 min, uint256 max);
+    error AlreadyRegistered(address author, bytes32 contentRoot, uint256 datasetId);
+    error UnknownDataset(uint256 datasetId);
+    error NotDatasetOwner(uint256 datasetId, address caller);
+    error NotOwner(address owner, address caller);
+    error InvalidAuthorSignature(address author);
+    error SignatureExpired(uint256 deadline);
+    error InvalidSignature(address owner);
+    error NonceUsed(address owner, uint256 nonce);
+    error SalesArePaused(uint256 datasetId);
+    error PriceAboveMax(uint256 datasetId, uint96 price, uint96 maxPrice);
+    error WrongPayment(uint256 expected, uint256 received);
+    error TokenTransferMismatch(address token, uint256 expected, uint256 received);
+    error InvalidBuyerKey();
+    error UnknownPurchase(uint256 purchaseId);
+    error WrongStatus(uint256 purchaseId, Status status);
+    error NotSellerOrAgent(uint256 purchaseId, address caller);
+    error NotBuyer(uint256 purchaseId, address caller);
+    error WrongBuyerKey(uint256 purchaseId);
+    error InvalidDelivery(string name);
+    error DeliveryWindowClosed(uint256 purchaseId, uint40 deadline);
+    error DeliveryWindowOpen(uint256 purchaseId, uint40 deadline);
+    error ChallengePeriodOver(uint256 purchaseId, uint40 challengeEnds);
+    error ChallengePeriodOpen(uint256 purchaseId, uint40 challengeEnds);
+    error DeliveryMismatch(uint256 purchaseId);
+    error InvalidProof(string name);
+    error NothingToWithdraw(address account, address token);
+    error NativeTransferFailed(address to, uint256 amount);
+
+    // ------------------------------------------------------------------ registration
+
+    /// @notice Register a version; the caller must be `r.owner`. Mints token `datasetId` to the owner.
+    /// @param authorSignature The author's EIP-712 signature over the content and the owner (see Registration).
+    function register(Registration calldata r, bytes calldata authorSignature) external returns (uint256 datasetId);
+
+    /// @notice Register on the owner's behalf (a relayer pays gas). `ownerSignature` is the owner's EIP-712
+    /// signature (this market's domain) over `Register(registration, nonce, deadline)`; nonces are unordered
+    /// (any unused value; `cancelNonce` burns one).
+    function registerFor(
+        Registration calldata r,
+        bytes calldata authorSignature,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata ownerSignature
+    ) external returns (uint256 datasetId);
+
+    /// @notice Burn one of the caller's registration nonces so a signature using it can never run.
+    function cancelNonce(uint256 nonce) external;
+
+    // ------------------------------------------------------------------ owner controls
+
+    function setPrice(uint256 datasetId, uint96 newPrice) external;
+    function setPaused(uint256 datasetId, bool paused) external;
+    /// @notice Allow (or stop) `agent` to deliver keys for purchases sold by the caller.
+    function setKeyAgent(address agent, bool allowed) external;
+
+    // ------------------------------------------------------------------ purchases and delivery
+
+    /// @notice Pay for `datasetId` into escrow with a fresh secp256k1 public key (x, y) the key is encrypted to.
+    /// Native currency: send at least the price (up to `maxPrice`); any excess is credited back to the buyer.
+    function purchase(uint256 datasetId, bytes32 buyerKeyX, bytes32 buyerKeyY, uint96 maxPrice)
+        external
+        payable
+        returns (uint256 purchaseId);
+
+    /// @notice Deliver the key for a pending purchase (the seller or its agent, before the deadline).
+    /// `buyerKeyHash` = keccak256(buyerKeyX, buyerKeyY) names the key the delivery was made for: a delivery
+    /// can never settle a purchase made with another key (replays, reorgs).
+    function deliverKey(uint256 purchaseId, bytes32 buyerKeyHash, Delivery calldata delivery) external;
+
+    /// @notice Prove a delivery wrong within the challenge period (the buyer). The contract recomputes the key:
+    /// if it does not match the commitment the buyer is refunded in full; if it does, the seller is paid now.
+    function dispute(uint256 purchaseId, DisputeProof calldata proof) external returns (bool buyerWon);
+
+    /// @notice Pay the seller of a delivered purchase whose challenge period is over (anyone may call).
+    function settle(uint256 purchaseId) external;
+
+    /// @notice `settle` for many purchases; ones not yet settleable are skipped. Returns how many settled.
+    function settleMany(uint256[] calldata purchaseIds) external returns (uint256 settled);
+
+    /// @notice After the delivery deadline, a buyer whose key never came gets the price back.
+    function refund(uint256 purchaseId) external;
+
+    // ------------------------------------------------------------------ pull payments
+
+    function withdraw(address token) external;
+    /// @notice Send the caller's whole balance of `token` to `to`.
+    function withdrawTo(address token, address to) external;
+    function withdrawFees(address token) external;
+
+    // ------------------------------------------------------------------ views
+
+    function datasetInfo(uint256 datasetId) external view returns (Dataset memory);
+    function purchaseInfo(uint256 purchaseId) external view returns (Purchase memory);
+    function datasetCount() external view returns (uint256);
+    function purchaseCount() external view returns (uint256);
+    function verifyShard(uint256 datasetId, bytes32 shardHash, uint256 index, bytes32[] calldata proof)
+        external
+        view
+        returns (bool);
+}
