@@ -3,13 +3,14 @@
     .venv/bin/python bench/market_gas.py                 # the embedded chain
     .venv/bin/python bench/market_gas.py --rpc URL       # e.g. an anvil: anvil --host 127.0.0.1 --port 8545
 
-Prints a Markdown table (the one in docs/market.md). Goals from the issue: purchase + deliverKey under
-200k gas together; register under 300k.
+Prints a Markdown table (the one in docs/market.md). Goals (issue 14): purchase + deliverKey + settle under
+220k gas in the steady state; a dispute under 120k.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -17,19 +18,17 @@ import pyarrow as pa
 
 from deai_data import Keystore, publish
 from deai_data.chain import connect, dev_accounts, dev_advance_time
+from deai_data.crypto.key_delivery import DeliveryContext, buyer_key_hash, dispute_proof, seal_key
 from deai_data.market import Market
 
 PRICE = 10**16
-
-
-def _publish(store: Path, keystore: Keystore, rows: int, seed: int) -> object:
-    table = pa.table({"id": list(range(seed, seed + rows)), "text": [f"row {i}" for i in range(rows)]})
-    return publish(table, store=store, name=f"gas-{seed}", shard_size=4096, keystore=keystore)
+CHALLENGE = 600
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rpc", help="JSON-RPC URL (default: the embedded chain)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     w3 = connect(args.rpc)
     treasury, owner, buyer = dev_accounts(w3)[:3]
@@ -41,36 +40,75 @@ def main() -> None:
         shopper = Market(w3, market.address, buyer, keystore=Keystore(Path(tmp) / "ks2", passphrase="b",
                                                                           scrypt_n=2**10))
 
-        def measure(name: str, send) -> None:
-            before = w3.eth.block_number
-            send()
-            block = w3.eth.get_block(w3.eth.block_number, full_transactions=False)
-            assert block.number > before
-            receipt = w3.eth.get_transaction_receipt(block.transactions[-1])
+        def measure(name: str, send) -> object:
+            receipt_of = send()
+            receipt = receipt_of if isinstance(receipt_of, dict) and "gasUsed" in receipt_of else None
+            if receipt is None:
+                block = w3.eth.get_block(w3.eth.block_number, full_transactions=False)
+                receipt = w3.eth.get_transaction_receipt(block.transactions[-1])
             gas[name] = receipt["gasUsed"]
+            return receipt_of
 
-        first = _publish(Path(tmp) / "store", ks, 2000, 0)
+        def published(seed: int) -> object:
+            table = pa.table({"id": list(range(seed, seed + 2000)), "text": [f"row {i}" for i in range(2000)]})
+            return publish(table, store=Path(tmp) / "store", name=f"gas-{seed}", shard_size=4096, keystore=ks,
+                           author=owner)
+
+        def deliver_wrong(pid: int) -> None:
+            info = seller.purchase_info(pid)
+            key = seller.purchase_event(info)["buyerKey"]
+            delivery = seal_key(bytes(32), key, DeliveryContext(seller.chain_id, seller.address, pid))
+            seller._send(seller.contract.functions.deliverKey(pid, buyer_key_hash(key), delivery.as_call()), "bad")
+
+        def dispute(pid: int) -> None:
+            info = shopper.purchase_info(pid)
+            proof = dispute_proof(shopper.delivery(info), shopper._purchase_secret(info))
+            shopper._send(shopper.contract.functions.dispute(pid, proof.as_call()), "dispute")
+
+        first = published(0)
+        terms = {"price": PRICE, "challenge_period": CHALLENGE}
         measure("register (first dataset, 2 URIs)", lambda: seller.register(
-            first, price=PRICE, manifest_uris=(first.manifest_uri, "ar://" + "x" * 43)))
-        second = _publish(Path(tmp) / "store", ks, 2000, 10_000)
-        measure("register (new version, previous set)", lambda: seller.register(second, price=PRICE, previous=1))
-        measure("purchase (token's escrow at zero)", lambda: shopper.purchase(1))
-        measure("purchase (escrow non-zero)", lambda: shopper.purchase(1))
-        measure("deliverKey (owner's and treasury's first credit)", lambda: seller.deliver_key(1))
-        measure("deliverKey (balances non-zero)", lambda: seller.deliver_key(2))
-        measure("purchase (escrow back at zero; refunded below)", lambda: shopper.purchase(1))
+            first, manifest_uris=(first.manifest_uri, "ar://" + "x" * 43), **terms))
+        measure("register (new version, supersedes set)", lambda: seller.register(published(10_000), supersedes=1,
+                                                                                  **terms))
+        measure("purchase (the token's escrow at zero)", lambda: shopper.purchase(1))           # purchase 1
+        measure("purchase (escrow non-zero)", lambda: shopper.purchase(1))                      # purchase 2
+        measure("deliverKey", lambda: seller.deliver_key(1))
+        measure("deliverKey (second)", lambda: seller.deliver_key(2))
+        dev_advance_time(w3, CHALLENGE + 1)
+        measure("settle (seller's and treasury's first credit)", lambda: seller.settle(1))
+        measure("settle (balances non-zero)", lambda: seller.settle(2))
+        for _ in range(3):                                                                      # purchases 3-5
+            shopper.purchase(1)
+        deliver_wrong(3)
+        measure("dispute (wrong key: buyer refunded)", lambda: dispute(3))
+        seller.deliver_key(4)
+        measure("dispute (honest key: seller paid at once)", lambda: dispute(4))
         dev_advance_time(w3, 25 * 3600)
-        measure("refund", lambda: shopper.refund(3, withdraw=False))
-        measure("withdraw (buyer's refund)", lambda: shopper.withdraw())
-        measure("withdraw (owner revenue)", lambda: seller.withdraw())
+        measure("refund (nothing delivered)", lambda: shopper.refund(5, withdraw=False))
+        measure("withdraw (buyer's refunds)", lambda: shopper.withdraw())
+        measure("withdraw (seller's revenue, to another address)", lambda: seller.withdraw(to=treasury.address))
         measure("setPrice", lambda: seller.set_price(1, 2 * PRICE))
+        for _ in range(10):
+            shopper.purchase(1)
+        for pid in range(6, 16):
+            seller.deliver_key(pid)
+        dev_advance_time(w3, CHALLENGE + 1)
+        measure("settleMany (10 purchases)", lambda: seller.settle(list(range(6, 16))))
+    steady = gas["purchase (escrow non-zero)"] + gas["deliverKey (second)"] + gas["settle (balances non-zero)"]
+    first_ever = gas["purchase (the token's escrow at zero)"] + gas["deliverKey"] + \
+        gas["settle (seller's and treasury's first credit)"]
+    gas["purchase + deliverKey + settle (steady state)"] = steady
+    gas["purchase + deliverKey + settle (first ever)"] = first_ever
     print(f"| operation | gas ({'embedded chain' if not args.rpc else args.rpc}) |")
     print("| --- | ---: |")
     for name, used in gas.items():
         print(f"| {name} | {used:,} |")
-    pair = gas["purchase (escrow non-zero)"] + gas["deliverKey (balances non-zero)"]
-    first_pair = gas["purchase (token's escrow at zero)"] + gas["deliverKey (owner's and treasury's first credit)"]
-    print(f"| purchase + deliverKey (steady / first ever) | {pair:,} / {first_pair:,} |")
+    disputes = (gas["dispute (wrong key: buyer refunded)"], gas["dispute (honest key: seller paid at once)"])
+    print(f"\ngoals: steady trade {steady:,} < 220,000: {steady < 220_000}; disputes "
+          f"{disputes[0]:,} / {disputes[1]:,} < 120,000: {max(disputes) < 120_000}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(gas, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from .errors import (
     IntegrityError,
     KeyDeliveryError,
     KeystoreError,
+    LimitError,
     ManifestError,
     MarketError,
     NotFoundError,
@@ -25,6 +26,7 @@ from .errors import (
     StorageError,
     UnsupportedLocatorError,
 )
+from .formats.limits import Limits
 from .formats.manifest import Manifest, ShardEntry
 from .storage import HttpStore, LocalStore, Store, register_store
 from .version import __version__ as __version__
@@ -60,6 +62,8 @@ __all__ = [
     "KeyDeliveryError",
     "Keystore",
     "KeystoreError",
+    "LimitError",
+    "Limits",
     "Listing",
     "LocalStore",
     "Manifest",

@@ -136,7 +136,7 @@ class MarketError(ChainError):
 
 
 class KeyDeliveryError(DeaiError):
-    """A delivered key is missing, cannot be unsealed, or does not match the dataset's key commitment."""
+    """A delivered key is missing or does not match the dataset's key commitment (then it was disputed)."""
 
     exit_code = 13
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 from matplotlib.figure import Figure  # no pyplot: draws to a file, never to a display
 
 from deai_data import Catalog, KeyAgent, Keystore, Market, connect, publish
-from deai_data.chain import dev_accounts
+from deai_data.chain import dev_accounts, dev_advance_time
 from deai_indexer import Indexer, RpcClient
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -37,11 +37,14 @@ with tempfile.TemporaryDirectory() as tmp:
     ids = []
     for n, name in enumerate(["sentences", "images", "audio"]):
         table = pa.table({"id": list(range(100 * (n + 1)))})
-        result = publish(table, store=tmp / "store", name=name, keystore=owner_keys)
-        ids.append(seller.register(result, price=(n + 1) * 10**16))
+        result = publish(table, store=tmp / "store", name=name, keystore=owner_keys, author=owner)
+        ids.append(seller.register(result, price=(n + 1) * 10**16, challenge_period=600))
     for i, buyer in enumerate(buyers * 3):
         Market(w3, market.address, buyer, keystore=Keystore(tmp / f"buyer-{i}", passphrase="b")).purchase(ids[i % 3])
-    KeyAgent(seller, state_path=tmp / "agent.json").run_once()
+    agent = KeyAgent(seller, state_path=tmp / "agent.json", confirmations=0)  # a dev chain: no reorgs
+    agent.run_once()  # delivers every key
+    dev_advance_time(w3, 601)  # past the 10-minute challenge period (a dev chain's clock)
+    agent.run_once()  # settles: the owner is paid
 
     Indexer(RpcClient(rpc or w3), market.address, tmp / "index", confirmations=0).sync()
     with Catalog(tmp / "index") as catalog:

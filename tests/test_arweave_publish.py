@@ -56,7 +56,7 @@ def test_publish_and_open_through_arlocal(arlocal, ar_reader, wallet_in_keystore
     assert dataset.verify().ok
 
     store = ArweaveStore([arlocal.url])
-    found = list(store.find({"Dataset-Id": result.manifest.dataset_id}))
+    found = list(store.find({"Seal-Id": result.manifest.seal_id}))
     kinds = sorted(o.tags["Object-Type"] for o in found)
     assert kinds == ["manifest"] + ["shard"] * len(sizes)
     manifest = next(o for o in found if o.tags["Object-Type"] == "manifest")
@@ -107,6 +107,6 @@ def test_cli_wallet_estimate_publish_status_find(arlocal, tmp_path):
     arlocal.mine()
     assert json.loads(cli("arweave", "status", locator, "--gateway", arlocal.url, "--json").stdout)["confirmations"] \
         == 1
-    dataset_id = json.loads(cli("inspect", locator, "--json", env=env).stdout)["dataset_id"]
-    found = json.loads(cli("arweave", "find", "--dataset", dataset_id, "--gateway", arlocal.url, "--json").stdout)
+    seal_id = json.loads(cli("inspect", locator, "--json", env=env).stdout)["seal_id"]
+    found = json.loads(cli("arweave", "find", "--seal-id", seal_id, "--gateway", arlocal.url, "--json").stdout)
     assert {o["tags"]["Object-Type"] for o in found["objects"]} == {"manifest", "shard"}

@@ -217,7 +217,8 @@ def test_trainer_guide_runs(anvil, tmp_path):
         w3 = connect(anvil.url)
         owner_keys = Keystore(tmp_path / "owner-keys", passphrase="owner", scrypt_n=2**10)
         seller = Market(w3, Market.deploy(w3, treasury).address, owner, keystore=owner_keys)
-        result = publish(pa.table({"x": list(range(100))}), store=tmp_path / "store", name="t", keystore=owner_keys)
+        result = publish(pa.table({"x": list(range(100))}), store=tmp_path / "store", name="t", keystore=owner_keys,
+                         author=owner)
         dataset_id = seller.register(result, price=10**16)
         assert dataset_id == 1
         agent, stop = KeyAgent(seller, state_path=tmp_path / "agent.json", confirmations=0, poll_interval=0.2), \

@@ -55,44 +55,53 @@ def _check(root: Path, truth, *, enriched: bool = False) -> None:
         for row in rows:
             want = truth.purchases[row["purchase_id"]]
             assert row["dataset_id"] == want["dataset_id"]
-            assert row["buyer"] == want["buyer"].lower()
+            assert row["buyer"] == want["buyer"].lower() and row["seller"] == want["seller"].lower()
             assert int(row["amount"]) == want["amount"]
-            assert row["status"] == want["status"]
-            assert row["buyer_public_key"] == want["public_key"]
-            if want["status"] == "delivered":
-                fee = want["amount"] * truth.fee_bps // 10_000
-                assert (int(row["fee"]), int(row["owner_amount"])) == (fee, want["amount"] - fee)
-                assert row["paid_to"] == want["paid_to"].lower()
+            assert row["status"] == want["status"], (row, want)
+            assert row["disputed"] == want["disputed"]
+            assert row["refund_reason"] == want["refund_reason"]
+            assert (row["delivered_at"] is not None) == want["delivered"]
+            if want["status"] == "settled":
+                fee = truth.fee(want["amount"])
+                assert (int(row["fee"]), int(row["seller_amount"])) == (fee, want["amount"] - fee)
         datasets = {r["dataset_id"]: r for r in cat.sql("SELECT * FROM datasets").to_pylist()}
         assert sorted(datasets) == sorted(truth.datasets)
         for dataset_id, want in truth.datasets.items():
             got = datasets[dataset_id]
             mine = [p for p in truth.purchases.values() if p["dataset_id"] == dataset_id]
-            delivered = [p["amount"] for p in mine if p["status"] == "delivered"]
-            assert got["owner"] == want["owner"].lower()
+            settled = [p["amount"] for p in mine if p["status"] == "settled"]
+            assert got["owner"] == want["owner"].lower() and got["author"] == want["author"].lower()
             assert int(got["price"]) == want["price"]
-            assert got["previous"] == want["previous"]
+            assert got["supersedes"] == want["supersedes"]
             assert got["manifest_hash"] == want["manifest_hash"]
-            assert (got["purchases"], got["delivered"]) == (len(mine), len(delivered))
+            assert not got["paused"]
+            assert (got["purchases"], got["settled"]) == (len(mine), len(settled))
+            assert got["delivered"] == sum(p["delivered"] for p in mine)
             assert got["refunded"] == sum(p["status"] == "refunded" for p in mine)
-            assert int(got["fees"]) == sum(a * truth.fee_bps // 10_000 for a in delivered)
+            assert got["disputes_lost"] == sum(p["disputed"] and not p["honest"] for p in mine)
+            assert int(got["fees"]) == sum(truth.fee(a) for a in settled)
+        lost = {r["owner"]: r["disputes_lost"] for r in cat.sql("SELECT * FROM owners").to_pylist()}
+        for owner in {d["owner"] for d in truth.datasets.values()} | {p["seller"] for p in truth.purchases.values()}:
+            want = sum(p["disputed"] and not p["honest"] and p["seller"] == owner for p in truth.purchases.values())
+            assert lost.get(owner.lower(), 0) == want
         withdrawn: dict[str, int] = {}
         for account, amount in truth.withdrawals:
             withdrawn[account.lower()] = withdrawn.get(account.lower(), 0) + amount
         payouts = cat.sql("SELECT account, sum(amount) AS total FROM payouts GROUP BY ALL").to_pylist()
         assert {r["account"]: int(r["total"]) for r in payouts} == withdrawn
         total = cat.sql("SELECT sum(owner_revenue) AS r, sum(sales) AS n FROM revenue_daily").to_pylist()[0]
-        delivered = [p["amount"] for p in truth.purchases.values() if p["status"] == "delivered"]
-        assert int(total["r"] or 0) == sum(a - a * truth.fee_bps // 10_000 for a in delivered)
-        assert (total["n"] or 0) == len(delivered)
+        settled = [p["amount"] for p in truth.purchases.values() if p["status"] == "settled"]
+        assert int(total["r"] or 0) == sum(a - truth.fee(a) for a in settled)
+        assert (total["n"] or 0) == len(settled)
         counts = cat.sql("""SELECT count(*) AS n, count(DISTINCT (block_number, log_index)) AS u FROM (
             SELECT block_number, log_index FROM raw.purchased UNION ALL
             SELECT block_number, log_index FROM raw.key_delivered UNION ALL
+            SELECT block_number, log_index FROM raw.dispute_resolved UNION ALL
+            SELECT block_number, log_index FROM raw.purchase_settled UNION ALL
             SELECT block_number, log_index FROM raw.refunded UNION ALL
             SELECT block_number, log_index FROM raw.dataset_registered UNION ALL
             SELECT block_number, log_index FROM raw.transfer)""").to_pylist()[0]
-        transfers = cat.sql("SELECT count(*) AS n FROM raw.transfer").to_pylist()[0]["n"]
-        assert counts["n"] == counts["u"] == truth.events() + transfers - len(truth.datasets)
+        assert counts["n"] == counts["u"] == truth.events()
         if enriched:
             statuses = cat.sql("SELECT DISTINCT manifest_status FROM versions").column(0).to_pylist()
             assert statuses == ["not_found"]
@@ -271,15 +280,14 @@ def test_enrichment_records_ok_mismatch_and_unreachable(w3, node, tmp_path):
     scenario = Scenario(w3, seed=9)
     keystore = Keystore(tmp_path / "ks", passphrase="pw", scrypt_n=2**10)
     good = publish(pa.table({"x": list(range(5000))}), store=tmp_path / "store", name="good", keystore=keystore,
-                   description="enrichment test", shard_size=8192)
-    other = publish(pa.table({"y": list(range(7))}), store=tmp_path / "store", name="other", keystore=keystore)
+                   description="enrichment test", shard_size=8192, author=owner)
+    other = publish(pa.table({"y": list(range(7))}), store=tmp_path / "store", name="other", keystore=keystore,
+                    author=owner)
     seller = scenario.market.using(owner)
     seller.register(good, price=1)
-    lying = seller.registration(good, price=1)
-    lying["contentRoot"] = os.urandom(32)
-    lying["manifestHash"] = os.urandom(32)
-    lying["manifestURIs"] = [other.manifest_uri]                   # serves another manifest
-    seller._send(seller.contract.functions.register(lying), "register")
+    lying, signature = seller.registration(other, price=1)
+    lying["manifestHash"] = os.urandom(32)                          # its URI serves another manifest
+    seller._send(seller.contract.functions.register(lying, signature), "register")
     scenario.truth.datasets.clear()
     scenario.register(0)                                            # a URI that does not exist
     scenario.check_receipts()
@@ -340,7 +348,7 @@ def test_catalog_api_and_cli(w3, node, tmp_path):
 
 def test_indexes_the_embedded_chain_and_the_documented_queries_run(tmp_path):
     """The in-process chain works as a source too (RpcClient(w3)); every SQL example in docs/catalog.md runs."""
-    from deai_data.chain import connect, dev_accounts
+    from deai_data.chain import connect, dev_accounts, dev_advance_time
     from deai_data.market import KeyAgent, Market
 
     chain = connect()
@@ -349,15 +357,19 @@ def test_indexes_the_embedded_chain_and_the_documented_queries_run(tmp_path):
     market = Market.deploy(chain, treasury, fee_bps=100)
     seller = Market(chain, market.address, owner, keystore=owner_keys)
     shopper = Market(chain, market.address, buyer, keystore=Keystore(tmp_path / "ks2", passphrase="b", scrypt_n=2**10))
-    result = publish(pa.table({"x": list(range(30))}), store=tmp_path / "store", name="embedded", keystore=owner_keys)
-    dataset_id = seller.register(result, price=10**15)
+    result = publish(pa.table({"x": list(range(30))}), store=tmp_path / "store", name="embedded", keystore=owner_keys,
+                     author=owner)
+    dataset_id = seller.register(result, price=10**15, challenge_period=600)
     purchases = [shopper.purchase(dataset_id).purchase_id for _ in range(3)]
-    KeyAgent(seller, state_path=tmp_path / "agent.json").run_once()
+    KeyAgent(seller, state_path=tmp_path / "agent.json", confirmations=0).run_once()
+    dev_advance_time(chain, 601)
+    assert seller.settle(purchases) == 3
     root = tmp_path / "index"
     Indexer(RpcClient(chain), market.address, root, confirmations=0).sync()
     with Catalog(root) as cat:
         row = cat.sql("SELECT * FROM datasets").to_pylist()[0]
-        assert (row["name"], row["delivered"], row["manifest_status"]) == ("embedded", 3, "ok")
+        assert (row["name"], row["delivered"], row["settled"], row["manifest_status"]) == ("embedded", 3, 3, "ok")
+        assert row["manifest_matches"] is True
         assert int(row["owner_revenue"]) == 3 * (10**15 - 10**13)
         assert [r["purchase_id"] for r in cat.buyer_purchases(buyer.address).to_pylist()] == purchases[::-1]
         docs = (Path(__file__).resolve().parent.parent / "docs" / "catalog.md").read_text()

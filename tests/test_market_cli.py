@@ -58,11 +58,12 @@ def _lifecycle(anvil, w3: Web3, tmp_path: Path) -> None:
         for i in range(40):
             (source / label / f"{i}.bin").write_bytes(os.urandom(700 + i))
 
-    published = _run(owner, "publish", str(source), "--store", str(tmp_path / "store"), "--shard-size", "8KiB")
+    published = _run(owner, "publish", str(source), "--store", str(tmp_path / "store"), "--shard-size", "8KiB",
+                     "--sign")
     market = _run(owner, "market", "deploy", "--fee-bps", "100")["market"]
     owner["DEAI_MARKET"] = buyer["DEAI_MARKET"] = market
     dataset_id = _run(owner, "market", "register", published["manifest_uri"], "--price", "0.01ether",
-                      "--window", "3600")["dataset_id"]
+                      "--window", "3600", "--challenge-period", "600")["dataset_id"]
     shown = _run(buyer, "market", "show", str(dataset_id))
     assert shown["manifest_hash"] == published["manifest_hash"] and shown["price"] == 10**16
 
@@ -98,9 +99,15 @@ def _lifecycle(anvil, w3: Web3, tmp_path: Path) -> None:
                "--out", str(out))
     assert got["records"] == 80 and pq.read_table(out).num_rows == 80
 
+    early = subprocess.run([*CLI, "market", "withdraw"], env=owner, capture_output=True, text=True, timeout=120)
+    assert early.returncode == 12 and "NothingToWithdraw" in early.stderr  # payments wait out the challenge period
+    w3.provider.make_request("evm_increaseTime", [601])
+    w3.provider.make_request("evm_mine", [])
+    assert _run(owner, "market", "settle", *map(str, purchases[:3]))["settled"] == 3
+    _run(owner, "serve-keys", "--confirmations", "0", "--state", str(state), "--once")  # settles the rest
     withdrawn = _run(owner, "market", "withdraw")["withdrawn"]
     assert withdrawn == len(purchases) * (10**16 - 10**14)
 
     refused = subprocess.run([*CLI, "market", "refund", str(purchases[0])], env=buyer, capture_output=True,
                              text=True, timeout=120)
-    assert refused.returncode == 12 and "NotPending" in refused.stderr
+    assert refused.returncode == 12 and "WrongStatus" in refused.stderr

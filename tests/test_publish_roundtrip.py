@@ -167,7 +167,7 @@ def test_default_keystore_comes_from_environment(table, store_dir, isolated_home
     assert open_dataset(result.manifest_uri).to_arrow().num_rows == 10
 
 
-@pytest.mark.parametrize("kw", [{"metadata": {"n": 1}}, {"previous": "not-a-hash"}, {"key": b"short"},
+@pytest.mark.parametrize("kw", [{"metadata": {"n": 1}}, {"previous_manifest": "not-a-hash"}, {"key": b"short"},
                                 {"license": None}])
 def test_parameters_that_would_make_an_unreadable_manifest_are_refused(table, store_dir, keystore, kw):
     with pytest.raises(PublishError):

@@ -30,11 +30,11 @@ SEG = MIN_SEGMENT_SIZE
 
 
 def seal(data: bytes, index: int = 0, key: bytes = KEY, dataset: bytes = DATASET, seg: int = SEG) -> bytearray:
-    return seal_shard(data, data_key=key, dataset_id=dataset, shard_index=index, segment_size=seg)
+    return seal_shard(data, data_key=key, seal_id=dataset, shard_index=index, segment_size=seg)
 
 
 def unseal(sealed: bytes, index: int = 0, key: bytes = KEY, dataset: bytes = DATASET) -> bytearray:
-    return open_shard(sealed, data_key=key, dataset_id=dataset, shard_index=index)
+    return open_shard(sealed, data_key=key, seal_id=dataset, shard_index=index)
 
 
 @settings(max_examples=60)

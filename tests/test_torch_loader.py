@@ -294,7 +294,7 @@ def test_verify_modes_and_what_each_guarantees(published, keystore):
     # a key holder re-seals different records of the same size under the same index
     forged_rows = genuine.set_column(1, "x", pa.array(np.zeros(genuine.num_rows, np.float32)))
     plain = memoryview(encode_shard(forged_rows.to_batches(), forged_rows.schema)).cast("B")
-    sealer = ShardSealer(result.key, bytes.fromhex(result.manifest.dataset_id), result.manifest.segment_size)
+    sealer = ShardSealer(result.key, bytes.fromhex(result.manifest.seal_id), result.manifest.segment_size)
     out = memoryview(bytearray(sealer.sealed_size(len(plain))))
     forged = sealer.seal_into(2, plain, sealer.salt(2, plain, out), out)
     assert len(forged) == entry.sealed_size

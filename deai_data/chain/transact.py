@@ -81,11 +81,31 @@ def revert_data(exc: Exception) -> bytes | None:
             return bytes.fromhex(data.removeprefix("0x")) if data.startswith("0x") else b""
         return bytes(data or b"")
     if type(exc).__name__ == "TransactionFailed":  # eth-tester: "execution reverted: b'...'"
+        raw = _tester_revert_bytes(exc)
+        if raw is not None:
+            return raw
         text = str(exc.args[0]) if exc.args else ""
         match = _TESTER_BYTES.search(text)
         if match:
             return ast.literal_eval(match.group(1))
         return b""
+    return None
+
+
+def _tester_revert_bytes(exc: BaseException) -> bytes | None:
+    """The raw revert bytes eth-tester raised, before web3's tester provider re-raised them as text: it decodes
+    any payload as Error(string), which turns a custom error whose first argument is a string into that
+    string. The original exception is the re-raised one's `__context__`."""
+    seen: BaseException | None = exc.__context__
+    for _ in range(4):
+        if seen is None:
+            return None
+        first = seen.args[0] if seen.args else None
+        if isinstance(first, BaseException) and first.args:
+            first = first.args[0]
+        if isinstance(first, (bytes, bytearray)):
+            return bytes(first)
+        seen = seen.__context__
     return None
 
 

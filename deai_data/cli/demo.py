@@ -34,6 +34,7 @@ SIDE = 32  # images are SIDE x SIDE RGB
 SIDE_DATASETS = {"demo-captions": 3, "demo-audio-clips": 1}
 IMAGE_PURCHASES = 2
 PRICE = 10**16  # wei (0.01 ETH)
+CHALLENGE_PERIOD = 600  # the contract's minimum: the demo moves the dev chain's clock past it
 
 
 def generate_images(root: Path, count: int, *, seed: int = 0) -> int:
@@ -59,6 +60,8 @@ class _Run:
     say: Callable[[str], None]
     store: Store
     rpc: str | None
+    w3: Any
+    accounts: list[Any]
     records: int
     shard_size: int
     train_steps: int
@@ -79,8 +82,12 @@ def run_demo(workdir: str | Path | None = None, *, records: int = 2000, shard_si
     """
     scratch = None if workdir is not None else tempfile.TemporaryDirectory(prefix="deai-demo-")
     root = Path(workdir if workdir is not None else scratch.name)  # type: ignore[union-attr]
+    from ..chain import connect, dev_accounts
+
+    w3 = connect(rpc)
     # The store also serves the demo's reads (a remote store's gateways or node, not the environment's).
-    run = _Run(root, say, read_through(store or root / "store"), rpc, records, shard_size, train_steps)
+    run = _Run(root, say, read_through(store or root / "store"), rpc, w3, dev_accounts(w3)[:8], records,
+               shard_size, train_steps)
     try:
         say(f"deai-data demo in {root} (store {store or 'local'}; chain {rpc or 'in-process'}; "
             "keystores with throw-away passphrases)")
@@ -97,8 +104,8 @@ def run_demo(workdir: str | Path | None = None, *, records: int = 2000, shard_si
 
 
 # The summary's checks: each True, or None when it does not apply (the tamper check on a remote store).
-CHECKS = ("round_trip_identical", "tamper_detected", "buyer_copy_identical", "catalog_matches_chain",
-          "model_learned")
+CHECKS = ("round_trip_identical", "tamper_detected", "buyer_copy_identical", "wrong_key_refunded",
+          "catalog_matches_chain", "model_learned")
 
 
 def demo_passed(summary: dict[str, Any]) -> bool:
@@ -114,8 +121,9 @@ def _publish_steps(run: _Run) -> tuple[PublishResult, Keystore, pa.Table]:
     t = time.perf_counter()
     result = publish(run.root / "source", store=run.store, name="demo-images", license="CC0-1.0",
                      description="generated 32x32 RGB images, four classes", shard_size=run.shard_size,
-                     keystore=keystore, journal_dir=run.root / "journals")
-    run.step(f"2. owner published {len(result.manifest.shards)} sealed shards; data key kept in the keystore", t)
+                     keystore=keystore, journal_dir=run.root / "journals", author=run.accounts[1])
+    run.step(f"2. owner published and signed {len(result.manifest.shards)} sealed shards; data key in the keystore",
+             t)
     run.say(f"     manifest {result.manifest_uri}")
     run.say(f"     manifest hash {result.manifest_hash}  content root {result.content_root[:16]}...")
 
@@ -160,22 +168,24 @@ def _tamper(result: PublishResult, keystore: Keystore) -> str | None:
 
 
 def _market_steps(run: _Run, result: PublishResult, owner_keystore: Keystore) -> tuple[Any, Any]:
-    """Sell the images (and two small side datasets) on a market; buyers pay, the agent delivers,
-    the first buyer opens the images by dataset id. Returns the seller's and that buyer's market clients."""
-    from ..chain import connect, dev_accounts
+    """Sell the images (and two small side datasets) on a market; buyers pay, the agent delivers, the first
+    buyer opens the images by dataset id; a dishonest seller's wrong key is disputed and refunded; the agent
+    settles after the challenge period. Returns the seller's and that buyer's market clients."""
+    from ..chain import dev_advance_time
     from ..market import KeyAgent, Market
 
     t = time.perf_counter()
-    w3 = connect(run.rpc)
-    treasury, owner, *buyers = dev_accounts(w3)[:6]
+    w3 = run.w3
+    treasury, owner, *buyers = run.accounts[:6]
     deployed = Market.deploy(w3, treasury, fee_bps=250)
     seller = Market(w3, deployed.address, owner, keystore=owner_keystore)
-    images_id = seller.register(result, price=PRICE, delivery_window=3600)
+    terms = {"delivery_window": 3600, "challenge_period": CHALLENGE_PERIOD}
+    images_id = seller.register(result, price=PRICE, **terms)
     side_ids = []
     for n, name in enumerate(SIDE_DATASETS):
         side = publish(pa.table({"text": [f"{name} record {i}" for i in range(200)]}), store=run.store,
-                       name=name, keystore=owner_keystore, journal_dir=run.root / "journals")
-        side_ids.append(seller.register(side, price=PRICE // (n + 2)))
+                       name=name, keystore=owner_keystore, journal_dir=run.root / "journals", author=owner)
+        side_ids.append(seller.register(side, price=PRICE // (n + 2), **terms))
     run.step(f"5. deployed the market; owner registered dataset {images_id} (images, 0.01 ETH) and "
              f"{len(side_ids)} more", t)
     run.say(f"     market {deployed.address}")
@@ -190,22 +200,62 @@ def _market_steps(run: _Run, result: PublishResult, owner_keystore: Keystore) ->
     first = orders[0][0].purchase(images_id)
     for shopper, dataset_id in orders[1:]:
         shopper.purchase(dataset_id)
-    run.step(f"6. {len(orders)} purchases paid into escrow, each with the buyer's fresh X25519 key", t)
+    run.step(f"6. {len(orders)} purchases paid into escrow, each checked against its signed manifest first", t)
 
     t = time.perf_counter()
-    delivered = KeyAgent(seller, state_path=run.root / "agent.json").run_once()
-    run.step(f"7. owner's key agent sealed the key to each buyer (HPKE) and delivered {len(delivered)}", t)
+    agent = KeyAgent(seller, state_path=run.root / "agent.json", confirmations=0)
+    delivered = agent.run_once()
+    run.step(f"7. owner's key agent encrypted the key to each buyer's one-time key and delivered {len(delivered)}",
+             t)
 
     t = time.perf_counter()
     buyer = shoppers[0]
     buyer.receive_key(first.purchase_id)
     copy = buyer.open_dataset(images_id).to_arrow()
-    run.step(f"8. buyer unsealed the key, checked its commitment, opened {copy.num_rows} records by id", t)
-    run.say(f"     owner can withdraw {seller.withdrawable() / 1e18:.4f} ETH (sales less the 2.5 % fee)")
+    run.step(f"8. buyer opened the key, checked its commitment, opened {copy.num_rows} records by id", t)
     original = open_dataset(result.manifest_uri, keystore=owner_keystore).to_arrow()
     run.summary.update(dataset_id=images_id, purchase_id=first.purchase_id, market=deployed.address,
-                       purchases=len(orders), buyer_copy_identical=copy.equals(original))
+                       purchases=len(orders) + 1, buyer_copy_identical=copy.equals(original))
+
+    t = time.perf_counter()
+    refunded = _dishonest_sale(run, deployed.address, run.accounts[6], shoppers[2])
+    run.step(f"9. a dishonest seller delivered a wrong key: the buyer's SDK disputed it, the contract refunded "
+             f"{refunded / 1e18:.4f} ETH", t)
+
+    t = time.perf_counter()
+    dev_advance_time(w3, CHALLENGE_PERIOD + 1)
+    agent.run_once()
+    run.step("10. (dev clock moved past the 10-minute challenge period) the agent settled its deliveries", t)
+    run.say(f"     owner can withdraw {seller.withdrawable() / 1e18:.4f} ETH (sales less the 2.5 % fee)")
     return seller, buyer
+
+
+def _dishonest_sale(run: _Run, market_address: str, rogue: Any, shopper: Any) -> int:
+    """A seller who bypasses the SDK and delivers a wrong key by hand; returns what the buyer got back (the
+    summary records whether the contract refunded the whole price and counted the lost dispute)."""
+    from ..crypto.key_delivery import DeliveryContext, buyer_key_hash, seal_key
+    from ..market import Market
+
+    keystore = Keystore(run.root / "rogue-keystore", passphrase=secrets.token_hex(16))
+    rogue_market = Market(run.w3, market_address, rogue, keystore=keystore)
+    bait = publish(pa.table({"text": ["too good to be true"] * 50}), store=run.store, name="demo-bait",
+                   keystore=keystore, journal_dir=run.root / "journals", author=rogue)
+    bait_id = rogue_market.register(bait, price=PRICE, delivery_window=3600, challenge_period=CHALLENGE_PERIOD)
+    purchase = shopper.purchase(bait_id)
+    buyer_key = rogue_market.purchase_event(purchase)["buyerKey"]
+    garbage = seal_key(secrets.token_bytes(32), buyer_key,
+                       DeliveryContext(rogue_market.chain_id, rogue_market.address, purchase.purchase_id))
+    rogue_market._send(rogue_market.contract.functions.deliverKey(purchase.purchase_id, buyer_key_hash(buyer_key),
+                                                                   garbage.as_call()), "deliver a wrong key")
+    before = run.w3.eth.get_balance(shopper.me)
+    try:
+        shopper.receive_key(purchase.purchase_id)
+    except DeaiError as exc:
+        run.say(f"     {exc.message}")
+    refunded = shopper.purchase_info(purchase.purchase_id).status == "refunded"
+    run.summary["wrong_key_refunded"] = refunded and rogue_market.disputes_lost(rogue.address) == 1 and \
+        run.w3.eth.get_balance(shopper.me) > before
+    return purchase.amount if refunded else 0
 
 
 def _catalog_step(run: _Run, seller: Any) -> None:
@@ -220,11 +270,11 @@ def _catalog_step(run: _Run, seller: Any) -> None:
 
     t = time.perf_counter()
     index = run.root / "index"
-    Indexer(RpcClient(run.rpc or seller.w3), seller.address, index, confirmations=0).sync()
+    Indexer(RpcClient(run.rpc or run.w3), seller.address, index, confirmations=0).sync()
     with Catalog(index) as catalog:
         top = catalog.top_datasets(3).to_pylist()
         earned = int(catalog.sql("SELECT sum(owner_revenue) AS r FROM datasets").column("r")[0].as_py())
-    run.step("9. indexer wrote the market's events to Parquet and built the DuckDB catalog", t)
+    run.step("11. indexer wrote the market's events to Parquet and built the DuckDB catalog", t)
     run.say("     top datasets by revenue:")
     for row in top:
         gross = int(row["gross"]) / 1e18
@@ -270,7 +320,7 @@ def _training_step(run: _Run, buyer: Any) -> None:
                 break
     last = hits[-5:]
     accuracy = sum(c for c, _ in last) / sum(n for _, n in last)
-    run.step(f"10. trainer streamed verified batches into a DataLoader; trained a tiny CNN {len(losses)} steps", t)
+    run.step(f"12. trainer streamed verified batches into a DataLoader; trained a tiny CNN {len(losses)} steps", t)
     run.say(f"     loss {losses[0]:.3f} -> {losses[-1]:.3f}; accuracy on the last 5 batches {accuracy:.0%} "
             f"(chance {1 / len(CLASSES):.0%})")
     run.summary["training"] = {"steps": len(losses), "first_loss": losses[0], "last_loss": losses[-1],

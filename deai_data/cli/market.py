@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ChainError
+from ..market.defaults import DEFAULT_CHALLENGE_PERIOD, DEFAULT_CONFIRMATIONS
 
 if TYPE_CHECKING:
     from ..market import Market
@@ -87,8 +88,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_register(args: argparse.Namespace) -> int:
     market = _market(args)
     dataset_id = market.register(args.manifest, price=args.price, payment_token=args.token,
-                                 delivery_window=args.window, license_uri=args.license_uri,
-                                 previous=args.previous, manifest_uris=tuple(args.uri or ()))
+                                 delivery_window=args.window, challenge_period=args.challenge_period,
+                                 license_uri=args.license_uri, supersedes=args.supersedes,
+                                 manifest_uris=tuple(args.uri or ()))
     _emit(args, {"dataset_id": dataset_id, "market": market.address},
           [f"registered dataset {dataset_id} on {market.address}",
            "run `deai-data serve-keys` so that buyers receive the key"])
@@ -103,7 +105,7 @@ def cmd_buy(args: argparse.Namespace) -> int:
     lines = [f"purchase {purchase.purchase_id}: {purchase.amount} paid into escrow; the owner must deliver "
              f"the key before {purchase.deadline} (unix time) or you can refund"]
     if args.wait:
-        market.receive_key(purchase.purchase_id, timeout=args.wait)
+        market.receive_key(purchase.purchase_id, timeout=args.wait, dispute=not args.no_dispute)
         doc["key_received"] = True
         lines.append(f"key received and checked; open it with deai_data.Market(...).open_dataset({args.dataset_id})")
     _emit(args, doc, lines)
@@ -112,7 +114,7 @@ def cmd_buy(args: argparse.Namespace) -> int:
 
 def cmd_receive(args: argparse.Namespace) -> int:
     market = _market(args)
-    market.receive_key(args.purchase_id, timeout=args.wait)
+    market.receive_key(args.purchase_id, timeout=args.wait, dispute=not args.no_dispute)
     _emit(args, {"purchase_id": args.purchase_id, "key_received": True},
           [f"key of purchase {args.purchase_id} received, checked against the commitment and kept in the keystore"])
     return 0
@@ -125,9 +127,27 @@ def cmd_refund(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dispute(args: argparse.Namespace) -> int:
+    refunded = _market(args).dispute(args.purchase_id)
+    line = (f"purchase {args.purchase_id}: the contract found the delivered key wrong and refunded {refunded} "
+            "(withdrawn to your account)") if refunded else \
+        f"purchase {args.purchase_id}: the contract found the delivered key right; the seller has been paid"
+    _emit(args, {"purchase_id": args.purchase_id, "buyer_won": bool(refunded), "refunded": refunded}, [line])
+    return 0
+
+
+def cmd_settle(args: argparse.Namespace) -> int:
+    settled = _market(args).settle(args.purchase_id)
+    _emit(args, {"requested": args.purchase_id, "settled": settled},
+          [f"settled {settled} of {len(args.purchase_id)} purchases (the others are not past their challenge "
+           "period, or already settled)"])
+    return 0
+
+
 def cmd_withdraw(args: argparse.Namespace) -> int:
-    amount = _market(args).withdraw(args.token)
-    _emit(args, {"withdrawn": amount, "token": args.token}, [f"withdrew {amount}"])
+    amount = _market(args).withdraw(args.token, to=args.to)
+    _emit(args, {"withdrawn": amount, "token": args.token, "to": args.to},
+          [f"withdrew {amount}" + (f" to {args.to}" if args.to else "")])
     return 0
 
 
@@ -170,13 +190,14 @@ def cmd_serve_keys(args: argparse.Namespace) -> int:
     from ..market import KeyAgent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    agent = KeyAgent(_market(args), state_path=args.state, confirmations=args.confirmations,
+    agent = KeyAgent(_market(args), owners=args.owner, state_path=args.state, confirmations=args.confirmations,
                      start_block=args.start_block, poll_interval=args.poll)
     if args.once:
         delivered = agent.run_once()
         _emit(args, {"delivered": delivered}, [f"delivered {len(delivered)} keys: {delivered}"])
         return 0
-    print(f"serving keys for {agent.me} on {agent.market.address}; Ctrl-C to stop", flush=True)
+    print(f"serving keys for {', '.join(sorted(agent.owners))} as {agent.me} on {agent.market.address}; "
+          "Ctrl-C to stop", flush=True)
     agent.run(threading.Event())
     return 0
 
@@ -211,27 +232,38 @@ def add_market_commands(command: Callable[[str, str], argparse.ArgumentParser]) 
     a.add_argument("--price", type=parse_amount, required=True, help="price (wei, or e.g. 0.1ether)")
     a.add_argument("--token", help="ERC-20 payment token address (default: native currency)")
     a.add_argument("--window", type=int, default=86_400, help="delivery window in seconds (default 1 day)")
+    a.add_argument("--challenge-period", type=int, default=DEFAULT_CHALLENGE_PERIOD,
+                   help="seconds a buyer may dispute a delivered key before the seller is paid (default 3 days)")
     a.add_argument("--license-uri", help="license URI (default: the manifest's license)")
-    a.add_argument("--previous", type=int, help="dataset id of the version this one replaces")
+    a.add_argument("--supersedes", type=int, metavar="DATASET_ID", help="dataset id of the version this one replaces")
     a.add_argument("--uri", action="append", help="manifest URI to record (repeat for mirrors)")
     a = action("buy", "pay a dataset's price into escrow with a fresh sealing key", cmd_buy)
     a.add_argument("dataset_id", type=int)
     a.add_argument("--max-price", type=parse_amount, help="refuse to pay more (default: the current price)")
     a.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the key")
-    a = action("receive", "fetch, unseal and check the key of a purchase", cmd_receive)
+    a.add_argument("--no-dispute", action="store_true", help="do not dispute a wrong key automatically")
+    a = action("receive", "fetch, open and check the key of a purchase (a wrong key is disputed at once)",
+               cmd_receive)
     a.add_argument("purchase_id", type=int)
     a.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the delivery")
+    a.add_argument("--no-dispute", action="store_true", help="do not dispute a wrong key automatically")
+    a = action("dispute", "prove a delivered key wrong on-chain; the contract refunds if it is", cmd_dispute)
+    a.add_argument("purchase_id", type=int)
+    a = action("settle", "pay sellers of delivered purchases whose challenge period is over", cmd_settle)
+    a.add_argument("purchase_id", type=int, nargs="+")
     a = action("refund", "take back the price of an undelivered purchase after its deadline", cmd_refund)
     a.add_argument("purchase_id", type=int)
     a = action("withdraw", "pull your balance (sales revenue or refunds)", cmd_withdraw)
     a.add_argument("--token", help="ERC-20 token address (default: native currency)")
+    a.add_argument("--to", metavar="ADDRESS", help="send it to this address (default: your account)")
     a = action("price", "show or change a dataset's price; pause or resume sales", cmd_price)
     a.add_argument("dataset_id", type=int)
     a.add_argument("price", type=parse_amount, nargs="?")
     group = a.add_mutually_exclusive_group()
     group.add_argument("--pause", action="store_true")
     group.add_argument("--resume", action="store_true")
-    a = action("set-agent", "allow an address to deliver keys for your datasets", cmd_agent)
+    a = action("set-agent", "allow an address to deliver keys for your sales (it must list you with "
+               "serve-keys --owner)", cmd_agent)
     a.add_argument("agent")
     a.add_argument("--revoke", action="store_true")
     a = action("show", "show a dataset version (or, with --purchase, a purchase)", cmd_show)
@@ -240,8 +272,11 @@ def add_market_commands(command: Callable[[str, str], argparse.ArgumentParser]) 
 
     p = command("serve-keys", "deliver keys to buyers of your datasets (the owner's key agent)")
     chain_options(p, json_flag=False)
-    p.add_argument("--confirmations", type=int, default=2, help="act on purchases this many blocks deep")
-    p.add_argument("--poll", type=float, default=2.0, help="seconds between passes")
+    p.add_argument("--confirmations", type=int, default=DEFAULT_CONFIRMATIONS,
+                   help="act on purchases this many blocks deep (default %(default)s)")
+    p.add_argument("--owner", action="append", metavar="ADDRESS",
+                   help="a seller this agent serves (repeatable; default: the agent's own account)")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between passes (default %(default)s)")
     p.add_argument("--state", help="checkpoint file (default under $DEAI_HOME/agents)")
     p.add_argument("--start-block", type=int, default=0, help="first block to scan on a fresh start")
     p.add_argument("--once", action="store_true", help="one pass, then exit")

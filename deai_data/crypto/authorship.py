@@ -6,22 +6,15 @@ registration (domain "deai-data manifest" version "2", no chain binding) and min
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
-
-from eth_abi import encode as abi_encode
-from eth_keys import KeyAPI
-from eth_keys.exceptions import BadSignature, ValidationError
-from eth_utils import keccak
 
 from ..errors import ManifestError
 
+# eth_abi, eth_keys and eth_utils load on first use (~0.3 s): reading a manifest does not need them.
 DOMAIN_NAME = "deai-data manifest"
 DOMAIN_VERSION = "2"
-_DOMAIN_TYPEHASH = keccak(text="EIP712Domain(string name,string version)")
-_AUTHORSHIP_TYPEHASH = keccak(
-    text="Authorship(bytes32 sealId,bytes32 contentRoot,bytes32 keyCommitment,uint32 shardCount,address owner)")
-DOMAIN_SEPARATOR = keccak(abi_encode(["bytes32", "bytes32", "bytes32"],
-                                     [_DOMAIN_TYPEHASH, keccak(text=DOMAIN_NAME), keccak(text=DOMAIN_VERSION)]))
+AUTHORSHIP_TYPE = "Authorship(bytes32 sealId,bytes32 contentRoot,bytes32 keyCommitment,uint32 shardCount,address owner)"
 MAX_SIGNATURE_SIZE = 1024  # ERC-1271 wallets may sign with more than 65 bytes; nothing needs more
 
 
@@ -46,13 +39,25 @@ def is_address(value: Any) -> bool:
         all(c in "0123456789abcdef" for c in value[2:])
 
 
+@cache
+def domain_separator() -> bytes:
+    """EIP-712 domain separator of authorship: name and version only (no chain, no contract)."""
+    from eth_abi import encode as abi_encode
+    from eth_utils import keccak
+    return keccak(abi_encode(["bytes32", "bytes32", "bytes32"],
+                             [keccak(text="EIP712Domain(string name,string version)"), keccak(text=DOMAIN_NAME),
+                              keccak(text=DOMAIN_VERSION)]))
+
+
 def authorship_digest(seal_id: str, content_root: str, key_commitment: str, shard_count: int, owner: str) -> bytes:
     """The EIP-712 digest the author signs (equal to the contract's `authorshipDigest`)."""
+    from eth_abi import encode as abi_encode
+    from eth_utils import keccak
     struct_hash = keccak(abi_encode(
         ["bytes32", "bytes32", "bytes32", "bytes32", "uint32", "address"],
-        [_AUTHORSHIP_TYPEHASH, bytes.fromhex(seal_id), bytes.fromhex(content_root), bytes.fromhex(key_commitment),
-         shard_count, owner]))
-    return keccak(b"\x19\x01" + DOMAIN_SEPARATOR + struct_hash)
+        [keccak(text=AUTHORSHIP_TYPE), bytes.fromhex(seal_id), bytes.fromhex(content_root),
+         bytes.fromhex(key_commitment), shard_count, owner]))
+    return keccak(b"\x19\x01" + domain_separator() + struct_hash)
 
 
 def sign_authorship(account: Any, seal_id: str, content_root: str, key_commitment: str, shard_count: int,
@@ -72,6 +77,9 @@ def recover_author(authorship: Authorship, seal_id: str, content_root: str, key_
                    shard_count: int) -> str | None:
     """The address whose ECDSA signature `authorship.signature` is over this content and owner (lowercase), or
     None when it is not a 65-byte ECDSA signature (a contract wallet's: only the chain can check it)."""
+    from eth_keys import KeyAPI
+    from eth_keys.exceptions import BadSignature, ValidationError
+
     raw = bytes.fromhex(authorship.signature[2:])
     if len(raw) != 65:
         return None

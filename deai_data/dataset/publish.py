@@ -24,7 +24,7 @@ from ..crypto.authorship import sign_authorship
 from ..crypto.keys import check_key, key_commitment, new_data_key, new_seal_id
 from ..crypto.keystore import DATA_KEY, PENDING_DATA_KEY, Keystore
 from ..crypto.sealing import DEFAULT_SEGMENT_SIZE, ShardSealer, check_segment_size
-from ..errors import ManifestError, PublishError, StorageError
+from ..errors import LimitError, ManifestError, PublishError, StorageError
 from ..formats import canonical
 from ..formats.manifest import Manifest, ShardEntry, is_hex_digest
 from ..formats.merkle import merkle_root
@@ -155,10 +155,12 @@ def publish(
     if author is not None:
         manifest = replace(manifest, authorship=sign_authorship(
             author, manifest.seal_id, manifest.content_root, manifest.key_commitment, len(manifest.shards), owner))
-    body = manifest.to_bytes()
     try:
+        body = manifest.to_bytes()
         Manifest.from_bytes(body)  # never store a manifest that a reader would refuse
-    except ManifestError as exc:
+    except canonical.CanonicalError as exc:
+        raise PublishError(f"invalid publish parameter: {exc}") from None
+    except (ManifestError, LimitError) as exc:
         raise PublishError(f"invalid publish parameter: {exc.message}") from None
     manifest_hash = canonical.sha256_hex(body)
     labels = {"Object-Type": "manifest", "Seal-Id": seal_id.hex(), "Manifest-Hash": manifest_hash,

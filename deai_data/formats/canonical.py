@@ -51,7 +51,10 @@ def _check(value: Any, path: str) -> None:
 def encode(value: Any) -> bytes:
     """Encode `value` canonically; raise `CanonicalError` for anything outside the subset."""
     _check(value, "$")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise CanonicalError("a string holds a lone UTF-16 surrogate (not valid text)") from None
 
 
 def nesting_depth(data: bytes) -> int:

@@ -21,10 +21,10 @@ from ..dataset.reader import fetch_manifest
 from ..errors import ChainError, DeaiError, IntegrityError, KeystoreError
 from ..home import deai_home
 from .client import Listing, Market, check_listing
+from .defaults import DEFAULT_CONFIRMATIONS
 
 log = logging.getLogger("deai_data.market.agent")
 
-DEFAULT_CONFIRMATIONS = 2
 STATE_VERSION = 2
 
 
@@ -108,7 +108,7 @@ class KeyAgent:
                 continue
             try:
                 outcome = self._serve(pid)
-            except Exception as exc:  # noqa: BLE001 - one bad purchase must never stop the agent
+            except Exception as exc:
                 self._quarantine(pid, job, exc)
                 continue
             del queue[pid]
@@ -202,6 +202,6 @@ class KeyAgent:
         while not stop.is_set():
             try:
                 self.run_once()
-            except Exception as exc:  # noqa: BLE001 - a pass that fails (RPC down, ...) is retried
+            except Exception as exc:
                 log.error("agent pass failed, will retry: %s", exc)
             stop.wait(self.poll_interval)

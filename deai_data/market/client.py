@@ -34,12 +34,11 @@ from ..dataset.reader import Dataset, fetch_manifest
 from ..errors import ChainError, DeaiError, IntegrityError, KeyDeliveryError, MarketError
 from ..formats.manifest import Manifest
 from .artifact import artifact
+from .defaults import DEFAULT_CHALLENGE_PERIOD, DEFAULT_DELIVERY_WINDOW
 
 PURCHASE_KEY = "purchase-key"
 NATIVE = "0x" + "00" * 20
 STATUSES = ("none", "pending", "delivered", "settled", "refunded")
-DEFAULT_DELIVERY_WINDOW = 24 * 3600
-DEFAULT_CHALLENGE_PERIOD = 3 * 24 * 3600
 
 HINTS = {
     "AlreadyRegistered": "this author already registered this content here; use its dataset id",

@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from deai_data.dataset.reader import fetch_manifest
-from deai_data.errors import DeaiError, IntegrityError, NotFoundError
+from deai_data.errors import DeaiError, IntegrityError, ManifestError, NotFoundError
 from deai_data.formats.manifest import Manifest
 from deai_data.storage.registry import store_for
 
@@ -26,7 +26,9 @@ log = logging.getLogger("deai_indexer.enrich")
 
 SCHEMA = pa.schema([
     ("manifest_hash", pa.string()), ("status", pa.string()), ("error", pa.string()), ("source_uri", pa.string()),
-    ("name", pa.string()), ("description", pa.string()), ("license", pa.string()), ("dataset_uid", pa.string()),
+    ("name", pa.string()), ("description", pa.string()), ("license", pa.string()),
+    ("manifest_version", pa.int64()), ("seal_id", pa.string()), ("content_root", pa.string()),
+    ("key_commitment", pa.string()), ("author", pa.string()), ("signature_checked", pa.bool_()),
     ("records", pa.int64()), ("plaintext_size", pa.int64()), ("sealed_size", pa.int64()),
     ("shard_count", pa.int64()), ("segment_size", pa.int64()), ("compression", pa.string()),
     ("previous_manifest", pa.string()), ("schema_json", pa.string()), ("backends", pa.list_(pa.string())),
@@ -66,23 +68,34 @@ def _shards_available(manifest: Manifest) -> int:
     return available
 
 
+def _signature_checked(manifest: Manifest) -> bool | None:
+    """True when the manifest's author signature verifies offline, None when only the chain can check it
+    (unsigned, or a contract wallet's signature); a forged one raises ManifestError (status `malformed`)."""
+    return None if manifest.signed_author() is None else True
+
+
 def _row(manifest_hash: str, uris: list[str], check_availability: bool) -> dict:
     errors = []
     for uri in uris:
         try:
             manifest, source = fetch_manifest(uri, manifest_hash=manifest_hash)
+            signature_checked = _signature_checked(manifest)
         except DeaiError as exc:
             kind = ("hash_mismatch" if isinstance(exc, IntegrityError) else
+                    "malformed" if isinstance(exc, ManifestError) else
                     "not_found" if isinstance(exc, NotFoundError) else "unreachable")
             errors.append((kind, f"{uri}: {exc}"))
             continue
         schemes = sorted({loc.split("://", 1)[0] for s in manifest.shards for loc in s.locators})
         return {"manifest_hash": manifest_hash, "status": "ok", "error": None, "source_uri": source,
                 "name": manifest.name, "description": manifest.description, "license": manifest.license,
-                "dataset_uid": manifest.dataset_id, "records": manifest.records,
+                "manifest_version": manifest.version, "seal_id": manifest.seal_id,
+                "content_root": manifest.content_root, "key_commitment": manifest.key_commitment,
+                "author": manifest.author, "signature_checked": signature_checked,
+                "records": manifest.records,
                 "plaintext_size": manifest.plaintext_size, "sealed_size": manifest.sealed_size,
                 "shard_count": len(manifest.shards), "segment_size": manifest.segment_size,
-                "compression": manifest.compression, "previous_manifest": manifest.previous,
+                "compression": manifest.compression, "previous_manifest": manifest.previous_manifest,
                 "schema_json": json.dumps(manifest.to_dict()["schema"]["fields"]), "backends": schemes,
                 "metadata_json": json.dumps(dict(manifest.metadata), sort_keys=True),
                 "shards_available": _shards_available(manifest) if check_availability else None}

@@ -1,9 +1,9 @@
 """The market's events as Arrow tables: one table per event type, decoded in bulk from raw JSON-RPC logs.
 
-Column types: ids and small integers int64; amounts (uint128/uint256) decimal(38, 0); addresses
-lowercase 0x-hex strings; bytes32 lowercase hex without 0x (as deai-data prints hashes); bytes binary;
-strings and string arrays as they are. Every row also has block_number, block_hash, block_time,
-log_index and tx_hash.
+Column types: ids and integers up to 64 bits int64; amounts up to 126 bits (uint96 prices) decimal(38, 0);
+wider integers (uint256 balances) exact decimal text, since no Parquet number holds every uint256; addresses
+lowercase 0x-hex strings; bytes32 lowercase hex without 0x; bytes binary; strings as they are. Every row
+also has block_number, block_hash, block_time, log_index and tx_hash.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from eth_utils import keccak
 from deai_data.market.artifact import artifact
 
 AMOUNT = pa.decimal128(38, 0)
-_ID_FIELDS = {"datasetId", "purchaseId", "previous", "tokenId"}
+_DECIMAL_BITS = 126  # 2**126 < 10**38: every value of a narrower uint fits decimal(38, 0) exactly
+_ID_FIELDS = {"datasetId", "purchaseId", "supersedes", "tokenId"}
 COMMON = [
     pa.field("block_number", pa.int64(), nullable=False),
     pa.field("block_hash", pa.string(), nullable=False),
@@ -53,7 +54,9 @@ def _arrow_type(name: str, abi_type: str) -> pa.DataType:
         return pa.list_(pa.string())
     if abi_type.startswith("uint"):
         bits = int(abi_type[4:] or 256)
-        return pa.int64() if name in _ID_FIELDS or bits <= 64 else AMOUNT
+        if name in _ID_FIELDS or bits <= 63:
+            return pa.int64()
+        return AMOUNT if bits <= _DECIMAL_BITS else pa.string()
     raise ValueError(f"no column type for {abi_type}")
 
 
@@ -124,10 +127,19 @@ class EventSpec:
             rows = [abi_decode(types, bytes.fromhex(d[2:])) for d in datas]
             for i, (name, abi_type) in enumerate(self.data):
                 columns[name] = [_python_value(abi_type, row[i]) for row in rows]
-        arrays = [decimal_array(columns[f.name]) if f.type == AMOUNT else
-                  columns[f.name] if isinstance(columns[f.name], pa.Array) else pa.array(columns[f.name], f.type)
-                  for f in self.schema]
+        abi_types = dict(self.indexed + self.data)
+        arrays = [_arrow_column(columns[f.name], f.type, abi_types.get(f.name, "")) for f in self.schema]
         return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
+def _arrow_column(values: Any, arrow_type: pa.DataType, abi_type: str) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return values
+    if arrow_type == AMOUNT:
+        return decimal_array(values)
+    if abi_type.startswith("uint") and arrow_type == pa.string():
+        return pa.array([str(v) for v in values], arrow_type)  # exact text of a uint wider than decimal(38, 0)
+    return pa.array(values, arrow_type)
 
 
 _DECIMAL_LIMIT = 10**38
