@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 FORGE   = contracts/node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 
-.PHONY: setup contracts-deps services-deps contracts-test artifacts check-artifacts demo test lint bench clean
+.PHONY: setup contracts-deps services-deps contracts-test artifacts check-artifacts demo test lint bench clean \
+        fuzz fuzz-smoke
 
 setup: $(VENV)/.installed
 
@@ -51,11 +52,26 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup contracts-deps services-deps lint contracts-test check-artifacts
+test: setup contracts-deps services-deps lint contracts-test check-artifacts fuzz-smoke
 	$(BIN)/python -m pytest
 
-bench: setup
-	$(BIN)/python bench/publish.py
+# The parsers of untrusted bytes under Atheris (libFuzzer); fuzz/README.md. `fuzz` grows fuzz/corpus (commit
+# what it adds); `fuzz-smoke` (in `make test`) replays the corpus and fuzzes each target a fixed number of
+# runs from a fixed seed, so that CI is repeatable; new inputs go to a scratch folder.
+FUZZ_TARGETS = manifest canonical car dag_cbor dag_pb cid ans104_bundle shard_header json_answer arweave_tx \
+               locator key_import
+FUZZ_SECONDS ?= 300
+fuzz: setup
+	for t in $(FUZZ_TARGETS); do FUZZ_TARGET=$$t PATH=$(BIN):$$PATH fuzz/run.py -max_total_time=$(FUZZ_SECONDS) \
+	    -rss_limit_mb=2048 -timeout=10 -artifact_prefix=fuzz/ fuzz/corpus/$$t || exit 1; done
+
+fuzz-smoke: setup
+	scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && for t in $(FUZZ_TARGETS); do \
+	    mkdir -p "$$scratch/$$t" && FUZZ_TARGET=$$t PATH=$(BIN):$$PATH fuzz/run.py -seed=1 -runs=30000 \
+	        -rss_limit_mb=2048 -timeout=10 -artifact_prefix="$$scratch/" "$$scratch/$$t" fuzz/corpus/$$t \
+	        >"$$scratch/$$t.log" 2>&1 || { tail -40 "$$scratch/$$t.log"; exit 1; }; done; \
+	echo "fuzz-smoke: $(words $(FUZZ_TARGETS)) targets clean"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis contracts/out contracts/cache services/*/node_modules
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis contracts/out contracts/cache services/*/node_modules \
+	       fuzz/.seed-ks

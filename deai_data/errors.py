@@ -17,6 +17,19 @@ class DeaiError(Exception):
         super().__init__(f"{message} ({hint})" if hint else message)
 
 
+class UsageError(DeaiError, ValueError):
+    """A call or command was given an argument it cannot take (also a ValueError, as Python expects)."""
+
+    exit_code = 2
+
+
+class FormatError(DeaiError, ValueError):
+    """Bytes that are not what their format requires (a CID, CBOR, dag-pb, CAR, ANS-104 item, varint, piece
+    CID): parsers of untrusted bytes raise this and nothing else (also a ValueError)."""
+
+    exit_code = 3
+
+
 class IntegrityError(DeaiError):
     """Bytes from a store do not match what the manifest (or the AEAD tag) says they must be.
 
@@ -93,6 +106,16 @@ class NotFoundError(StorageError):
         )
 
 
+class FetchRefusedError(StorageError):
+    """The fetch policy refuses a URI: a scheme, a non-public address or a local file that an untrusted source
+    (the chain, a manifest, a redirect) named."""
+
+    def __init__(self, locator: str, what: str) -> None:
+        super().__init__(f"refused to fetch {what}", locator=locator,
+                         hint="an untrusted source named it; allow it on purpose with DEAI_FETCH_ALLOW=private,files "
+                              "or deai_data.storage.fetch_policy.configure(...)")
+
+
 class UnsupportedLocatorError(StorageError):
     """No store is registered for a locator's URI scheme."""
 
@@ -155,4 +178,4 @@ class LimitError(DeaiError):
     def __init__(self, message: str, *, limit: str, hint: str | None = None) -> None:
         self.limit = limit
         super().__init__(f"limit {limit}: {message}", hint=hint or "the input is hostile or corrupt; if it is "
-                         "genuine, raise the limit with deai_data.limits.configure(...)")
+                         "genuine, raise the limit with deai_data.formats.limits.configure(...)")

@@ -24,6 +24,9 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("DEAI_HOME", str(home))
     monkeypatch.setenv("DEAI_KEYSTORE", str(home / "keystore"))
     monkeypatch.setenv("DEAI_KEYSTORE_PASSWORD", "correct horse battery staple")
+    # The services the tests start listen on loopback and the stores are local folders, which the chain then
+    # names: allow fetching them on purpose, as a deployment would have to (tests of the policy itself unset it).
+    monkeypatch.setenv("DEAI_FETCH_ALLOW", "private,files")
     return home
 
 

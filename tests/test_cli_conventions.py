@@ -49,9 +49,26 @@ def subclasses(cls: type) -> set[type]:
 
 def test_exit_codes_are_documented():
     table = dict(re.findall(r"^\| (\d+) \| (.+) \|$", (REPO / "docs" / "cli.md").read_text(), re.M))
-    used = {cls.exit_code for cls in subclasses(DeaiError)} | {DeaiError.exit_code}
+    from deai_data.cli.entry import INTERNAL_ERROR
+    used = {cls.exit_code for cls in subclasses(DeaiError)} | {DeaiError.exit_code, INTERNAL_ERROR}
     assert used <= {int(code) for code in table}, f"undocumented: {used - {int(c) for c in table}}"
     assert {int(code) for code in table} - used <= {0, 2, 130}, "documented codes nothing returns"
+
+
+def test_a_bug_or_memory_exhaustion_is_one_line_not_a_traceback(monkeypatch, capsys):
+    import argparse
+
+    from deai_data.cli.entry import INTERNAL_ERROR, run_command
+
+    def boom(kind):
+        def call(_):
+            raise kind("something")
+        return call
+
+    assert run_command(argparse.Namespace(func=boom(MemoryError))) == 15
+    assert run_command(argparse.Namespace(func=boom(KeyError))) == INTERNAL_ERROR
+    err = capsys.readouterr().err
+    assert "out of memory" in err and "internal error: KeyError" in err and "Traceback" not in err
 
 
 def test_no_command_prints_a_key(published, tmp_path):  # noqa: F811

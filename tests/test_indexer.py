@@ -25,6 +25,7 @@ from web3 import Web3
 
 from deai_data import Catalog, Keystore, publish
 from deai_data.chain.connect import anvil_dev_accounts
+from deai_data.storage.staging import staged_name
 from deai_indexer import Indexer, RpcClient
 from deai_indexer.layout import range_files
 
@@ -254,8 +255,8 @@ def test_restart_removes_temp_files_of_dead_writers_only(w3, node, tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     folder = next(root.glob("events/*/bucket=0"))
-    abandoned = folder / f".000000000001-000000000002.parquet.{dead.pid}.tmp"
-    in_progress = folder / f".000000000003-000000000004.parquet.{os.getpid()}.tmp"
+    abandoned = folder / staged_name("000000000001-000000000002.parquet", pid=dead.pid)
+    in_progress = folder / staged_name("000000000003-000000000004.parquet")
     abandoned.write_bytes(b"half a file")
     in_progress.write_bytes(b"being written")
     Indexer(node.url, scenario.market.address, root, confirmations=0).sync()

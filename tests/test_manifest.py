@@ -238,6 +238,11 @@ def test_a_declared_shard_size_over_the_limit_is_refused():
     assert isinstance(caught, LimitError) and caught.limit == "shard_bytes"
 
 
+def test_the_dataset_size_limit(tmp_path):
+    caught = _bounded(lambda: Manifest.from_bytes(make_manifest(3).to_bytes(), limits=Limits(dataset_bytes=5000)))
+    assert isinstance(caught, LimitError) and caught.limit == "dataset_bytes"
+
+
 def test_limits_have_hard_caps():
     with pytest.raises(LimitError):
         Limits(shards=0)

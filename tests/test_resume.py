@@ -49,6 +49,7 @@ def test_killed_publish_resumes_without_resealing(tmp_path, mode, n):
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     finished = journal_shards(tmp_path)
     assert len(finished) < TOTAL_SHARDS or mode == "in-put"
+    left = list((tmp_path / "store" / "tmp").glob(".*.tmp"))
 
     resumed = run_child(tmp_path, "none")
     assert resumed.returncode == 0, resumed.stderr
@@ -65,6 +66,8 @@ def test_killed_publish_resumes_without_resealing(tmp_path, mode, n):
     assert dataset.to_arrow().equals(source_table())
     assert not list((tmp_path / "journals").glob("*.jsonl")), "the journal is removed once the publish is done"
     assert [e.kind for e in keystore.entries()] == ["data-key"]
+    assert mode != "in-put" or left, "the kill mid-put leaves a staged file"
+    assert not list((tmp_path / "store" / "tmp").glob(".*.tmp")), "the resumed publish swept the dead writer's files"
 
 
 @pytest.mark.slow

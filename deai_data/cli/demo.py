@@ -83,14 +83,18 @@ def run_demo(workdir: str | Path | None = None, *, records: int = 2000, shard_si
     scratch = None if workdir is not None else tempfile.TemporaryDirectory(prefix="deai-demo-")
     root = Path(workdir if workdir is not None else scratch.name)  # type: ignore[union-attr]
     from ..chain import connect, dev_accounts
+    from ..storage import fetch_policy
 
+    # The demo's chain names its own local store (file://) and dev services (loopback): allow fetching them,
+    # on purpose and for this process only; a deployment keeps the default (public network only).
+    fetch_policy.configure(fetch_policy.OPEN)
     w3 = connect(rpc)
     # The store also serves the demo's reads (a remote store's gateways or node, not the environment's).
     run = _Run(root, say, read_through(store or root / "store"), rpc, w3, dev_accounts(w3)[:8], records,
                shard_size, train_steps)
     try:
         say(f"deai-data demo in {root} (store {store or 'local'}; chain {rpc or 'in-process'}; "
-            "keystores with throw-away passphrases)")
+            "keystores with throw-away passphrases; fetching local files and loopback allowed)")
         result, keystore, table = _publish_steps(run)
         seller, buyer = _market_steps(run, result, keystore)
         _catalog_step(run, seller)

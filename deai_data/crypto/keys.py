@@ -14,6 +14,8 @@ import struct
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..errors import UsageError
+
 DATA_KEY_SIZE = 32
 SEAL_ID_SIZE = 32
 
@@ -35,10 +37,10 @@ def new_seal_id() -> bytes:
 
 
 def check_key(key: bytes) -> bytes:
-    """Return `key` as bytes if it is a 32-byte key, else raise ValueError."""
+    """Return `key` as bytes if it is a 32-byte key, else raise UsageError (a ValueError)."""
     key = bytes(key)
     if len(key) != DATA_KEY_SIZE:
-        raise ValueError(f"a data key is {DATA_KEY_SIZE} bytes, got {len(key)}")
+        raise UsageError(f"a data key is {DATA_KEY_SIZE} bytes, got {len(key)}")
     return key
 
 

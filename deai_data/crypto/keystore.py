@@ -1,7 +1,7 @@
-"""The local keystore: secrets (data keys, later buyer private keys) encrypted at rest.
+"""The local keystore: secrets (data keys, purchase keys) encrypted at rest, in a folder only its owner reads.
 
-A key-encryption key is derived from a passphrase with scrypt; each entry is sealed with AES-256-GCM,
-its kind, name and metadata bound as associated data. Nothing secret is ever written in plaintext.
+A random entry key, wrapped under a key derived from the passphrase with scrypt (bounded costs), seals each
+entry with AES-256-GCM, its kind, name and metadata bound as associated data. Nothing secret is in plaintext.
 """
 
 from __future__ import annotations
@@ -27,12 +27,17 @@ from ..home import deai_home
 
 FORMAT = "deai-data/keystore"
 EXPORT_FORMAT = "deai-data/key-export"
-VERSION = 1
+VERSION = 2  # 2: a random entry key wrapped under the scrypt key (version 1 keystores are migrated on open)
+EXPORT_VERSION = 1
 DATA_KEY = "data-key"
 PENDING_DATA_KEY = "pending-data-key"
 _NAME = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _CHECK = b"deai-data keystore v1"
-DEFAULT_SCRYPT_N = 2**15
+_WRAP_AD = b"deai-data keystore v2 entry key"
+DEFAULT_SCRYPT_N = 2**17  # 128 MiB and about 0.4 s here: today's interactive recommendation
+SCRYPT_N_ENV = "DEAI_KEYSTORE_SCRYPT_N"
+MIN_SCRYPT_N, MAX_SCRYPT_N = 2**10, 2**20  # what a keystore or an export file may declare (1 GiB at r = 8)
+MAX_SCRYPT_MEMORY = 1 << 30
 
 
 def default_keystore_path() -> Path:
@@ -64,13 +69,43 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
 
 
-def _derive(passphrase: str, salt: bytes, n: int) -> bytes:
-    return Scrypt(salt=salt, length=32, n=n, r=8, p=1).derive(passphrase.encode())
+def default_scrypt_n() -> int:
+    """2**17, or DEAI_KEYSTORE_SCRYPT_N (a power of two from 2**10: for tests and very slow machines)."""
+    text = os.environ.get(SCRYPT_N_ENV)
+    return DEFAULT_SCRYPT_N if not text else _check_kdf({"n": int(text) if text.isdigit() else -1, "r": 8, "p": 1})[0]
+
+
+def _check_kdf(kdf: Any) -> tuple[int, int, int]:
+    """(n, r, p) of a declared scrypt setting, refused unless within bounded cost (an export file or a
+    keystore may come from anyone: n = 2**40 must not become a 16 TiB allocation)."""
+    try:
+        n, r, p = int(kdf["n"]), int(kdf.get("r", 8)), int(kdf.get("p", 1))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise KeystoreError("the scrypt settings are missing or not numbers") from None
+    if not (MIN_SCRYPT_N <= n <= MAX_SCRYPT_N and n & (n - 1) == 0 and 1 <= r <= 16 and 1 <= p <= 4
+            and 128 * n * r <= MAX_SCRYPT_MEMORY):
+        raise KeystoreError(f"scrypt settings n={n}, r={r}, p={p} are outside the accepted costs "
+                            f"(n a power of two from 2**10 to 2**20, r <= 16, p <= 4, at most 1 GiB)")
+    return n, r, p
+
+
+def _derive(passphrase: str, salt: bytes, n: int, r: int = 8, p: int = 1) -> bytes:
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode())
+
+
+def _private_dir(path: Path) -> None:
+    """Create `path` (and missing parents) readable by the owner only; tighten it if it exists."""
+    if not path.is_dir():
+        if not path.parent.exists():
+            _private_dir(path.parent)
+        path.mkdir(mode=0o700, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
 
 
 def _write_private(path: Path, payload: dict[str, Any]) -> None:
-    """Atomically write a JSON file readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Atomically write a JSON file readable by the owner only, in a folder only the owner reads."""
+    _private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         os.fchmod(fd, 0o600)
@@ -93,52 +128,103 @@ class KeyEntry:
     meta: dict[str, Any]
 
 
+def _entry_of(path: Path) -> KeyEntry:
+    try:
+        doc = json.loads(path.read_text())
+        return KeyEntry(str(doc["kind"]), str(doc["name"]), dict(doc.get("meta", {})))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise KeystoreError(f"keystore entry {path} is damaged") from None
+
+
 class Keystore:
     """A folder of encrypted entries. The passphrase is asked for only when a secret is read or written."""
 
     def __init__(self, path: str | Path | None = None, *, passphrase: str | None = None,
-                 scrypt_n: int = DEFAULT_SCRYPT_N) -> None:
+                 scrypt_n: int | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else default_keystore_path()
         self._passphrase = passphrase
-        self._scrypt_n = scrypt_n
-        self._kek: bytes | None = None
+        self._scrypt_n = _check_kdf({"n": scrypt_n})[0] if scrypt_n is not None else default_scrypt_n()
+        self._entry_key: bytes | None = None
 
     def __repr__(self) -> str:
         return f"Keystore({str(self.path)!r})"
 
-    # ---- key-encryption key ----------------------------------------------------------------------
+    # ---- the entry key ---------------------------------------------------------------------------
     def _header_path(self) -> Path:
         return self.path / "keystore.json"
 
-    def _key(self) -> AESGCM:
-        if self._kek is not None:
-            return AESGCM(self._kek)
+    def _read_header(self) -> dict[str, Any]:
         header_path = self._header_path()
-        if header_path.exists():
+        try:
             header = json.loads(header_path.read_text())
-            if header.get("format") != FORMAT or header.get("version") != VERSION:
-                raise KeystoreError(f"{header_path} is not a deai-data keystore (version {VERSION})")
-            passphrase = self._passphrase or passphrase_from_env_or_prompt()
-            kek = _derive(passphrase, _unb64(header["kdf"]["salt"]), header["kdf"]["n"])
-            try:
+            if not isinstance(header, dict):
+                raise ValueError("not an object")
+        except (OSError, ValueError, RecursionError) as exc:
+            raise KeystoreError(f"{header_path} is unreadable: {str(exc)[:200]}") from None
+        if header.get("format") != FORMAT or header.get("version") not in (1, VERSION):
+            raise KeystoreError(f"{header_path} is not a deai-data keystore (versions 1 and {VERSION})")
+        return header
+
+    def _key(self) -> AESGCM:
+        if self._entry_key is None:
+            if self._header_path().exists():
+                self._entry_key = self._open_existing(self.passphrase())
+            else:
+                self._entry_key = secrets.token_bytes(32)
+                self._write_header(self.passphrase(confirm=True), self._entry_key)
+        return AESGCM(self._entry_key)
+
+    def passphrase(self, *, confirm: bool = False) -> str:
+        if self._passphrase is None:
+            self._passphrase = passphrase_from_env_or_prompt(confirm=confirm)
+        return self._passphrase
+
+    def _open_existing(self, passphrase: str) -> bytes:
+        """The entry key; a version-1 keystore (entries sealed under the scrypt key itself) or one whose
+        scrypt cost is below this keystore's is rewritten with a version-2 header at the current cost."""
+        header = self._read_header()
+        try:
+            kdf = header["kdf"]
+            n, r, p = _check_kdf(kdf)
+            kek = _derive(passphrase, _unb64(kdf["salt"]), n, r, p)
+            if header["version"] == 1:
                 AESGCM(kek).decrypt(_unb64(header["check_nonce"]), _unb64(header["check"]), _CHECK)
-            except InvalidTag:
-                raise KeystoreError(f"wrong passphrase for the keystore at {self.path}",
-                                    hint="check DEAI_KEYSTORE_PASSWORD") from None
-        else:
-            passphrase = self._passphrase or passphrase_from_env_or_prompt(confirm=True)
-            salt = secrets.token_bytes(16)
-            kek = _derive(passphrase, salt, self._scrypt_n)
-            nonce = secrets.token_bytes(12)
-            _write_private(header_path, {
-                "format": FORMAT, "version": VERSION,
-                "kdf": {"name": "scrypt", "n": self._scrypt_n, "r": 8, "p": 1, "salt": _b64(salt)},
-                "cipher": "aes-256-gcm",
-                "check_nonce": _b64(nonce),
-                "check": _b64(AESGCM(kek).encrypt(nonce, _CHECK, _CHECK)),
-            })
-        self._kek = kek
-        return AESGCM(kek)
+                entry_key = kek  # version 1 sealed entries under the scrypt key: it becomes the entry key
+            else:
+                entry_key = AESGCM(kek).decrypt(_unb64(header["wrap_nonce"]), _unb64(header["wrapped_key"]),
+                                                _WRAP_AD)
+        except InvalidTag:
+            raise KeystoreError(f"wrong passphrase for the keystore at {self.path}",
+                                hint="check DEAI_KEYSTORE_PASSWORD") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeystoreError(f"{self._header_path()} is damaged: {str(exc)[:200]}") from None
+        if header["version"] == 1 or n < self._scrypt_n:
+            self._write_header(passphrase, entry_key)
+        _private_dir(self.path)
+        if (self.path / "entries").is_dir():
+            for folder in [self.path / "entries", *(self.path / "entries").iterdir()]:
+                if folder.is_dir():
+                    _private_dir(folder)
+        return entry_key
+
+    def _write_header(self, passphrase: str, entry_key: bytes) -> None:
+        salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
+        kek = _derive(passphrase, salt, self._scrypt_n)
+        _write_private(self._header_path(), {
+            "format": FORMAT, "version": VERSION,
+            "kdf": {"name": "scrypt", "n": self._scrypt_n, "r": 8, "p": 1, "salt": _b64(salt)},
+            "cipher": "aes-256-gcm", "wrap_nonce": _b64(nonce),
+            "wrapped_key": _b64(AESGCM(kek).encrypt(nonce, entry_key, _WRAP_AD)),
+        })
+
+    def change_passphrase(self, new_passphrase: str) -> None:
+        """Re-wrap the entry key under a new passphrase (the entries are not rewritten)."""
+        if not new_passphrase:
+            raise KeystoreError("empty passphrase", hint="choose a non-empty passphrase")
+        self._key()
+        assert self._entry_key is not None
+        self._write_header(new_passphrase, self._entry_key)
+        self._passphrase = new_passphrase
 
     # ---- entries ---------------------------------------------------------------------------------
     def _entry_path(self, kind: str, name: str) -> Path:
@@ -171,10 +257,12 @@ class Keystore:
         except FileNotFoundError:
             raise KeystoreError(f"no {kind} entry named {name} in the keystore at {self.path}",
                                 hint="import the key with `deai-data keys import`, or pass it explicitly") from None
+        except (OSError, ValueError, RecursionError):
+            raise KeystoreError(f"keystore entry {kind}/{name} is damaged") from None
         try:
             return self._key().decrypt(_unb64(doc["nonce"]), _unb64(doc["ciphertext"]),
                                        self._ad(kind, name, doc.get("meta", {})))
-        except (InvalidTag, KeyError, ValueError):
+        except (InvalidTag, KeyError, ValueError, TypeError):
             raise KeystoreError(f"keystore entry {kind}/{name} is corrupt or was altered") from None
 
     def delete(self, kind: str, name: str) -> None:
@@ -183,19 +271,12 @@ class Keystore:
     def entry(self, kind: str, name: str) -> KeyEntry | None:
         """One entry's kind, name and metadata (nothing decrypted), or None when there is none."""
         path = self._entry_path(kind, name)
-        if not path.is_file():
-            return None
-        doc = json.loads(path.read_text())
-        return KeyEntry(doc["kind"], doc["name"], doc.get("meta", {}))
+        return _entry_of(path) if path.is_file() else None
 
     def entries(self, kind: str | None = None) -> list[KeyEntry]:
         """Every entry (or every entry of one kind), without decrypting anything."""
         root = self.path / "entries"
-        found = []
-        for path in sorted(root.glob(f"{kind or '*'}/*.json")):
-            doc = json.loads(path.read_text())
-            found.append(KeyEntry(doc["kind"], doc["name"], doc.get("meta", {})))
-        return found
+        return [_entry_of(path) for path in sorted(root.glob(f"{kind or '*'}/*.json"))]
 
     # ---- portable export -------------------------------------------------------------------------
     def export(self, kind: str, name: str, passphrase: str) -> bytes:
@@ -204,7 +285,7 @@ class Keystore:
         meta = entry.meta if (entry := self.entry(kind, name)) else {}
         salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
         key = _derive(passphrase, salt, self._scrypt_n)
-        doc = {"format": EXPORT_FORMAT, "version": VERSION, "kind": kind, "name": name, "meta": meta,
+        doc = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "kind": kind, "name": name, "meta": meta,
                "kdf": {"name": "scrypt", "n": self._scrypt_n, "r": 8, "p": 1, "salt": _b64(salt)},
                "nonce": _b64(nonce)}
         doc["ciphertext"] = _b64(AESGCM(key).encrypt(nonce, secret, self._ad(kind, name, meta)))
@@ -212,16 +293,19 @@ class Keystore:
 
     def import_(self, bundle: bytes, passphrase: str) -> KeyEntry:
         """Add an entry from an `export` bundle; returns what was imported."""
+        if len(bundle) > 1 << 20:
+            raise KeystoreError("a key export is a few kilobytes; this file is over 1 MiB")
         try:
             doc = json.loads(bundle)
-            if doc.get("format") != EXPORT_FORMAT:
+            if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
                 raise ValueError("not a deai-data key export")
             kind, name, meta = doc["kind"], doc["name"], doc.get("meta", {})
-            key = _derive(passphrase, _unb64(doc["kdf"]["salt"]), doc["kdf"]["n"])
+            n, r, p = _check_kdf(doc["kdf"])
+            key = _derive(passphrase, _unb64(doc["kdf"]["salt"]), n, r, p)
             secret = AESGCM(key).decrypt(_unb64(doc["nonce"]), _unb64(doc["ciphertext"]), self._ad(kind, name, meta))
         except InvalidTag:
             raise KeystoreError("wrong export passphrase, or the export file was altered") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise KeystoreError(f"not a valid key export: {exc}") from None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise KeystoreError(f"not a valid key export: {str(exc)[:200]}") from None
         self.put(kind, name, secret, meta)
         return KeyEntry(kind, name, meta)

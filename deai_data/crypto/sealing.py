@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, UsageError
 from .keys import fingerprint_key, shard_key, shard_salt
 
 MAGIC = b"DEAISEAL"
@@ -42,7 +42,7 @@ def segment_span(index: int, plaintext_size: int, segment_size: int) -> tuple[in
     """Byte range [start, end) of sealed segment `index` inside the sealed shard."""
     count = segment_count(plaintext_size, segment_size)
     if not 0 <= index < count:
-        raise IndexError(f"segment {index} out of range (shard has {count})")
+        raise UsageError(f"segment {index} out of range (shard has {count})")
     start = HEADER_SIZE + index * (segment_size + TAG_SIZE)
     body = min(segment_size, plaintext_size - index * segment_size)
     return start, start + body + TAG_SIZE
@@ -50,7 +50,7 @@ def segment_span(index: int, plaintext_size: int, segment_size: int) -> tuple[in
 
 def check_segment_size(segment_size: int) -> int:
     if not MIN_SEGMENT_SIZE <= segment_size <= MAX_SEGMENT_SIZE:
-        raise ValueError(f"segment size must be between {MIN_SEGMENT_SIZE} and {MAX_SEGMENT_SIZE} bytes")
+        raise UsageError(f"segment size must be between {MIN_SEGMENT_SIZE} and {MAX_SEGMENT_SIZE} bytes")
     return segment_size
 
 
@@ -228,6 +228,6 @@ def open_shard(
     cipher = ShardCipher(data_key, seal_id, header, dataset=dataset)
     target = out if out is not None else bytearray(header.plaintext_size)
     if len(target) != header.plaintext_size:
-        raise ValueError(f"output buffer holds {len(target)} bytes, the plaintext is {header.plaintext_size}")
+        raise UsageError(f"output buffer holds {len(target)} bytes, the plaintext is {header.plaintext_size}")
     cipher.open_into(view, memoryview(target))
     return target

@@ -19,11 +19,14 @@ from ..buffers import ReusableBuffers
 from ..crypto.keys import check_key, key_commitment
 from ..crypto.keystore import DATA_KEY, Keystore
 from ..crypto.sealing import HEADER_SIZE, ShardCipher, ShardHeader, open_shard, segment_span
-from ..errors import DeaiError, DecryptionError, IntegrityError, KeystoreError, StorageError
+from ..errors import DeaiError, DecryptionError, IntegrityError, KeystoreError, LimitError, StorageError, UsageError
+from ..formats import limits
 from ..formats.manifest import Manifest, ShardEntry
 from ..formats.shard import decode_shard
+from ..storage import fetch_policy
 from ..storage.base import Buffer, content_path
 from ..storage.cache import ShardCache
+from ..storage.fetch_policy import FetchPolicy
 from ..storage.local import locator_from_path
 from ..storage.registry import store_for
 
@@ -58,13 +61,25 @@ class VerifyReport:
         return not self.errors
 
 
+class _WrongSize(Exception):
+    """An object's real size differs from the manifest's (found before reading or allocating it)."""
+
+    def __init__(self, actual: int) -> None:
+        self.actual = actual
+
+
 class Dataset:
-    """A dataset version opened from its manifest. Shards are fetched on demand and verified."""
+    """A dataset version opened from its manifest. Shards are fetched on demand and verified.
+
+    The manifest's locators are fetched under `policy` (default: the configured fetch policy widened for
+    where the manifest came from: a manifest from a public host cannot point the reader at a private one);
+    `mirrors` are the caller's own and trusted."""
 
     def __init__(self, manifest: Manifest, manifest_uri: str, *, key: bytes | str | None = None,
                  keystore: Keystore | None = None, mirrors: Sequence[str] = (), workers: int = 2,
-                 cache: ShardCache | None = None, range_parts: int = 1) -> None:
+                 cache: ShardCache | None = None, range_parts: int = 1, policy: FetchPolicy | None = None) -> None:
         self.manifest = manifest
+        self.policy = policy or fetch_policy.configured().widened_for(manifest_uri)
         self.range_parts = max(1, range_parts)
         self.manifest_uri = manifest_uri
         self.manifest_hash = manifest.hash
@@ -137,6 +152,12 @@ class Dataset:
         """The shard's own locators, then its address in every content-addressed mirror."""
         return list(entry.locators) + [f"{m}/{content_path(entry.sha256)}" for m in self.mirrors]
 
+    def _sources(self, entry: ShardEntry) -> list[tuple[str, FetchPolicy]]:
+        """Each locator with the policy it is fetched under: the manifest's under this dataset's policy, the
+        caller's mirrors trusted."""
+        return [(loc, self.policy) for loc in entry.locators] + \
+            [(f"{m}/{content_path(entry.sha256)}", fetch_policy.OPEN) for m in self.mirrors]
+
     def fetch_sealed(self, index: int, *, check_hash: bool = True) -> bytes:
         """The sealed bytes of shard `index`, checked against its SHA-256 in the manifest (or only
         its size, with `check_hash=False`: then the AEAD tags are the only check; see read_shard).
@@ -147,28 +168,37 @@ class Dataset:
         return bytes(self._fetch_sealed(index, check_hash))
 
     def _get(self, locator: str, size: int) -> Buffer:
-        """The object at `locator`: read into this thread's reused buffer where the store can
-        (no fresh allocation per shard), else as new bytes. A view stays valid until this thread's
-        next read."""
+        """The object at `locator`, never more than `size + 1` bytes of it (one more reveals an object that is
+        too long; nothing is allocated from the declared size before the real size is known): read into this
+        thread's reused buffer where the store can (no fresh allocation per shard), else as new bytes. A view
+        stays valid until this thread's next read."""
         store = store_for(locator)
         read_into = getattr(store, "read_into", None)
         if read_into is None and self.range_parts > 1 and size >= 2 * _MIN_RANGE:
             return self._get_ranges(store, locator, size)
         if read_into is None or self.cache is not None:
-            return store.get(locator)
-        buf = self._buffers.get("sealed", size + 1)  # one byte more reveals an object that is too long
+            return store.get(locator, 0, size + 1)
+        actual = store.stat(locator).size  # a local stat costs nothing: refuse a wrong size unread
+        if actual != size:
+            raise _WrongSize(actual)
+        buf = self._buffers.get("sealed", size + 1)
         return buf[:read_into(locator, buf)]
 
     def _get_ranges(self, store: Any, locator: str, size: int) -> Buffer:
         """A remote object as `range_parts` byte ranges fetched at once (each retried by its store) into
-        this thread's reused buffer; the caller verifies the whole as always."""
+        this thread's reused buffer, after its size was checked; the caller verifies the whole as always."""
+        actual = store.stat(locator).size
+        if actual != size:
+            raise _WrongSize(actual)
         parts = min(self.range_parts, size // _MIN_RANGE)
         bounds = [(i * size // parts, (i + 1) * size // parts) for i in range(parts)]
         view = memoryview(self._buffers.get("sealed", size))[:size]
+        policy = fetch_policy.current()
 
         def fetch(span: tuple[int, int]) -> None:
             start, end = span
-            data = store.get(locator, start, end)
+            with fetch_policy.applied(policy):
+                data = store.get(locator, start, end)
             if len(data) != end - start:
                 raise StorageError(f"bytes {start}-{end} came back as {len(data)} bytes", locator=locator,
                                    hint="the object is shorter than the manifest says, or the server cut it")
@@ -182,22 +212,29 @@ class Dataset:
     def _fetch_sealed(self, index: int, check_hash: bool) -> Buffer:
         entry = self.manifest.shards[index]
         if self.cache is not None:
-            cached = self.cache.get(entry.sha256)
+            cached = self.cache.get(entry.sha256, size=entry.sealed_size)
             if cached is not None and _matches(entry, cached, check_hash):
                 return cached
             if cached is not None:
                 self.cache.discard(entry.sha256)
         integrity: IntegrityError | None = None
         last: DeaiError | None = None
-        for locator in self.locators(entry):
+        for locator, policy in self._sources(entry):
             try:
-                data = self._get(locator, entry.sealed_size)
+                policy.check(locator)
+                with fetch_policy.applied(policy):
+                    data = self._get(locator, entry.sealed_size)
+            except _WrongSize as wrong:
+                integrity = integrity or IntegrityError(
+                    f"the stored object is {wrong.actual} bytes, the manifest says {entry.sealed_size}",
+                    dataset=self.label, shard=index, locator=locator)
+                continue
             except StorageError as exc:
                 last = exc
                 continue
             if _matches(entry, data, check_hash):
                 if self.cache is not None:
-                    self.cache.put(entry.sha256, data)
+                    self.cache.put(entry.sha256, bytes(data))
                 return data
             integrity = integrity or self._diagnose(entry, data, locator)
         if integrity is not None:
@@ -209,8 +246,8 @@ class Dataset:
         def error(why: str, segment: int | None = None) -> IntegrityError:
             return IntegrityError(why, dataset=self.label, shard=entry.index, segment=segment, locator=locator)
 
-        what = f"SHA-256 of the sealed shard does not match the manifest ({len(data)} bytes, " \
-               f"expected {entry.sealed_size})"
+        what = "SHA-256 of the sealed shard does not match the manifest" if len(data) == entry.sealed_size else \
+            f"the stored object is {len(data)} bytes, the manifest says {entry.sealed_size}"
         try:
             key = self.key
             header = ShardHeader.decode(data[:HEADER_SIZE], dataset=self.label, shard=entry.index)
@@ -245,11 +282,15 @@ class Dataset:
         fresh page faults per shard) that the returned table references.
         """
         if verify not in ("full", "aead"):
-            raise ValueError("verify must be 'full' or 'aead'")
+            raise UsageError("verify must be 'full' or 'aead'")
         entry = self.manifest.shards[index]
-        plaintext = pa.allocate_buffer(entry.plaintext_size)
-        open_shard(self._fetch_sealed(index, verify == "full"), data_key=self.key,
-                   seal_id=bytes.fromhex(self.manifest.seal_id), shard_index=index,
+        sealed = self._fetch_sealed(index, verify == "full")  # checked before the plaintext is allocated
+        try:
+            plaintext = pa.allocate_buffer(entry.plaintext_size)
+        except (MemoryError, pa.ArrowMemoryError):
+            raise LimitError(f"dataset {self.label}: shard {index} needs {entry.plaintext_size} bytes of memory, "
+                             "more than this machine can give", limit="shard_bytes") from None
+        open_shard(sealed, data_key=self.key, seal_id=bytes.fromhex(self.manifest.seal_id), shard_index=index,
                    dataset=self.label, plaintext_size=entry.plaintext_size, out=memoryview(plaintext).cast("B"))
         try:
             table = decode_shard(plaintext)
@@ -330,11 +371,21 @@ def _matches(entry: ShardEntry, data: Buffer, check_hash: bool = True) -> bool:
     return not check_hash or hashlib.sha256(data).hexdigest() == entry.sha256
 
 
-def fetch_manifest(manifest_uri: str | Path, *, manifest_hash: str | None = None) -> tuple[Manifest, str]:
+def fetch_manifest(manifest_uri: str | Path, *, manifest_hash: str | None = None,
+                   trusted: bool = True) -> tuple[Manifest, str]:
     """Fetch, hash-check and parse a manifest. The expected hash comes from `manifest_hash` (e.g. from
-    the chain) or from a content-addressed locator; without either the manifest is taken as given."""
+    the chain) or from a content-addressed locator; without either the manifest is taken as given.
+
+    `trusted=False` for a URI an untrusted party named (a registration on the chain): it must pass the
+    configured fetch policy. At most the `manifest_bytes` limit is read."""
     uri = _normalise(manifest_uri)
-    data = store_for(uri).get(uri)
+    policy = fetch_policy.OPEN if trusted else fetch_policy.configured()
+    policy.check(uri)
+    cap = limits.current().manifest_bytes
+    with fetch_policy.applied(policy):
+        data = store_for(uri).get(uri, 0, cap + 1)
+    if len(data) > cap:
+        raise LimitError(f"the manifest at {uri} is longer than {cap} bytes", limit="manifest_bytes")
     actual = hashlib.sha256(data).hexdigest()
     expected = (manifest_hash or _implied_hash(uri) or actual).lower()
     if actual != expected:

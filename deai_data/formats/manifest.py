@@ -287,8 +287,8 @@ def _parse_schema(schema_doc: dict) -> pa.Schema:
     _expect(schema_doc, "fields", list, "schema.")
     try:
         return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(encoded, validate=True)))
-    except (binascii.Error, ValueError, pa.ArrowException) as exc:
-        raise ManifestError(f"is not a serialised Arrow schema: {exc}", field="schema.arrow") from None
+    except (binascii.Error, ValueError, OSError, pa.ArrowException) as exc:  # pyarrow: OSError for flatbuffers
+        raise ManifestError(f"is not a serialised Arrow schema: {str(exc)[:200]}", field="schema.arrow") from None
 
 
 def _is_signature(v: str) -> bool:

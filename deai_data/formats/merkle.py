@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from ..errors import UsageError
+
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -40,7 +42,7 @@ def merkle_root(shard_hashes: Sequence[bytes]) -> bytes:
     """Root over the shard hashes in index order; the SHA-256 of the empty string for no shards."""
     for h in shard_hashes:
         if len(h) != 32:
-            raise ValueError("every shard hash must be 32 bytes")
+            raise UsageError("every shard hash must be 32 bytes")
     if not shard_hashes:
         return EMPTY_ROOT
     return _levels(shard_hashes)[-1][0]
@@ -49,7 +51,7 @@ def merkle_root(shard_hashes: Sequence[bytes]) -> bytes:
 def inclusion_proof(shard_hashes: Sequence[bytes], index: int) -> list[bytes]:
     """Sibling hashes from leaf `index` up to the root (the audit path)."""
     if not 0 <= index < len(shard_hashes):
-        raise IndexError(f"leaf {index} out of range for {len(shard_hashes)} leaves")
+        raise UsageError(f"leaf {index} out of range for {len(shard_hashes)} leaves")
     proof = []
     for level in _levels(shard_hashes)[:-1]:
         sibling = index ^ 1

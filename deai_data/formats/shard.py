@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
+from ..errors import UsageError
+
 DEFAULT_SHARD_SIZE = 64 << 20
 COMPRESSIONS = (None, "zstd", "lz4")
 
@@ -48,7 +50,7 @@ def cut_into_shards(batches: Iterable[pa.RecordBatch], target_size: int) -> Iter
     gets a shard of its own. Empty batches are dropped.
     """
     if target_size <= 0:
-        raise ValueError("shard size must be positive")
+        raise UsageError("shard size must be positive")
     current: list[pa.RecordBatch] = []
     filled = 0
     for batch in batches:
@@ -77,7 +79,7 @@ def cut_into_shards(batches: Iterable[pa.RecordBatch], target_size: int) -> Iter
 def _write_ipc(sink: pa.NativeFile, batches: list[pa.RecordBatch], schema: pa.Schema,
                compression: str | None) -> None:
     if compression not in COMPRESSIONS:
-        raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+        raise UsageError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     with pa.ipc.new_file(sink, schema, options=pa.ipc.IpcWriteOptions(compression=compression)) as writer:
         for batch in batches:
             writer.write_batch(batch)

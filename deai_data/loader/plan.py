@@ -21,6 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..errors import UsageError
+
 TAILS = ("none", "drop", "pad")
 
 
@@ -37,9 +39,9 @@ class PlanConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.window < 1 or self.lanes < 1:
-            raise ValueError("batch_size, window and lanes must be at least 1")
+            raise UsageError("batch_size, window and lanes must be at least 1")
         if self.tail not in TAILS:
-            raise ValueError(f"tail must be one of {TAILS}")
+            raise UsageError(f"tail must be one of {TAILS}")
 
 
 class EpochPlan:
@@ -48,7 +50,7 @@ class EpochPlan:
     def __init__(self, records: Sequence[int], config: PlanConfig, epoch: int, *, world_size: int = 1,
                  rank: int = 0, resumed: Sequence[tuple[int, int]] = ()) -> None:
         if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in a world of {world_size}")
+            raise UsageError(f"rank {rank} is not in a world of {world_size}")
         self.config = config
         self.epoch = epoch
         counts = np.asarray(records, dtype=np.int64)

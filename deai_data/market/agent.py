@@ -170,7 +170,7 @@ class KeyAgent:
         last: DeaiError | None = None
         for uri in uris:
             try:
-                manifest, _ = fetch_manifest(uri, manifest_hash=listing.manifest_hash)
+                manifest, _ = fetch_manifest(uri, manifest_hash=listing.manifest_hash, trusted=uri == own_uri)
             except DeaiError as exc:
                 last = exc
                 continue

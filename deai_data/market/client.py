@@ -320,7 +320,7 @@ class Market:
         failures = []
         for uri in listing.manifest_uris:
             try:
-                manifest, found = fetch_manifest(uri, manifest_hash=listing.manifest_hash)
+                manifest, found = fetch_manifest(uri, manifest_hash=listing.manifest_hash, trusted=False)
             except DeaiError as exc:
                 failures.append(f"{uri}: {exc}")
                 continue

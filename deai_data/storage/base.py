@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+from urllib.parse import ParseResult, urlparse
 
-from ..errors import StorageError
+from ..errors import StorageError, UsageError
 
 Buffer = bytes | bytearray | memoryview
 
@@ -63,10 +64,18 @@ class PutFileByReading:
         return self.put(data, sha256=sha256, labels=labels)
 
 
+def parse_uri(uri: str) -> ParseResult:
+    """`urlparse(uri)`, with a malformed URI (an unclosed `[`, say) a StorageError instead of a ValueError."""
+    try:
+        return urlparse(uri)
+    except ValueError as exc:
+        raise StorageError(f"not a valid URI: {exc}", locator=uri[:200]) from None
+
+
 def check_range(start: int, end: int | None) -> None:
     """Validate a requested byte range."""
     if start < 0 or (end is not None and end < start):
-        raise ValueError(f"invalid byte range [{start}, {end})")
+        raise UsageError(f"invalid byte range [{start}, {end})")
 
 
 def content_path(sha256: str) -> str:

@@ -9,8 +9,9 @@ least recently used files are evicted past the limit. A shard larger than the li
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+
+from .staging import staged_path, sweep
 
 
 class ShardCache:
@@ -20,6 +21,7 @@ class ShardCache:
         self.directory = Path(directory)
         self.limit = limit
         self.directory.mkdir(parents=True, exist_ok=True)
+        sweep(self.directory, recursive=False)
 
     def __repr__(self) -> str:
         return f"ShardCache({str(self.directory)!r}, limit={self.limit})"
@@ -27,11 +29,15 @@ class ShardCache:
     def _path(self, sha256: str) -> Path:
         return self.directory / sha256
 
-    def get(self, sha256: str) -> bytes | None:
-        """The cached bytes, or None. Marks the file as recently used."""
+    def get(self, sha256: str, *, size: int | None = None) -> bytes | None:
+        """The cached bytes, or None (also when the file is not `size` bytes: it is then discarded unread).
+        Marks the file as recently used."""
         path = self._path(sha256)
         try:
             with open(path, "rb") as fh:
+                if size is not None and os.fstat(fh.fileno()).st_size != size:
+                    self.discard(sha256)
+                    return None
                 data = fh.read()
             os.utime(path)
         except FileNotFoundError:
@@ -45,13 +51,14 @@ class ShardCache:
         """Cache `data` unless it alone exceeds the limit; returns whether it was cached."""
         if self.limit is not None and len(data) > self.limit:
             return False
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        final = self._path(sha256)
+        tmp = staged_path(final)
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with open(tmp, "xb") as fh:
                 fh.write(data)
-            os.replace(tmp, self._path(sha256))
+            os.replace(tmp, final)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         self.evict(keep=sha256)
         return True

@@ -1,7 +1,7 @@
 """`file://` store: a content-addressed directory (object name = SHA-256 of its bytes).
 
-Writes are atomic (temporary file + rename in the same directory tree), so concurrent writers of the
-same object are safe and a crash never leaves a partial object under its final name.
+Writes are atomic (a staged file in `tmp/` + rename), so concurrent writers of the same object are safe
+and a crash never leaves a partial object under its final name; a writer sweeps the staged files of dead ones.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ import fcntl
 import hashlib
 import io
 import os
-import tempfile
+import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 from urllib.request import url2pathname
 
 from ..errors import NotFoundError, StorageError
-from .base import Buffer, ObjectStat, check_range, content_path
+from .base import Buffer, ObjectStat, check_range, content_path, parse_uri
+from .staging import staged_name, sweep
 
 _COPY_CHUNK = 8 << 20
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -61,9 +62,13 @@ def _write_direct(fd: int, view: memoryview) -> int:
 
 @contextmanager
 def _reading(locator: str) -> Iterator[io.FileIO]:
-    """Open an object for reading; missing objects and I/O failures become the store's errors."""
+    """Open an object for reading; missing objects, anything but a regular file (a device such as /dev/zero, a
+    pipe) and I/O failures become the store's errors."""
     try:
         with open(path_from_locator(locator), "rb", buffering=0) as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise StorageError("not a regular file", locator=locator,
+                                   hint="a store's objects are regular files; a device or a pipe is refused")
             yield fh
     except FileNotFoundError:
         raise NotFoundError(locator) from None
@@ -77,7 +82,7 @@ def path_from_locator(locator: str) -> Path:
     """The filesystem path of a `file://` locator (or a plain path)."""
     if "://" not in locator:
         return Path(locator)
-    parsed = urlparse(locator)
+    parsed = parse_uri(locator)
     if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
         raise StorageError("not a local file URI", locator=locator)
     return Path(url2pathname(unquote(parsed.path)))
@@ -95,6 +100,7 @@ class LocalStore:
     def __init__(self, root: str | Path | None = None, *, fsync: bool = True) -> None:
         self.root = None if root is None else path_from_locator(str(root)).absolute()
         self.fsync = fsync
+        self._swept = False
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -121,8 +127,11 @@ class LocalStore:
     def _tempfile(self) -> tuple[int, Path]:
         tmpdir = self._require_root() / "tmp"
         tmpdir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=tmpdir, prefix="put-")
-        return fd, Path(name)
+        if not self._swept:  # what writers killed mid-put left behind (never a live writer's file)
+            sweep(tmpdir, recursive=False)
+            self._swept = True
+        path = tmpdir / staged_name("put")
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), path
 
     def put(self, data: Buffer, *, sha256: str | None = None, labels: Mapping[str, str] | None = None) -> str:
         view = memoryview(data).cast("B")
@@ -168,11 +177,14 @@ class LocalStore:
             tmp.unlink(missing_ok=True)
 
     def get(self, locator: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes [start, end) of the object; never allocates more than the file holds."""
         check_range(start, end)
         with _reading(locator) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            stop = size if end is None else min(end, size)
             if start:
                 fh.seek(start)
-            return fh.readall() if end is None else fh.read(end - start)
+            return fh.read(max(0, stop - start))
 
     def read_into(self, locator: str, buf: memoryview) -> int:
         """Read the object's first len(buf) bytes into `buf` (memory the caller reuses); returns

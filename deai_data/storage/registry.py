@@ -10,10 +10,9 @@ import threading
 from collections.abc import Callable
 from importlib import import_module
 from pathlib import Path
-from urllib.parse import urlparse
 
-from ..errors import UnsupportedLocatorError
-from .base import Store
+from ..errors import UnsupportedLocatorError, UsageError
+from .base import Store, parse_uri
 from .http import HttpStore
 from .local import LocalStore
 
@@ -33,7 +32,7 @@ def register_store(scheme: str, factory: StoreFactory, *, writer: WriterFactory 
     scheme = scheme.lower()
     with _lock:
         if scheme in _factories and not replace:
-            raise ValueError(f"a store is already registered for {scheme}://")
+            raise UsageError(f"a store is already registered for {scheme}://")
         _factories[scheme] = factory
         _readers.pop(scheme, None)
         if writer is not None:
@@ -45,7 +44,7 @@ def registered_schemes() -> list[str]:
 
 
 def scheme_of(locator: str) -> str:
-    return urlparse(locator).scheme.lower() if "://" in locator else "file"
+    return parse_uri(locator).scheme.lower() if "://" in locator else "file"
 
 
 def store_for(locator: str) -> Store:
@@ -90,7 +89,7 @@ def read_through(target: str | Path | Store) -> Store:
 
 
 register_store("file", LocalStore)
-register_store("http", HttpStore)
+register_store("http", lambda: HttpStore(untrusted=True))  # http(s) locators are named by manifests
 register_store("https", lambda: store_for("http://"))
 
 

@@ -4,9 +4,10 @@ else from an environment variable, else a default."""
 from __future__ import annotations
 
 import os
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs
 
 from ..errors import StorageError
+from .base import parse_uri
 
 
 def env_list(variable: str) -> list[str]:
@@ -19,7 +20,7 @@ class StoreQuery:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._query = parse_qs(urlparse(uri).query)
+        self._query = parse_qs(parse_uri(uri).query)
 
     def values(self, name: str, env: str | None = None) -> list[str]:
         """Every `name=` of the query, else the comma-separated `env` variable."""

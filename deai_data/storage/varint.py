@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from ..errors import FormatError
+
 Buffer = bytes | bytearray | memoryview
 
 
 def encode_varint(value: int) -> bytes:
     if value < 0:
-        raise ValueError("varints are unsigned")
+        raise FormatError("varints are unsigned")
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -22,14 +24,14 @@ def decode_varint(data: Buffer, pos: int = 0, *, max_bytes: int = 9) -> tuple[in
     start = pos
     while True:
         if pos >= len(data):
-            raise ValueError("truncated varint")
+            raise FormatError("truncated varint")
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
             if byte == 0 and pos - start > 1:
-                raise ValueError("varint is not minimally encoded")
+                raise FormatError("varint is not minimally encoded")
             return value, pos
         shift += 7
         if pos - start >= max_bytes:
-            raise ValueError(f"varint longer than {max_bytes} bytes")
+            raise FormatError(f"varint longer than {max_bytes} bytes")

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..crypto.keystore import Keystore
 from ..dataset.reader import Dataset, open_dataset
+from ..errors import UsageError
 from ..loader.plan import EpochPlan, PlanConfig
 from ..storage.cache import ShardCache
 
@@ -130,7 +131,7 @@ class StreamingDataset(IterableDataset):
     ) -> None:
         super().__init__()
         if verify not in ("full", "aead"):
-            raise ValueError("verify must be 'full' or 'aead'")
+            raise UsageError("verify must be 'full' or 'aead'")
         self.config = PlanConfig(batch_size=batch_size, seed=seed, shuffle=shuffle, window=shuffle_window,
                                  lanes=lanes, tail=tail)
         cache = ShardCache(cache_dir, cache_limit) if cache_dir is not None else None
@@ -193,7 +194,7 @@ class StreamingDataset(IterableDataset):
         for field in ("version", "manifest_hash", "batch_size", "seed", "shuffle", "shuffle_window", "lanes",
                       "tail"):
             if state.get(field) != mine[field]:
-                raise ValueError(f"cannot resume: the state's {field} is {state.get(field)!r}, this dataset's "
+                raise UsageError(f"cannot resume: the state's {field} is {state.get(field)!r}, this dataset's "
                                  f"is {mine[field]!r} (the order would differ)")
         resumed = [(int(w), int(k)) for w, k in state.get("resumed", [])]
         if int(state["world_size"]) == mine["world_size"]:
@@ -336,7 +337,7 @@ class StreamingDataLoader(DataLoader):
         if dataset.batched and dataset.batch_transform is None:
             kwargs.setdefault("collate_fn", _as_is)
         if kwargs["batch_size"] != expected:
-            raise ValueError(f"DataLoader batch_size must be {expected} for this dataset "
+            raise UsageError(f"DataLoader batch_size must be {expected} for this dataset "
                              f"(batched={dataset.batched}, batch_size={dataset.config.batch_size})")
         super().__init__(dataset, **kwargs)
         self.batches_consumed = dataset.skip

@@ -17,6 +17,8 @@ from .enrich import SCHEMA as MANIFEST_SCHEMA
 from .enrich import manifests_path
 from .events import event_specs
 from .layout import events_dir, write_atomic
+from .quarantine import SCHEMA as QUARANTINE_SCHEMA
+from .quarantine import quarantine_path
 
 DERIVED = """
 CREATE OR REPLACE VIEW indexer_state AS
@@ -195,6 +197,15 @@ def build_catalog(root: str | Path) -> Path:
         manifests = manifests_path(root)
         source = manifests if manifests.is_file() else _empty_file(root, "manifests", MANIFEST_SCHEMA)
         con.execute(f"CREATE OR REPLACE VIEW manifests AS SELECT * FROM read_parquet('{source}')")
+        held = quarantine_path(root)
+        source = held if held.is_file() else _empty_file(root, "quarantine", QUARANTINE_SCHEMA)
+        con.execute(f"""CREATE OR REPLACE VIEW quarantine AS
+            SELECT 'event' AS kind, block_number, log_index, tx_hash, topic, NULL AS manifest_hash, reason,
+                   quarantined_at AS since
+            FROM read_parquet('{source}')
+            UNION ALL
+            SELECT 'manifest', NULL, NULL, NULL, NULL, manifest_hash, status || ': ' || error, NULL
+            FROM manifests WHERE status <> 'ok'""")
         con.execute(DERIVED.format(state=root / "state.json"))
         con.execute(DERIVED_TABLES.format(state=root / "state.json"))
     finally:

@@ -12,10 +12,12 @@ import logging
 import os
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from deai_data.cli.entry import run_command
 from deai_data.errors import DeaiError
+from deai_data.storage import fetch_policy
 
 from .catalog import build_catalog
 from .indexer import Indexer, Progress
@@ -28,6 +30,10 @@ def _indexer(args: argparse.Namespace) -> Indexer:
         raise DeaiError("the chain and the market are needed", hint="pass --rpc and --market (or set "
                                                                      "DEAI_RPC_URL and DEAI_MARKET)")
     confirmations = None if args.finality == "tag" else args.confirmations
+    if args.allow_private_networks or args.allow_local_files:
+        base = fetch_policy.configured()
+        fetch_policy.configure(replace(base, private_networks=base.private_networks or args.allow_private_networks,
+                                       local_files=base.local_files or args.allow_local_files))
     return Indexer(rpc, market, args.root, confirmations=confirmations, chunk=args.chunk,
                    enrich=not args.no_enrich, check_availability=args.check_availability)
 
@@ -89,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="finality from --confirmations, or the node's `finalized` tag")
             p.add_argument("--chunk", type=int, default=2000, help="first getLogs range in blocks (adapts)")
             p.add_argument("--no-enrich", action="store_true", help="do not fetch manifests")
+            p.add_argument("--allow-private-networks", action="store_true",
+                           help="let registered manifest URIs reach loopback and private addresses (default: "
+                                "public only; $DEAI_FETCH_ALLOW=private does the same)")
+            p.add_argument("--allow-local-files", action="store_true",
+                           help="let registered manifest URIs name local files (file://; development only)")
             p.add_argument("--check-availability", action="store_true",
                            help="with enrichment, count the shards their locators serve")
         p.set_defaults(func=func)

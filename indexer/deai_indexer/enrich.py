@@ -1,14 +1,15 @@
-"""Enrichment: each registered manifest fetched through deai-data's storage registry (any backend),
-checked against its on-chain hash, and its metadata kept in `metadata/manifests.parquet`.
-
-Failures (unreachable, hash mismatch, malformed) become a `status` value, never a crash; they are
-tried again on the next pass.
+"""Enrichment: each registered manifest fetched (under the fetch policy: registrants are untrusted) through
+deai-data's storage registry, checked against its on-chain hash, its metadata kept in
+`metadata/manifests.parquet`. A failure is a `status` and a reason in the indexer's own words (never what a
+server answered), retried with backoff; nothing a registrant names can crash or stall the indexer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,8 +17,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from deai_data.dataset.reader import fetch_manifest
-from deai_data.errors import DeaiError, IntegrityError, ManifestError, NotFoundError
+from deai_data.errors import DeaiError, FetchRefusedError, IntegrityError, LimitError, ManifestError, NotFoundError
 from deai_data.formats.manifest import Manifest
+from deai_data.storage import fetch_policy
 from deai_data.storage.registry import store_for
 
 from .layout import events_dir, write_atomic
@@ -33,7 +35,9 @@ SCHEMA = pa.schema([
     ("shard_count", pa.int64()), ("segment_size", pa.int64()), ("compression", pa.string()),
     ("previous_manifest", pa.string()), ("schema_json", pa.string()), ("backends", pa.list_(pa.string())),
     ("metadata_json", pa.string()), ("shards_available", pa.int64()),
+    ("attempts", pa.int64()), ("next_try", pa.timestamp("s", tz="UTC")),
 ])
+RETRY_BASE, RETRY_MAX = 60, 24 * 3600  # seconds before a failed manifest is fetched again: doubling
 
 
 def manifests_path(root: Path) -> Path:
@@ -54,18 +58,39 @@ def _registered(root: Path) -> dict[str, list[str]]:
     return found
 
 
-def _shards_available(manifest: Manifest) -> int:
-    """How many shards at least one locator serves with the size the manifest says (a stat, no download)."""
+def _shards_available(manifest: Manifest, source: str) -> int:
+    """How many shards at least one locator serves with the size the manifest says (a stat, no download),
+    under the fetch policy widened for where the manifest came from."""
+    policy = fetch_policy.configured().widened_for(source)
     available = 0
     for shard in manifest.shards:
         for locator in shard.locators:
             try:
-                if store_for(locator).stat(locator).size == shard.sealed_size:
-                    available += 1
-                    break
+                policy.check(locator)
+                with fetch_policy.applied(policy):
+                    if store_for(locator).stat(locator).size == shard.sealed_size:
+                        available += 1
+                        break
             except DeaiError:
                 continue
     return available
+
+
+def _reason(exc: BaseException) -> tuple[str, str]:
+    """(status, reason) in the indexer's words: what failed, never a server's text."""
+    if isinstance(exc, FetchRefusedError):
+        return "refused", "refused by the fetch policy (a non-public address, a local file or another scheme)"
+    if isinstance(exc, IntegrityError):
+        return "hash_mismatch", "the bytes served do not hash to the registered manifest hash"
+    if isinstance(exc, NotFoundError):
+        return "not_found", "no object at that URI"
+    if isinstance(exc, LimitError):
+        return "malformed", f"over the {exc.limit} limit"
+    if isinstance(exc, ManifestError):
+        return "malformed", f"not a valid manifest ({exc.field or 'document'})"
+    if isinstance(exc, DeaiError):
+        return "unreachable", f"the fetch failed ({type(exc).__name__})"
+    return "failed", f"the fetch failed unexpectedly ({type(exc).__name__})"
 
 
 def _signature_checked(manifest: Manifest) -> bool | None:
@@ -75,16 +100,14 @@ def _signature_checked(manifest: Manifest) -> bool | None:
 
 
 def _row(manifest_hash: str, uris: list[str], check_availability: bool) -> dict:
-    errors = []
+    errors: list[tuple[str, str]] = []
     for uri in uris:
         try:
-            manifest, source = fetch_manifest(uri, manifest_hash=manifest_hash)
+            manifest, source = fetch_manifest(uri, manifest_hash=manifest_hash, trusted=False)
             signature_checked = _signature_checked(manifest)
-        except DeaiError as exc:
-            kind = ("hash_mismatch" if isinstance(exc, IntegrityError) else
-                    "malformed" if isinstance(exc, ManifestError) else
-                    "not_found" if isinstance(exc, NotFoundError) else "unreachable")
-            errors.append((kind, f"{uri}: {exc}"))
+        except Exception as exc:
+            status, why = _reason(exc)
+            errors.append((status, f"{uri[:300]}: {why}"))
             continue
         schemes = sorted({loc.split("://", 1)[0] for s in manifest.shards for loc in s.locators})
         return {"manifest_hash": manifest_hash, "status": "ok", "error": None, "source_uri": source,
@@ -98,27 +121,41 @@ def _row(manifest_hash: str, uris: list[str], check_availability: bool) -> dict:
                 "compression": manifest.compression, "previous_manifest": manifest.previous_manifest,
                 "schema_json": json.dumps(manifest.to_dict()["schema"]["fields"]), "backends": schemes,
                 "metadata_json": json.dumps(dict(manifest.metadata), sort_keys=True),
-                "shards_available": _shards_available(manifest) if check_availability else None}
+                "shards_available": _shards_available(manifest, source) if check_availability else None}
     status, error = errors[-1] if errors else ("no_uri", "the registration lists no manifest URI")
-    if any(s == "hash_mismatch" for s, _ in errors):
-        status = "hash_mismatch"
-    return {"manifest_hash": manifest_hash, "status": status, "error": "; ".join(e for _, e in errors) or error}
+    for worst in ("hash_mismatch", "malformed", "refused"):
+        if any(s == worst for s, _ in errors):
+            status = worst
+            break
+    return {"manifest_hash": manifest_hash, "status": status,
+            "error": "; ".join(e for _, e in errors)[:1000] or error}
 
 
 def enrich_manifests(root: Path, *, check_availability: bool = False) -> int:
-    """Fetch every registered manifest not yet fetched successfully; returns how many were tried.
-    With `check_availability`, also count the shards their locators serve (`shards_available`)."""
+    """Fetch every registered manifest not yet fetched successfully and due for a try (a failure waits 1 minute,
+    doubling up to a day); returns how many were tried. With `check_availability`, also count the shards their
+    locators serve (`shards_available`)."""
     path = manifests_path(root)
-    existing = pq.read_table(path).to_pylist() if path.is_file() else []
-    done = {r["manifest_hash"] for r in existing if r["status"] == "ok"}
-    todo = {h: uris for h, uris in _registered(root).items() if h not in done}
+    existing = {r["manifest_hash"]: r for r in (pq.read_table(path).to_pylist() if path.is_file() else [])}
+    now = time.time()
+
+    def due(manifest_hash: str) -> bool:
+        row = existing.get(manifest_hash)
+        return row is None or (row["status"] != "ok" and (row.get("next_try") is None or
+                                                           row["next_try"].timestamp() <= now))
+
+    todo = {h: uris for h, uris in _registered(root).items() if due(h)}
     if not todo:
         return 0
-    rows = [r for r in existing if r["manifest_hash"] not in todo]
     for manifest_hash, uris in todo.items():
         row = _row(manifest_hash, uris, check_availability)
+        attempts = (existing.get(manifest_hash) or {}).get("attempts") or 0
         if row["status"] != "ok":
-            log.warning("manifest %s: %s", manifest_hash, row["error"])
-        rows.append(row)
-    write_atomic(path, pa.Table.from_pylist(rows, schema=SCHEMA))
+            attempts += 1
+            row["next_try"] = datetime.fromtimestamp(now + min(RETRY_MAX, RETRY_BASE * 2 ** (attempts - 1)),
+                                                     tz=timezone.utc)
+            log.warning("manifest %s: %s (attempt %d)", manifest_hash, row["error"], attempts)
+        row["attempts"] = attempts
+        existing[manifest_hash] = row
+    write_atomic(path, pa.Table.from_pylist(list(existing.values()), schema=SCHEMA))
     return len(todo)

@@ -28,9 +28,12 @@ from .catalog import build_catalog, catalog_path, refresh_derived
 from .enrich import enrich_manifests, manifests_path
 from .events import EventSpec, event_specs
 from .layout import abandoned_temp_files, range_file, range_files, write_atomic, write_text_atomic
+from .quarantine import Quarantine, quarantine_path
 from .rpc import RangeTooLarge, RpcClient
 
 log = logging.getLogger("deai_indexer")
+STATE_VERSION = 2  # 2: the market with verifiable key delivery (its events differ from the first contract's)
+_LOG_FIELDS = ("blockNumber", "blockHash", "logIndex", "transactionHash", "topics", "data")
 
 
 @dataclass
@@ -78,6 +81,7 @@ class Indexer:
         self.specs: dict[str, EventSpec] = event_specs()
         self.chain_id = int(self.rpc.call("eth_chainId"), 16)
         self.state = self._load_state()
+        self.quarantine = Quarantine(self.root)
         self._drop_orphans()
 
     # ------------------------------------------------------------------ state
@@ -88,13 +92,22 @@ class Indexer:
 
     def _load_state(self) -> dict[str, Any]:
         if self.state_path.is_file():
-            state = json.loads(self.state_path.read_text())
-            if state["chain_id"] != self.chain_id or state["market"] != self.market:
-                raise ChainError(f"{self.root} indexes market {state['market']} on chain {state['chain_id']}, "
+            try:
+                state = json.loads(self.state_path.read_text())
+                chain_id, market, version = state["chain_id"], state["market"], state.get("version")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ChainError(f"{self.state_path} is damaged ({str(exc)[:100]})",
+                                 hint="move the root away and index again: it is rebuilt from the chain") from None
+            if chain_id != self.chain_id or market != self.market:
+                raise ChainError(f"{self.root} indexes market {market} on chain {chain_id}, "
                                  f"not {self.market} on chain {self.chain_id}", hint="use another --root")
+            if version != STATE_VERSION:
+                raise ChainError(f"{self.root} was built by an indexer for the first market contract (state "
+                                 f"version {version})", hint="index the current market into a new --root")
             return state
-        return {"format": "deai-indexer/state", "version": 1, "chain_id": self.chain_id, "market": self.market,
-                "start_block": None, "next_block": None, "finalized_block": -1, "head_block": -1, "hashes": {}}
+        return {"format": "deai-indexer/state", "version": STATE_VERSION, "chain_id": self.chain_id,
+                "market": self.market, "start_block": None, "next_block": None, "finalized_block": -1,
+                "head_block": -1, "hashes": {}}
 
     def _save_state(self) -> None:
         write_text_atomic(self.state_path, json.dumps(self.state, sort_keys=True, indent=1))
@@ -257,9 +270,9 @@ class Indexer:
         """Recreate the catalog's views when they would change: a table got its first file, or the manifests
         table changed (views read the Parquet files at query time, so new files need nothing). Skipped,
         with a warning, while a reader holds the catalog open."""
-        manifests = manifests_path(self.root)
+        manifests, held = manifests_path(self.root), quarantine_path(self.root)
         signature = json.dumps([sorted({p.parent.parent.name for p, _, _ in range_files(self.root)}),
-                                manifests.stat().st_mtime_ns if manifests.is_file() else None])
+                                manifests.stat().st_mtime_ns if manifests.is_file() else None, held.is_file()])
         if signature == self.state.get("catalog_signature") and catalog_path(self.root).is_file():
             return
         try:
@@ -311,6 +324,7 @@ class Indexer:
         for topic, parts in tables.items():
             table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
             write_atomic(range_file(self.root, self.specs[topic].table, start, end), table)  # logs come in order
+        self.quarantine.flush()
         for n, block_hash in hashes.items():
             if n > finalized:
                 self.state["hashes"][str(n)] = block_hash
@@ -332,6 +346,9 @@ class Indexer:
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         specs = self.specs
         for entry in logs:  # one pass: block numbers, times, reorg flags, grouping by event
+            if not isinstance(entry, dict) or not all(isinstance(entry.get(k), (str, list)) for k in _LOG_FIELDS):
+                self.quarantine.event(entry, "the node returned a log without its fields")
+                continue
             if entry.get("removed"):
                 raise ChainError(f"block {int(entry['blockNumber'], 16)} was reorganised during the read")
             number_hex = entry["blockNumber"]
@@ -352,21 +369,40 @@ class Indexer:
         times.update({n: int(b["timestamp"], 16) for n, b in headers.items()})
         hashes.update({n: b["hash"].lower() for n, b in headers.items()})
         for topic, entries in groups.items():
-            tables[topic].append(self.specs[topic].decode(entries, times))
+            tables[topic].append(self._decode(self.specs[topic], entries, times))
         return True
+
+    def _decode(self, spec: EventSpec, entries: list[dict[str, Any]], times: dict[int, int]) -> pa.Table:
+        """Decode logs in bulk; when the bulk fails, log by log, quarantining each that does not decode (one
+        bad event never stops the indexer, and never comes back to stop it again)."""
+        try:
+            return spec.decode(entries, times)
+        except Exception:
+            good = []
+            for entry in entries:
+                try:
+                    good.append(spec.decode([entry], times))
+                except Exception as exc:
+                    self.quarantine.event(entry, f"{spec.name} does not decode: {type(exc).__name__}")
+            return pa.concat_tables(good) if good else spec.schema.empty_table()
 
     def follow(self, *, poll: float = 2.0, stop: Any = None,
                progress: Callable[[Progress], None] | None = None) -> None:
         """Index to the head, then keep following it every `poll` seconds until `stop` (an Event) is set."""
+        failures = 0
         while stop is None or not stop.is_set():
             try:
                 self.sync(progress=progress)
-            except ChainError as exc:
-                log.error("indexing pass failed, retrying: %s", exc)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                log.error("indexing pass failed (%d in a row), retrying: %s: %s", failures, type(exc).__name__,
+                          str(exc)[:500])
+            pause = poll * min(2 ** max(failures - 1, 0), 30)
             if stop is not None:
-                stop.wait(poll)
+                stop.wait(pause)
             else:
-                time.sleep(poll)
+                time.sleep(pause)
 
     def status(self) -> dict[str, Any]:
         head, finalized = self.head()

@@ -19,9 +19,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from deai_data.storage import staging
+
 BUCKET = 1_000_000
 _RANGE = re.compile(r"^(\d{12})-(\d{12})\.parquet$")
-_TEMP = re.compile(r"^\..+\.(\d+)\.tmp$")  # .<name>.<writer pid>.tmp, see write_atomic
 
 
 def events_dir(root: Path) -> Path:
@@ -45,28 +46,13 @@ def range_files(root: Path) -> Iterator[tuple[Path, int, int]]:
 
 def abandoned_temp_files(root: Path) -> Iterator[Path]:
     """Temporary files whose writing process is gone (it was killed between write and rename)."""
-    if not root.is_dir():
-        return
-    for path in root.rglob(".*.tmp"):
-        match = _TEMP.match(path.name)
-        if match and not _alive(int(match.group(1))):
-            yield path
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
+    return staging.abandoned(root)
 
 
 def write_atomic(path: Path, table: pa.Table) -> None:
     """Write a Parquet file under a temporary name, fsync, then rename into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = staging.staged_path(path)
     pq.write_table(table, tmp, compression="zstd")
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
@@ -75,7 +61,7 @@ def write_atomic(path: Path, table: pa.Table) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = staging.staged_path(path)
     with open(tmp, "w") as fh:
         fh.write(text)
         fh.flush()

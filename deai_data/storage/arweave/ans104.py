@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ...errors import IntegrityError
+from ...errors import FormatError, IntegrityError
 from ..varint import decode_varint, encode_varint
 from .deep_hash import deep_hash
 from .merkle import Buffer, b64url
@@ -61,12 +61,12 @@ def decode_avro_tags(data: Buffer) -> list[tuple[str, str]]:
             for _ in range(2):
                 length, pos = _read_zigzag(data, pos)
                 if length < 0 or pos + length > len(data):
-                    raise ValueError("Avro string past the end of the tags")
+                    raise FormatError("Avro string past the end of the tags")
                 pair.append(bytes(data[pos:pos + length]).decode("utf-8"))
                 pos += length
             tags.append((pair[0], pair[1]))
     if pos != len(data):
-        raise ValueError("bytes after the Avro tags")
+        raise FormatError("bytes after the Avro tags")
     return tags
 
 
@@ -117,9 +117,9 @@ class _Fields:
 def _parse(raw: Buffer) -> _Fields:
     view = memoryview(raw)
     if len(view) < 2 + SIGNATURE_LENGTH + OWNER_LENGTH + 2 + 16:
-        raise ValueError("too short for a data item")
+        raise FormatError("too short for a data item")
     if int.from_bytes(view[:2], "little") != SIGNATURE_TYPE_ARWEAVE:
-        raise ValueError(f"signature type {int.from_bytes(view[:2], 'little')} is not supported (only 1)")
+        raise FormatError(f"signature type {int.from_bytes(view[:2], 'little')} is not supported (only 1)")
     pos = 2
     signature = bytes(view[pos:pos + SIGNATURE_LENGTH])
     pos += SIGNATURE_LENGTH
@@ -127,23 +127,27 @@ def _parse(raw: Buffer) -> _Fields:
     pos += OWNER_LENGTH
     optional = []
     for _ in range(2):  # target, then anchor
+        if pos >= len(view):
+            raise FormatError("truncated data item (target or anchor)")
         present = view[pos]
         pos += 1
         if present not in (0, 1):
-            raise ValueError("bad presence byte")
+            raise FormatError("bad presence byte")
+        if present and pos + 32 > len(view):
+            raise FormatError("truncated data item (target or anchor)")
         optional.append(bytes(view[pos:pos + 32]) if present else b"")
         pos += 32 if present else 0
     if pos + 16 > len(view):
-        raise ValueError("truncated tag header")
+        raise FormatError("truncated tag header")
     count = int.from_bytes(view[pos:pos + 8], "little")
     size = int.from_bytes(view[pos + 8:pos + 16], "little")
     pos += 16
     if count > MAX_TAGS or pos + size > len(view):
-        raise ValueError("tag block past the end of the item")
+        raise FormatError("tag block past the end of the item")
     tag_bytes = bytes(view[pos:pos + size])
     tags = decode_avro_tags(tag_bytes)
     if len(tags) != count:
-        raise ValueError(f"tag count {count} does not match the {len(tags)} tags encoded")
+        raise FormatError(f"tag count {count} does not match the {len(tags)} tags encoded")
     pos += size
     return _Fields(signature, owner, optional[0], optional[1], tag_bytes, tags, pos, view[pos:])
 
@@ -152,10 +156,10 @@ def sign_data_item(wallet: Wallet, data: Buffer, tags: list[tuple[str, str]], *,
                    target: bytes = b"") -> DataItem:
     """A data item over `data`, signed by `wallet`."""
     if len(tags) > MAX_TAGS:
-        raise ValueError(f"at most {MAX_TAGS} tags")
+        raise FormatError(f"at most {MAX_TAGS} tags")
     for extra, label in ((anchor, "anchor"), (target, "target")):
         if extra and len(extra) != 32:
-            raise ValueError(f"{label} must be 32 bytes")
+            raise FormatError(f"{label} must be 32 bytes")
     tag_bytes = encode_avro_tags(tags)
     fields = _Fields(b"", wallet.owner, target, anchor, tag_bytes, tags, 0, memoryview(data))
     signature = wallet.sign(fields.signature_data())
@@ -183,7 +187,7 @@ def parse_bundle(data: Buffer) -> list[DataItem]:
     try:
         count = int.from_bytes(view[:32], "little")
         if 32 + 64 * count > len(view):
-            raise ValueError("header longer than the bundle")
+            raise FormatError("header longer than the bundle")
         pos = 32 + 64 * count
         items = []
         for i in range(count):
@@ -191,7 +195,7 @@ def parse_bundle(data: Buffer) -> list[DataItem]:
             size = int.from_bytes(entry[:32], "little")
             item = DataItem(bytes(view[pos:pos + size]))
             if len(item.raw) != size or b64url(entry[32:]) != item.id or not item.verify():
-                raise ValueError(f"item {i} ({b64url(entry[32:])}) is truncated, misnamed or badly signed")
+                raise FormatError(f"item {i} ({b64url(entry[32:])}) is truncated, misnamed or badly signed")
             items.append(item)
             pos += size
     except ValueError as exc:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from ...errors import IntegrityError, StorageError
 from ..failover import first_answer
-from ..http import HttpStore
+from ..http import HttpStore, parse_json
 from .merkle import b64url, unb64url, validate_path
 from .transaction import Transaction
 
@@ -57,17 +57,14 @@ class GatewayClient:
               first_only: bool = False) -> tuple[int, str]:
         def call(base: str) -> tuple[int, str]:
             response = self.http.request(method, base + path, headers, body=body)
-            try:
-                return response.status_code, response.text
-            finally:
-                response.close()
+            return response.status_code, self.http.text(response)
         return call(self.gateways[0]) if first_only else self._each(f"{method} {path}", call)
 
     def _json(self, path: str) -> Any:
         status, text = self._text("GET", path)
         try:
-            return json.loads(text)
-        except ValueError:
+            return parse_json(text)
+        except StorageError:
             raise StorageError(f"GET {path}: the gateway answered {status} with no JSON: {text[:80]!r}") from None
 
     # ---- node API ---------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
+from ...errors import FormatError
+
 MAX_CHUNK_SIZE = 256 * 1024
 MIN_CHUNK_SIZE = 32 * 1024
 NOTE_SIZE = 32
@@ -26,7 +28,7 @@ def b64url(data: Buffer) -> str:
 def unb64url(text: str) -> bytes:
     """Decode an Arweave base64url field; raises ValueError on anything else."""
     if not isinstance(text, str):
-        raise ValueError(f"expected a base64url string, got {type(text).__name__}")
+        raise FormatError(f"expected a base64url string, got {type(text).__name__}")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 

@@ -13,12 +13,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from ...errors import IntegrityError, NotFoundError, StorageError
 from ...home import deai_home
 from ...version import __version__
-from ..base import Buffer, ObjectStat, PutFileByReading, check_range
+from ..base import Buffer, ObjectStat, PutFileByReading, check_range, parse_uri
 from ..store_uri import StoreQuery, env_list
 from .ans104 import BUNDLE_TAGS, DataItem, build_bundle, sign_data_item
 from .gateway import DEFAULT_GATEWAY, GatewayClient, TxStatus
@@ -39,7 +38,7 @@ _ONE_QUERY = "query($id: ID!) { transaction(id: $id) { id data { size } block { 
 
 def tx_id_of(locator: str) -> str:
     """The transaction or data-item id in `ar://<id>`."""
-    parsed = urlparse(locator)
+    parsed = parse_uri(locator)
     tx_id = parsed.netloc or parsed.path.lstrip("/")
     if parsed.scheme != "ar" or len(tx_id) != 43:
         raise StorageError("not an Arweave locator", locator=locator, hint="expected ar://<43-character id>")
@@ -218,11 +217,11 @@ class ArweaveStore(PutFileByReading):
         response = self.gateway.http.request("POST", f"{self.bundler}/tx", {"Content-Type": "application/octet-stream"},
                                              body=item.raw)
         try:
-            answer = response.json()
-        except ValueError:
+            answer = self.gateway.http.json(response, limit=1 << 16)
+        except StorageError:
             answer = {}
-        finally:
-            response.close()
+        if not isinstance(answer, dict):
+            answer = {}
         if answer.get("id") != item.id:
             raise StorageError(f"the bundler answered id {answer.get('id')!r} for data item {item.id}",
                                locator=self.bundler, hint="the bundler did not accept the item; try another")
@@ -235,9 +234,14 @@ class ArweaveStore(PutFileByReading):
         pending = self._pending.get(tx_id)
         if pending is not None:
             return pending.fields().data[start:end].tobytes()
-        whole = start == 0 and end is None and self.verify_data_root
+        whole = start == 0 and self.verify_data_root
+
+        def check_whole(url: str, data: bytes) -> None:
+            if end is None or len(data) < end:  # the whole object came back (the caller asked for more)
+                self._check_whole(tx_id, url, data)
+
         try:
-            check = (lambda url, data: self._check_whole(tx_id, url, data)) if whole else None
+            check = check_whole if whole else None
             return self.gateway.data(tx_id, start, end, check)
         except NotFoundError:
             raise NotFoundError(locator, hint="not on any gateway yet: a fresh upload can take minutes to "

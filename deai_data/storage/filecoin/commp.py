@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import FormatError
 from ..ipfs.cid import (
     CID,
     FIL_COMMITMENT_UNSEALED,
@@ -45,7 +46,7 @@ _LEVELS_PER_BLOCK = (BLOCK_OUT // NODE).bit_length() - 1  # 15
 def padded_piece_size(payload_size: int) -> int:
     """The padded piece size holding `payload_size` bytes: a power of two, at least 128."""
     if payload_size < MIN_PAYLOAD:
-        raise ValueError(f"a piece needs at least {MIN_PAYLOAD} bytes, got {payload_size}")
+        raise FormatError(f"a piece needs at least {MIN_PAYLOAD} bytes, got {payload_size}")
     quads = -(-payload_size // 127)
     return max(128, 1 << (quads * 128 - 1).bit_length())
 
@@ -54,7 +55,7 @@ def fr32_pad(data: Buffer) -> np.ndarray:
     """FR32-pad a multiple of 127 bytes: each 127 bytes become 128, with 2 zero bits after every 254."""
     src = np.frombuffer(data, dtype=np.uint8)
     if src.size % 127:
-        raise ValueError("FR32 padding works on multiples of 127 bytes")
+        raise FormatError("FR32 padding works on multiples of 127 bytes")
     inp = src.reshape(-1, 127)
     out = np.empty((inp.shape[0], 128), dtype=np.uint8)
     out[:, :32] = inp[:, :32]
@@ -150,10 +151,10 @@ class Piece:
         """A piece from its v2 PieceCID (the only form that carries the payload size)."""
         cid = CID.parse(cid) if isinstance(cid, str) else cid
         if cid.codec != RAW or cid.hash_code != FR32_SHA256_TRUNC254_PADBINTREE:
-            raise ValueError(f"{cid} is not a v2 PieceCID")
+            raise FormatError(f"{cid} is not a v2 PieceCID")
         padding, pos = decode_varint(cid.digest)
         if len(cid.digest) != pos + 1 + NODE:
-            raise ValueError(f"{cid} has a malformed piece multihash")
+            raise FormatError(f"{cid} has a malformed piece multihash")
         height, root = cid.digest[pos], cid.digest[pos + 1:]
         padded = NODE << height
         return cls(root, padded // 128 * 127 - padding, padded)

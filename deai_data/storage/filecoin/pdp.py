@@ -9,13 +9,15 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin
 
 from ...errors import IntegrityError, NotFoundError, StorageError
-from ..base import Buffer
+from ..base import Buffer, parse_uri
 from ..http import HttpStore
 from .commp import Piece, piece_of
 
 _JSON = {"Content-Type": "application/json"}
+_ANSWER_BYTES = 1 << 20  # a provider's JSON or text answer
 
 
 @dataclass(frozen=True)
@@ -26,13 +28,24 @@ class PendingTransaction:
     status_url: str
 
 
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL, lowercase: what a credential is bound to."""
+    parsed = parse_uri(url)
+    return f"{parsed.scheme.lower()}://{parsed.netloc.lower()}"
+
+
 class PdpClient:
-    """One PDP provider at `url` (its service URL, e.g. https://sp.example)."""
+    """One PDP provider at `url` (its service URL, e.g. https://sp.example). `token` is sent to that
+    provider's origin only: never to an upload URL or a redirect elsewhere."""
 
     def __init__(self, url: str, *, http: HttpStore | None = None, token: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.http = http or HttpStore()
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._token = token
+
+    def _headers(self, url: str) -> dict[str, str]:
+        same = self._token is not None and origin(url) == origin(self.url)
+        return {"Authorization": f"Bearer {self._token}"} if same else {}
 
     def __repr__(self) -> str:
         return f"PdpClient({self.url})"
@@ -41,11 +54,9 @@ class PdpClient:
               body: bytes | None = None) -> tuple[int, dict[str, str], str]:
         if doc is not None:
             body, headers = json.dumps(doc).encode(), {**_JSON, **(headers or {})}
-        response = self.http.request(method, self.url + path, {**self.headers, **(headers or {})}, body=body)
-        try:
-            return response.status_code, dict(response.headers), response.text
-        finally:
-            response.close()
+        response = self.http.request(method, self.url + path, {**self._headers(self.url), **(headers or {})},
+                                     body=body)
+        return response.status_code, dict(response.headers), self.http.text(response, limit=_ANSWER_BYTES)
 
     def ping(self) -> None:
         self._call("GET", "/pdp/ping")
@@ -61,15 +72,12 @@ class PdpClient:
         location = headers.get("Location") or headers.get("location")
         if status != 201 or not location:
             raise StorageError(f"POST /pdp/piece answered {status} without an upload location", locator=self.url)
-        upload = location if location.startswith("http") else self.url + location
-        response = self.http.request("PUT", upload, {**self.headers, "Content-Type": "application/octet-stream"},
-                                     body=bytes(data))
-        try:
-            if response.status_code != 204:
-                raise StorageError(f"piece upload answered {response.status_code}: {response.text[:200]}",
-                                   locator=upload)
-        finally:
-            response.close()
+        upload = urljoin(self.url + "/", location)
+        headers = {**self._headers(upload), "Content-Type": "application/octet-stream"}
+        response = self.http.request("PUT", upload, headers, body=bytes(data))
+        answer = self.http.text(response, limit=_ANSWER_BYTES)
+        if response.status_code != 204:
+            raise StorageError(f"piece upload answered {response.status_code}: {answer[:200]}", locator=upload)
         return piece
 
     def has_piece(self, piece_cid: str) -> bool:
@@ -104,7 +112,7 @@ class PdpClient:
         location = headers.get("Location") or headers.get("location") or ""
         if status != 201 or not location:
             raise StorageError(f"{what} answered {status} without a status location", locator=self.url)
-        return PendingTransaction(location.rstrip("/").rsplit("/", 1)[1], self.url + location)
+        return PendingTransaction(location.rstrip("/").rsplit("/", 1)[1], urljoin(self.url + "/", location))
 
     def create_data_set(self, record_keeper: str, extra_data: bytes) -> PendingTransaction:
         status, headers, _ = self._call("POST", "/pdp/data-sets",
@@ -119,10 +127,5 @@ class PdpClient:
 
     def status(self, pending: PendingTransaction) -> dict[str, Any]:
         """The provider's JSON about a submitted transaction (e.g. txStatus, dataSetCreated, dataSetId)."""
-        response = self.http.request("GET", pending.status_url, self.headers)
-        try:
-            return response.json()
-        except ValueError:
-            raise StorageError("status answer is not JSON", locator=pending.status_url) from None
-        finally:
-            response.close()
+        response = self.http.request("GET", pending.status_url, self._headers(pending.status_url))
+        return self.http.json(response, limit=_ANSWER_BYTES)

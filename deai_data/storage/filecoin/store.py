@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from urllib.parse import parse_qs, quote, urlparse
+from urllib.parse import parse_qs, quote
 
 from ...errors import NotFoundError, StorageError
-from ..base import Buffer, ObjectStat, PutFileByReading, check_range
+from ..base import Buffer, ObjectStat, PutFileByReading, check_range, parse_uri
 from ..failover import first_answer
 from ..http import HttpStore
 from ..store_uri import StoreQuery, env_list
 from .commp import Piece
-from .pdp import PdpClient
+from .pdp import PdpClient, origin
 
 
 def parse_piece_locator(locator: str) -> tuple[str, str | None]:
     """(PieceCIDv2, provider URL or None) of `piece://<cid>?provider=<url>`."""
-    parsed = urlparse(locator)
+    parsed = parse_uri(locator)
     if parsed.scheme != "piece" or not parsed.netloc:
         raise StorageError("not a piece locator", locator=locator, hint="expected piece://<PieceCIDv2>?provider=<url>")
     try:
@@ -32,16 +32,41 @@ def parse_piece_locator(locator: str) -> tuple[str, str | None]:
     return parsed.netloc, (parse_qs(parsed.query).get("provider") or [None])[0]
 
 
+def parse_tokens(text: str) -> dict[str, str]:
+    """`https://sp1.example=TOKEN,https://sp2.example=TOKEN2` -> {origin: token}."""
+    tokens = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        url, sep, token = part.rpartition("=")
+        if not sep or not url or not token:
+            raise StorageError(f"DEAI_PDP_TOKENS entry {part.split('=')[0]!r}... is not ORIGIN=TOKEN")
+        tokens[origin(url)] = token
+    return tokens
+
+
+def _tokens_from_env(providers: Sequence[str]) -> dict[str, str]:
+    """DEAI_PDP_TOKENS (ORIGIN=TOKEN, ...); a lone DEAI_PDP_TOKEN belongs to the first provider only."""
+    tokens = parse_tokens(os.environ.get("DEAI_PDP_TOKENS", ""))
+    single = os.environ.get("DEAI_PDP_TOKEN")
+    if single and providers:
+        tokens.setdefault(origin(providers[0]), single)
+    return tokens
+
+
 class PieceStore(PutFileByReading):
-    """Store on PDP providers: writes go to `providers[0]`; reads use the locator's provider, then these."""
+    """Store on PDP providers: writes go to `providers[0]`; reads use the locator's provider, then these.
+
+    `tokens` maps a provider's origin to its bearer token: each token goes to its own provider only. A
+    provider named by a locator (a manifest: untrusted) must pass the fetch policy and gets no token unless
+    it is a configured origin."""
 
     schemes = ("piece",)
 
-    def __init__(self, providers: Sequence[str] = (), *, token: str | None = None, wait_timeout: float = 300.0,
-                 timeout: float = 60.0, retries: int = 3) -> None:
+    def __init__(self, providers: Sequence[str] = (), *, tokens: Mapping[str, str] | None = None,
+                 wait_timeout: float = 300.0, timeout: float = 60.0, retries: int = 3) -> None:
         self.http = HttpStore(timeout=timeout, retries=retries)
+        self.untrusted_http = HttpStore(timeout=timeout, retries=retries, untrusted=True)
         self.providers = [p.rstrip("/") for p in providers]
-        self.token = token
+        self.tokens = {origin(url): token for url, token in (tokens or {}).items()}
         self.wait_timeout = wait_timeout
 
     def __repr__(self) -> str:
@@ -54,11 +79,13 @@ class PieceStore(PutFileByReading):
     @classmethod
     def from_uri(cls, uri: str) -> PieceStore:
         """`piece://?provider=URL[&provider=URL2]`, else DEAI_PDP_PROVIDERS (comma-separated)."""
-        return cls(StoreQuery(uri).values("provider", "DEAI_PDP_PROVIDERS"),
-                   token=os.environ.get("DEAI_PDP_TOKEN") or None)
+        providers = StoreQuery(uri).values("provider", "DEAI_PDP_PROVIDERS")
+        return cls(providers, tokens=_tokens_from_env(providers))
 
     def _client(self, url: str) -> PdpClient:
-        return PdpClient(url, http=self.http, token=self.token)
+        configured = url in self.providers
+        return PdpClient(url, http=self.http if configured else self.untrusted_http,
+                         token=self.tokens.get(origin(url)))
 
     def put(self, data: Buffer, *, sha256: str | None = None, labels: Mapping[str, str] | None = None) -> str:
         if not self.providers:
@@ -93,4 +120,5 @@ class PieceStore(PutFileByReading):
 
 
 def reader_from_env() -> PieceStore:
-    return PieceStore(env_list("DEAI_PDP_PROVIDERS"), token=os.environ.get("DEAI_PDP_TOKEN") or None)
+    providers = env_list("DEAI_PDP_PROVIDERS")
+    return PieceStore(providers, tokens=_tokens_from_env(providers))

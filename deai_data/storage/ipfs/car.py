@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+from ...errors import FormatError
 from ..varint import Buffer, decode_varint, encode_varint
 from . import dag_cbor
 from .cid import CID
@@ -40,7 +41,7 @@ def car_bytes(roots: list[CID], blocks: Iterable[Block]) -> bytes:
     return b"".join(parts)
 
 
-class CarError(ValueError):
+class CarError(FormatError):
     """A CAR stream is malformed or holds a block that does not match its CID."""
 
 
@@ -94,7 +95,7 @@ def read_car(source: BinaryIO | Iterable[bytes] | Buffer) -> tuple[list[CID], It
         header = dag_cbor.decode(stream.take(length))
         roots = header["roots"]
         if header.get("version") != 1 or not all(isinstance(r, CID) for r in roots):
-            raise ValueError("not a CAR v1 header")
+            raise FormatError("not a CAR v1 header")
     except (ValueError, KeyError, TypeError) as exc:
         raise CarError(f"bad CAR header: {exc}") from None
 

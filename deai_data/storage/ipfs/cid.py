@@ -9,6 +9,7 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
+from ...errors import FormatError
 from ..varint import Buffer, decode_varint, encode_varint
 
 RAW = 0x55
@@ -84,14 +85,14 @@ class CID:
             if text[:1] == "f":
                 return cls.from_bytes(bytes.fromhex(text[1:]))
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"not a CID: {text!r} ({exc})") from None
-        raise ValueError(f"not a CID (unsupported multibase): {text!r}")
+            raise FormatError(f"not a CID: {text!r} ({exc})") from None
+        raise FormatError(f"not a CID (unsupported multibase): {text!r}")
 
     @classmethod
     def from_bytes(cls, data: Buffer) -> CID:
         cid, end = cls.read(data, 0)
         if end != len(data):
-            raise ValueError("bytes after the CID")
+            raise FormatError("bytes after the CID")
         return cid
 
     @classmethod
@@ -101,12 +102,12 @@ class CID:
             return cls(0, DAG_PB, SHA2_256, bytes(data[pos + 2:pos + 34])), pos + 34
         version, pos = decode_varint(data, pos)
         if version != 1:
-            raise ValueError(f"CID version {version} is not supported")
+            raise FormatError(f"CID version {version} is not supported")
         codec, pos = decode_varint(data, pos)
         code, pos = decode_varint(data, pos)
         length, pos = decode_varint(data, pos)
         if pos + length > len(data):
-            raise ValueError("truncated multihash")
+            raise FormatError("truncated multihash")
         return cls(1, codec, code, bytes(data[pos:pos + length])), pos + length
 
     def verify(self, block: Buffer) -> bool:
@@ -115,4 +116,4 @@ class CID:
             return hashlib.sha256(block).digest() == self.digest
         if self.hash_code == IDENTITY:
             return bytes(block) == self.digest
-        raise ValueError(f"multihash 0x{self.hash_code:x} is not supported for block verification")
+        raise FormatError(f"multihash 0x{self.hash_code:x} is not supported for block verification")

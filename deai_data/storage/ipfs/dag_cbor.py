@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...errors import FormatError
 from .cid import CID
 
 Value = Any
@@ -16,7 +17,7 @@ def _head(major: int, value: int) -> bytes:
     for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
         if value < 1 << (8 * size):
             return bytes([major << 5 | extra]) + value.to_bytes(size, "big")
-    raise ValueError("integer too large for DAG-CBOR")
+    raise FormatError("integer too large for DAG-CBOR")
 
 
 def encode(value: Value) -> bytes:
@@ -38,68 +39,78 @@ def encode(value: Value) -> bytes:
         return _head(4, len(value)) + b"".join(encode(v) for v in value)
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
-            raise ValueError("DAG-CBOR map keys must be strings")
+            raise FormatError("DAG-CBOR map keys must be strings")
         keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
         return _head(5, len(keys)) + b"".join(encode(k) + encode(value[k]) for k in keys)
     raise TypeError(f"cannot encode {type(value).__name__} as DAG-CBOR")
 
 
+MAX_DEPTH = 64  # nesting a decoder follows (no honest deai-data block nests more than a few levels)
+
+
 def decode(data: bytes) -> Value:
-    value, end = _decode(memoryview(data), 0)
+    value, end = _decode(memoryview(data), 0, 0)
     if end != len(data):
-        raise ValueError("bytes after the DAG-CBOR value")
+        raise FormatError("bytes after the DAG-CBOR value")
     return value
 
 
-def _decode(data: memoryview, pos: int) -> tuple[Value, int]:
+def _decode(data: memoryview, pos: int, depth: int) -> tuple[Value, int]:
     if pos >= len(data):
-        raise ValueError("truncated DAG-CBOR")
+        raise FormatError("truncated DAG-CBOR")
+    if depth > MAX_DEPTH:
+        raise FormatError(f"DAG-CBOR nests deeper than {MAX_DEPTH}")
     first = data[pos]
     major, info = first >> 5, first & 31
     pos += 1
     if major == 7:
         simple = {20: False, 21: True, 22: None}
         if info not in simple:
-            raise ValueError("floats and other simple values are not used here")
+            raise FormatError("floats and other simple values are not used here")
         return simple[info], pos
     if info < 24:
         arg = info
     elif info <= 27:
         size = 1 << (info - 24)
         if pos + size > len(data):
-            raise ValueError("truncated DAG-CBOR")
+            raise FormatError("truncated DAG-CBOR")
         arg = int.from_bytes(data[pos:pos + size], "big")
         pos += size
     else:
-        raise ValueError("indefinite lengths are not allowed in DAG-CBOR")
+        raise FormatError("indefinite lengths are not allowed in DAG-CBOR")
     if major == 0:
         return arg, pos
     if major == 1:
         return -1 - arg, pos
     if major in (2, 3):
         if pos + arg > len(data):
-            raise ValueError("truncated DAG-CBOR string")
+            raise FormatError("truncated DAG-CBOR string")
         raw = bytes(data[pos:pos + arg])
-        return (raw if major == 2 else raw.decode()), pos + arg
+        if major == 2:
+            return raw, pos + arg
+        try:
+            return raw.decode(), pos + arg
+        except UnicodeDecodeError:
+            raise FormatError("a DAG-CBOR text string is not UTF-8") from None
     if major == 4:
         items = []
         for _ in range(arg):
-            item, pos = _decode(data, pos)
+            item, pos = _decode(data, pos, depth + 1)
             items.append(item)
         return items, pos
     if major == 5:
         out = {}
         for _ in range(arg):
-            key, pos = _decode(data, pos)
+            key, pos = _decode(data, pos, depth + 1)
             if not isinstance(key, str):
-                raise ValueError("DAG-CBOR map keys must be strings")
-            out[key], pos = _decode(data, pos)
+                raise FormatError("DAG-CBOR map keys must be strings")
+            out[key], pos = _decode(data, pos, depth + 1)
         return out, pos
     if major == 6:
         if arg != 42:
-            raise ValueError(f"tag {arg} is not allowed in DAG-CBOR")
-        link, pos = _decode(data, pos)
+            raise FormatError(f"tag {arg} is not allowed in DAG-CBOR")
+        link, pos = _decode(data, pos, depth + 1)
         if not isinstance(link, bytes) or link[:1] != b"\x00":
-            raise ValueError("a CID link must be bytes starting with 0x00")
+            raise FormatError("a CID link must be bytes starting with 0x00")
         return CID.from_bytes(link[1:]), pos
-    raise ValueError(f"unexpected CBOR major type {major}")
+    raise FormatError(f"unexpected CBOR major type {major}")

@@ -3,16 +3,17 @@ CAR (pinning its roots), get and stat raw blocks, version. Every call is a POST,
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ...errors import NotFoundError, StorageError
-from ..http import RETRY_STATUS, HttpStore
+from ...errors import LimitError, NotFoundError, StorageError
+from ..http import RETRY_STATUS, HttpStore, parse_json
+from .car import MAX_BLOCK
 from .cid import CID
 
 _RETRY_BUT_500 = RETRY_STATUS - {500}
+_ANSWER_BYTES = 1 << 20  # a JSON answer of the RPC API
 
 
 class KuboClient:
@@ -32,41 +33,36 @@ class KuboClient:
         url = f"{self.url}/api/v0/{command}" + (f"?{query}" if query else "")
         response = self.http.request("POST", url, headers, body=body, retry_status=_RETRY_BUT_500)
         if response.status_code == 500:  # Kubo's answer to any failed command: not worth retrying
+            text = self.http.text(response, limit=_ANSWER_BYTES)
             try:
-                message = response.json().get("Message", "")
-            except ValueError:
-                message = response.text[:200]
-            finally:
-                response.close()
+                answer = parse_json(text)
+                message = str(answer.get("Message", "")) if isinstance(answer, dict) else text[:200]
+            except (StorageError, LimitError):
+                message = text[:200]
             if "not found" in message.lower() or "timed out" in message.lower():
                 raise NotFoundError(url, hint=f"the node says: {message}")
             raise StorageError(f"{command} failed: {message}", locator=self.url)
         return response
 
     def version(self) -> str:
-        response = self._post("version")
-        try:
-            return response.json()["Version"]
-        finally:
-            response.close()
+        answer = self.http.json(self._post("version"), limit=_ANSWER_BYTES)
+        if not isinstance(answer, dict) or not isinstance(answer.get("Version"), str):
+            raise StorageError("version: unexpected answer", locator=self.url)
+        return answer["Version"]
 
     def block_get(self, cid: CID) -> bytes:
         """A block's bytes (unverified: the caller checks them against the CID). A block the node
         cannot find within `block_timeout` is NotFound."""
         response = self._post("block/get", {"arg": str(cid), "timeout": self.block_timeout})
-        try:
-            return response.content
-        finally:
-            response.close()
+        return self.http.read(response, limit=MAX_BLOCK)
 
     def block_stat(self, cid: CID) -> int:
-        response = self._post("block/stat", {"arg": str(cid), "timeout": self.block_timeout})
+        answer = self.http.json(self._post("block/stat", {"arg": str(cid), "timeout": self.block_timeout}),
+                                limit=_ANSWER_BYTES)
         try:
-            return int(response.json()["Size"])
-        except (ValueError, KeyError) as exc:
+            return int(answer["Size"])
+        except (ValueError, KeyError, TypeError) as exc:
             raise StorageError(f"block/stat {cid}: unexpected answer ({exc})", locator=self.url) from None
-        finally:
-            response.close()
 
     def dag_import(self, car: Callable[[], Iterable[bytes]]) -> list[str]:
         """Import a CAR (multipart upload, streamed: `car()` returns the CAR's pieces, called again on a
@@ -81,12 +77,8 @@ class KuboClient:
 
         response = self._post("dag/import", {"pin-roots": "true"}, body=body,
                               headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        try:
-            lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
-        except ValueError:
-            raise StorageError("dag/import answered something that is not JSON lines", locator=self.url) from None
-        finally:
-            response.close()
+        text = self.http.text(response, limit=_ANSWER_BYTES)
+        lines = [parse_json(line, self.url) for line in text.splitlines() if line.strip()]
         roots = []
         for line in lines:
             root = line.get("Root")

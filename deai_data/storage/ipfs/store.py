@@ -9,10 +9,9 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlparse
 
-from ...errors import IntegrityError, NotFoundError, StorageError
-from ..base import Buffer, ObjectStat, PutFileByReading, check_range
+from ...errors import IntegrityError, LimitError, NotFoundError, StorageError
+from ..base import Buffer, ObjectStat, PutFileByReading, check_range, parse_uri
 from ..failover import first_answer
 from ..http import HttpStore
 from ..store_uri import StoreQuery, env_list
@@ -26,7 +25,7 @@ _CAR = "application/vnd.ipld.car"
 
 
 def cid_of(locator: str) -> CID:
-    parsed = urlparse(locator)
+    parsed = parse_uri(locator)
     text = parsed.netloc or parsed.path.lstrip("/")
     if parsed.scheme != "ipfs":
         raise StorageError("not an IPFS locator", locator=locator, hint="expected ipfs://<CID>")
@@ -153,11 +152,11 @@ class IpfsStore(PutFileByReading):
     def get(self, locator: str, start: int = 0, end: int | None = None) -> bytes:
         check_range(start, end)
         cid = cid_of(locator)
-        if start == 0 and end is None:
+        if start == 0:
             for gateway in self.gateways:
                 try:
-                    return self._car_from(gateway, cid)
-                except (StorageError, IntegrityError):
+                    return self._car_from(gateway, cid, end)[:end]
+                except (StorageError, IntegrityError, LimitError):
                     continue  # a gateway without CAR support, or a bad CAR: the block route checks each block
         if cid.codec == RAW:
             return self._block(cid)[start:end]
@@ -174,14 +173,16 @@ class IpfsStore(PutFileByReading):
             out += block[lo:hi]
         return bytes(out)
 
-    def _car_from(self, gateway: str, root: CID) -> bytes:
+    def _car_from(self, gateway: str, root: CID, size_limit: int | None = None) -> bytes:
         """A whole file from a trustless gateway's CAR: every block verified, only blocks linked from the
-        root accepted, every linked block required."""
+        root accepted, every linked block required; a CAR larger than `size_limit` (plus its framing and
+        links) is refused unread."""
         response = self.http.request("GET", f"{gateway}/ipfs/{root}?format=car&dag-scope=all", {"Accept": _CAR})
+        cap = None if size_limit is None else size_limit + size_limit // 16 + (1 << 20)
         try:
             if _CAR not in response.headers.get("Content-Type", ""):
                 raise StorageError("the gateway does not serve CARs", locator=gateway)
-            roots, blocks = read_car(response.iter_content(1 << 20))
+            roots, blocks = read_car(self.http.chunks(response, limit=cap))
             if roots[:1] != [root]:
                 raise IntegrityError(f"CAR roots {roots} are not {root}", locator=gateway)
             wanted, found = {root}, {}

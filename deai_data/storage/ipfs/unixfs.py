@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ...errors import FormatError
 from ..varint import Buffer, decode_varint, encode_varint
 from .cid import CID, DAG_PB, RAW
 
@@ -68,12 +69,12 @@ class FileNode:
                     elif sub == 3 and isinstance(subvalue, int):
                         tsize = subvalue
                 if cid is None:
-                    raise ValueError("dag-pb link without a hash")
+                    raise FormatError("dag-pb link without a hash")
                 links.append(Link(cid, tsize))
             elif number == 1 and isinstance(value, bytes):
                 data = value
         if data is None:
-            raise ValueError("dag-pb node without UnixFS data")
+            raise FormatError("dag-pb node without UnixFS data")
         kind, sizes, inline = None, [], b""
         for number, value in _fields(data):
             if number == 1:
@@ -83,9 +84,9 @@ class FileNode:
             elif number == 2 and isinstance(value, bytes):
                 inline = value
         if kind not in (_FILE, 0) or inline:
-            raise ValueError("not a UnixFS file node with raw leaves")
+            raise FormatError("not a UnixFS file node with raw leaves")
         if len(sizes) != len(links):
-            raise ValueError("UnixFS blocksizes do not match the links")
+            raise FormatError("UnixFS blocksizes do not match the links")
         return cls(tuple(links), tuple(sizes))
 
 
@@ -101,11 +102,11 @@ def _fields(data: Buffer) -> Iterator[tuple[int, int | bytes]]:
         elif wire == 2:
             length, pos = decode_varint(view, pos)
             if pos + length > len(view):
-                raise ValueError("truncated protobuf field")
+                raise FormatError("truncated protobuf field")
             yield number, bytes(view[pos:pos + length])
             pos += length
         else:
-            raise ValueError(f"protobuf wire type {wire} is not used by dag-pb")
+            raise FormatError(f"protobuf wire type {wire} is not used by dag-pb")
 
 
 @dataclass(frozen=True)
