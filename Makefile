@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 FORGE   = contracts/node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 
 .PHONY: setup contracts-deps services-deps contracts-test artifacts check-artifacts demo test lint bench clean \
-        fuzz fuzz-smoke
+        fuzz fuzz-smoke test-fast typecheck
 
 setup: $(VENV)/.installed
 
@@ -52,8 +52,16 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup contracts-deps services-deps lint contracts-test check-artifacts fuzz-smoke
+# mypy over deai_data and the indexer (settings in pyproject.toml: every function annotated).
+typecheck: setup
+	$(BIN)/mypy
+
+test: setup contracts-deps services-deps lint typecheck contracts-test check-artifacts fuzz-smoke
 	$(BIN)/python -m pytest
+
+# The inner loop: no services (anvil, arlocal, IPFS) and nothing marked slow; `make test` runs everything.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not services and not slow"
 
 # The parsers of untrusted bytes under Atheris (libFuzzer); fuzz/README.md. `fuzz` grows fuzz/corpus (commit
 # what it adds); `fuzz-smoke` (in `make test`) replays the corpus and fuzzes each target a fixed number of

@@ -1,16 +1,16 @@
-"""Loader throughput: our StreamingDataset against a plain file loop, MosaicML Streaming and
-WebDataset, on the same samples in the same run (not a test).
+"""Loader throughput: our StreamingDataset against a plain file loop, MosaicML Streaming and WebDataset, on
+the same samples in the same run, every loader in a fresh process (not a test).
 
-    .venv/bin/python bench/loader.py [--small 200000] [--large 2000] [--peers-python PYTHON]
+    .venv/bin/python bench/loader.py [--small 200000] [--large 2000] [--peers-python PYTHON] [--http]
 
-Data: (a) `--small` samples of 4 KiB and (b) `--large` samples of 1 MiB, random bytes plus an int
-label, from one seed. Every loader yields batches of 32 through a torch DataLoader (workers 0 and 2),
-after one untimed warm-up epoch (data in the page cache); the plain loop and the SHA-256 ceiling (what
-checking every byte's hash alone costs here) report the median of three epochs. Ours reads encrypted shards from a
-LocalStore, checks SHA-256 and AEAD tags and decrypts; also over loopback HTTP. The peers (MosaicML
-MDS and WebDataset tar shards, unencrypted) run in the Python given by --peers-python, an environment
-with mosaicml-streaming and webdataset (they need torchvision, which does not load beside the
-project's torch build: see docs/benchmarks.md).
+Data: `--small` samples of 4 KiB and `--large` samples of 1 MiB of random bytes, each with its id. For each
+size this writes one file per sample (the plain loop's input), publishes them (encrypted, 64 MiB shards)
+to a LocalStore, and has the Python given by --peers-python (an environment with mosaicml-streaming and
+webdataset, which need torchvision: see docs/benchmarks.md) write MDS and tar shards of the same bytes.
+Then every loader runs in its own fresh process (bench/loader_run.py): batch 32, DataLoader workers 0
+and 2 (persistent), a warm-up epoch that checks every sample's bytes and id, and the median of two timed
+epochs that check every id came exactly once. Ratios are against the fastest peer configuration and the
+plain loop of the same run.
 """
 
 from __future__ import annotations
@@ -22,79 +22,46 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from deai_data import publish
 from deai_data.storage import content_path
-from deai_data.torch import StreamingDataLoader, StreamingDataset
 
-BATCH = 32
 HERE = Path(__file__).resolve().parent
+OURS = ("deai-data batched", "deai-data per sample")
+PEERS = ("MosaicML Streaming (MDS)", "WebDataset (tar)")
+EXTRAS = ("deai-data batched, verify=sha256", "deai-data batched, verify=aead")
 
 
-def samples(count: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(count, size), dtype=np.uint8), rng.integers(0, 1000, size=count)
-
-
-def write_files(root: Path, data: np.ndarray) -> list[Path]:
-    root.mkdir(parents=True)
-    paths = []
-    for i in range(len(data)):
-        path = root / f"{i:07d}.bin"
-        path.write_bytes(data[i].tobytes())
-        paths.append(path)
-    return paths
-
-
-def plain_loop(paths: list[Path]) -> int:
-    batch, n = [], 0
-    for path in paths:
-        with open(path, "rb") as fh:
-            batch.append(fh.read())
-        if len(batch) == BATCH:
-            n += len(batch)
-            batch = []
-    return n + len(batch)
-
-
-def sha256_all(data: np.ndarray, threads: int) -> int:
-    """SHA-256 of every sample in memory on `threads` threads (hashlib releases the GIL): the most any
-    loader that checks every byte's hash can do here, before reading, decrypting or handing over."""
-    parts = np.array_split(np.arange(len(data)), threads)
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda rows: [hashlib.sha256(data[i]).digest() for i in rows], parts))
-    return len(data)
-
-
-def timed(run, nbytes: int, items: int, repeats: int = 1) -> dict[str, float]:
-    """One untimed warm-up epoch (page cache, thread pools), then the median of `repeats` timed epochs."""
-    run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        got = run()
-        times.append(time.perf_counter() - started)
-        assert got == items, (got, items)
-    seconds = statistics.median(times)
-    return {"samples_per_s": items / seconds, "gb_per_s": nbytes / seconds / 1e9, "seconds": seconds}
-
-
-def count(loader) -> int:
-    total = 0
-    for batch in loader:
-        total += len(batch["label"])
-    return total
+def prepare(root: Path, count: int, size: int, peers_python: str | None) -> dict:
+    """The samples as files, our published dataset, the peers' shards, and every sample's digest."""
+    rng = np.random.default_rng(0)
+    (root / "files").mkdir(parents=True)
+    digests = np.zeros((count, 16), np.uint8)
+    values = []
+    for i in range(count):
+        value = rng.bytes(size)
+        (root / "files" / f"{i:07d}.bin").write_bytes(value)
+        digests[i] = np.frombuffer(hashlib.blake2b(value, digest_size=16).digest(), np.uint8)
+        values.append(value)
+    np.save(root / "digests.npy", digests)
+    key = bytes(range(32))
+    table = pa.table({"id": np.arange(count, dtype=np.int64), "data": pa.array(values, pa.binary())})
+    del values
+    result = publish(table, store=root / "store", name="bench", key=key, keystore=False, journal_dir=root / "journal")
+    del table
+    if peers_python:
+        subprocess.run([peers_python, str(HERE / "loader_peers.py"), str(root)], check=True)
+    os.sync()  # no writeback of the files just written while anything is timed
+    return {"count": count, "size": size, "key": key.hex(), "manifest_uri": result.manifest_uri,
+            "manifest_hash": result.manifest_hash}
 
 
 def free_port() -> int:
@@ -103,84 +70,77 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ours(uri: str, key: bytes, workers: int, batched: bool, verify: str = "full") -> int:
-    dataset = StreamingDataset(uri, key=key, batch_size=BATCH, batched=batched, seed=1, verify=verify)
-    return count(StreamingDataLoader(dataset, num_workers=workers))
+def run_one(python: str, root: Path, loader: str, workers: int) -> dict:
+    out = subprocess.run([python, str(HERE / "loader_run.py"), str(root), loader, str(workers)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{loader} (workers {workers}) failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_size(name: str, count_: int, size: int, root: Path, peers_python: str | None) -> list[dict]:
-    data, labels = samples(count_, size)
-    nbytes = data.nbytes
-    rows = []
-    paths = write_files(root / f"files-{name}", data)
-    table = pa.table({"data": pa.array(list(map(bytes, data)), pa.binary()), "label": labels})
-    key = bytes(range(32))
-    result = publish(table, store=root / f"store-{name}", name=name, key=key, keystore=False,
-                     journal_dir=root / "journals")
-    del table
-    os.sync()  # no writeback of the files just written while anything is timed
-    # The baseline is the noisiest figure (page cache, writeback): the median of three epochs.
-    rows.append({"loader": "plain file loop", "workers": 0, **timed(lambda: plain_loop(paths), nbytes, count_, 3)})
-    for threads in (1, os.cpu_count() or 1):
-        rows.append({"loader": f"ceiling: SHA-256 in memory, {threads} thread(s)", "workers": 0,
-                     **timed(lambda t=threads: sha256_all(data, t), nbytes, count_, 3)})
-    for workers in (0, 2):
-        for batched in (False, True):
-            label = "deai-data " + ("batched" if batched else "per-sample") + ", local store"
-            rows.append({"loader": label, "workers": workers,
-                         **timed(lambda w=workers, b=batched: ours(result.manifest_uri, key, w, b), nbytes, count_)})
-    rows.append({"loader": "deai-data batched, local, verify=aead", "workers": 0,
-                 **timed(lambda: ours(result.manifest_uri, key, 0, True, "aead"), nbytes, count_)})
-
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(root / f"store-{name}")], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
+def run_size(label: str, count: int, size: int, root: Path, peers_python: str | None, http: bool) -> list[dict]:
+    meta = prepare(root, count, size, peers_python)
+    server = None
+    if http:
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                   "--directory", str(root / "store")], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
         time.sleep(1.0)
-        base = f"http://127.0.0.1:{port}"
-        uri = f"{base}/{content_path(result.manifest_hash)}"
-
-        def over_http() -> int:
-            dataset = StreamingDataset(uri, key=key, batch_size=BATCH, batched=True, seed=1, mirrors=[base])
-            dataset.source.manifest = dataset.source.manifest.with_locators(
-                {i: () for i in range(dataset.source.num_shards)})
-            return count(StreamingDataLoader(dataset, num_workers=0))
-
-        rows.append({"loader": "deai-data batched, loopback HTTP", "workers": 0, **timed(over_http, nbytes, count_)})
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait()
-
+        os.environ["DEAI_FETCH_ALLOW"] = "private"  # the children may fetch from loopback
+        meta["http_base"] = f"http://127.0.0.1:{port}"
+        meta["http_manifest_uri"] = f"{meta['http_base']}/{content_path(meta['manifest_hash'])}"
+    (root / "meta.json").write_text(json.dumps(meta))
+    plan = [(sys.executable, "plain file loop", 0)]
+    plan += [(sys.executable, name, w) for w in (0, 2) for name in OURS]
+    plan += [(sys.executable, name, 0) for name in EXTRAS]
+    if http:
+        plan.append((sys.executable, "deai-data batched, loopback HTTP", 0))
     if peers_python:
-        out = subprocess.run([peers_python, str(HERE / "loader_peers.py"), str(root / f"peers-{name}"),
-                              str(count_), str(size)], capture_output=True, text=True, check=True)
-        rows.extend(json.loads(out.stdout.strip().splitlines()[-1]))
+        plan += [(peers_python, name, w) for w in (0, 2) for name in PEERS]
+    rows = []
+    try:
+        for python, name, workers in plan:
+            row = run_one(python, root, name, workers)
+            row["samples"] = label
+            rows.append(row)
+            print(f"  {label}  {name:<36} workers {workers}: {row['samples_per_s']:>10,.0f} samples/s", flush=True)
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait()
+    fastest_peer = max((r["samples_per_s"] for r in rows if r["loader"] in PEERS), default=None)
+    plain = next(r["samples_per_s"] for r in rows if r["loader"] == "plain file loop")
     for row in rows:
-        row["samples"] = f"{count_} x {size // 1024} KiB"
-    shutil.rmtree(root / f"files-{name}")
+        row["vs_plain"] = row["samples_per_s"] / plain
+        row["vs_fastest_peer"] = row["samples_per_s"] / fastest_peer if fastest_peer else None
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--small", type=int, default=200_000)
-    parser.add_argument("--large", type=int, default=2_000)
+    parser.add_argument("--small", type=int, default=200_000, help="samples of 4 KiB (0: skip)")
+    parser.add_argument("--large", type=int, default=2_000, help="samples of 1 MiB (0: skip)")
     parser.add_argument("--peers-python", help="a Python with mosaicml-streaming and webdataset")
+    parser.add_argument("--http", action="store_true", help="also ours over loopback HTTP (python -m http.server)")
     parser.add_argument("--dir", help="scratch directory")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    root = Path(tempfile.mkdtemp(prefix="deai-loader-bench-", dir=args.dir))
-    try:
-        rows = run_size("small", args.small, 4096, root, args.peers_python) if args.small else []
-        rows += run_size("large", args.large, 1 << 20, root, args.peers_python) if args.large else []
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    print(f"batch {BATCH}, cores {os.cpu_count()}, torch {torch.__version__}")
-    print(f"{'samples':>14}  {'loader':<44} {'workers':>7} {'samples/s':>10} {'GB/s':>6}")
+    rows = []
+    for label, count, size in ((f"{args.small:,} x 4 KiB", args.small, 4096),
+                               (f"{args.large:,} x 1 MiB", args.large, 1 << 20)):
+        if not count:
+            continue
+        root = Path(tempfile.mkdtemp(prefix="deai-loader-bench-", dir=args.dir))
+        try:
+            rows += run_size(label, count, size, root, args.peers_python, args.http)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    print(f"batch 32, cores {os.cpu_count()}, every loader in a fresh process")
+    print(f"{'samples':>16}  {'loader':<36} {'workers':>7} {'samples/s':>10} {'GB/s':>6} {'x peer':>7} {'x plain':>7}")
     for r in rows:
-        print(f"{r['samples']:>14}  {r['loader']:<44} {r['workers']:>7} {r['samples_per_s']:>10.0f} "
-              f"{r['gb_per_s']:>6.2f}")
+        peer = f"{r['vs_fastest_peer']:.2f}" if r["vs_fastest_peer"] else "-"
+        print(f"{r['samples']:>16}  {r['loader']:<36} {r['workers']:>7} {r['samples_per_s']:>10,.0f} "
+              f"{r['gb_per_s']:>6.2f} {peer:>7} {r['vs_plain']:>7.2f}")
     print(json.dumps(rows))
 
 

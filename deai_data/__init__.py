@@ -5,15 +5,19 @@ The public API is re-exported here; everything else is private by convention.
 
 from typing import TYPE_CHECKING, Any
 
+from .catalog import schema as catalog_schema
+from .cli.entry import run_command
 from .crypto.keystore import Keystore
 from .dataset.publish import PublishProgress, PublishResult, publish
-from .dataset.reader import Dataset, VerifyReport, open_dataset
+from .dataset.reader import Dataset, VerifyReport, fetch_manifest, open_dataset
 from .dataset.sources import folder, parquet
 from .errors import (
     CatalogError,
     ChainError,
+    ContractError,
     DeaiError,
     DecryptionError,
+    FetchRefusedError,
     IntegrityError,
     KeyDeliveryError,
     KeystoreError,
@@ -25,22 +29,23 @@ from .errors import (
     SourceError,
     StorageError,
     UnsupportedLocatorError,
+    UsageError,
 )
 from .formats.limits import Limits
 from .formats.manifest import Manifest, ShardEntry
-from .storage import HttpStore, LocalStore, Store, register_store
+from .storage import HttpStore, LocalStore, Store, fetch_policy, register_store, staging, store_for
 from .version import __version__ as __version__
 
 if TYPE_CHECKING:
     from .catalog import Catalog
     from .chain import connect, load_account
-    from .market import KeyAgent, Listing, Market, PurchaseInfo
+    from .market import KeyAgent, Listing, Market, PurchaseInfo, market_abi
 
 
 # The market and chain parts import web3 (about a second), the catalog DuckDB: they load on first use,
 # so that reading and training never pay for them.
 _LAZY = {"Catalog": "catalog", "Market": "market", "KeyAgent": "market", "Listing": "market", "PurchaseInfo": "market",
-         "connect": "chain", "load_account": "chain"}
+         "market_abi": "market", "connect": "chain", "load_account": "chain"}
 
 
 def __getattr__(name: str) -> Any:
@@ -53,9 +58,11 @@ __all__ = [
     "Catalog",
     "CatalogError",
     "ChainError",
+    "ContractError",
     "Dataset",
     "DeaiError",
     "DecryptionError",
+    "FetchRefusedError",
     "HttpStore",
     "IntegrityError",
     "KeyAgent",
@@ -80,12 +87,20 @@ __all__ = [
     "StorageError",
     "Store",
     "UnsupportedLocatorError",
+    "UsageError",
     "VerifyReport",
+    "catalog_schema",
     "connect",
+    "fetch_manifest",
+    "fetch_policy",
     "folder",
     "load_account",
+    "market_abi",
     "open_dataset",
     "parquet",
     "publish",
     "register_store",
+    "run_command",
+    "staging",
+    "store_for",
 ]

@@ -146,8 +146,8 @@ class ChainError(DeaiError):
     exit_code = 11
 
 
-class MarketError(ChainError):
-    """The market contract refused a call; `error` is the contract's custom error name, `args` its values."""
+class ContractError(ChainError):
+    """A contract refused a call (it reverted); `error` is its custom error name, `error_args` the values."""
 
     exit_code = 12
 
@@ -156,6 +156,10 @@ class MarketError(ChainError):
         self.error = error
         self.error_args = dict(args or {})
         super().__init__(message, hint=hint)
+
+
+class MarketError(ContractError):
+    """The market refused: its contract reverted, or the market client refused before sending."""
 
 
 class KeyDeliveryError(DeaiError):

@@ -36,7 +36,7 @@ class Arlocal:
         self.root = Path(tempfile.mkdtemp(prefix="arlocal-"))
         self.log = open(self.root / "arlocal.log", "w+b")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(["node", str(SERVICES / "arlocal.js"), str(self.port), str(self.root / "db")],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=self.root)  # its request log: there
         if not wait_ready(self.proc, lambda: requests.get(f"{self.url}/info", timeout=1).raise_for_status(), 60):
             self.log.seek(0)
             output = self.log.read().decode()[-2000:]

@@ -113,3 +113,14 @@ def funded_wallet(arlocal):
     wallet = Wallet.generate()
     arlocal.mint(wallet.address)
     return wallet
+
+
+SERVICE_FIXTURES = {"anvil", "w3", "arlocal", "ipfs_node", "funded_wallet"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that use a service (a chain, arlocal, an IPFS node) carry the `services` marker, so that
+    `make test-fast` (`-m "not services and not slow"`) runs the rest without starting any."""
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)

@@ -106,6 +106,7 @@ def test_help_everywhere():
         assert "usage: deai-data " + command in cli(command, "--help").stdout
 
 
+@pytest.mark.slow
 def test_demo_command_from_readme(tmp_path):
     """The README's main-job command (`make demo`, which runs `deai-data demo`) works as written."""
     readme = (REPO / "README.md").read_text()

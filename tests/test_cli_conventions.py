@@ -11,6 +11,7 @@ import pty
 import re
 import subprocess
 
+import pytest
 from conftest import REPO
 from test_cli import CLI, cli, folder, published  # noqa: F401 (fixtures)
 
@@ -71,6 +72,7 @@ def test_a_bug_or_memory_exhaustion_is_one_line_not_a_traceback(monkeypatch, cap
     assert "out of memory" in err and "internal error: KeyError" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_no_command_prints_a_key(published, tmp_path):  # noqa: F811
     key = Keystore().get(DATA_KEY, published["manifest_hash"])
     forms = {key.hex(), key.hex().upper(), base64.b64encode(key).decode().rstrip("="),

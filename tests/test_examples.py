@@ -15,6 +15,7 @@ from deai_data import Keystore, publish
 EXAMPLES = sorted((REPO / "examples").glob("*.py"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs(script, tmp_path):
     assert "verified" in run_example(script.name, cwd=tmp_path).stdout

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deai_data.crypto.sealing import HEADER_SIZE, ShardHeader, seal_shard
-from deai_data.errors import DeaiError
+from deai_data.errors import DeaiError, FormatError
 from deai_data.storage.arweave.ans104 import build_bundle, decode_avro_tags, parse_bundle, sign_data_item
 from deai_data.storage.arweave.store import tx_id_of
 from deai_data.storage.arweave.transaction import Transaction
@@ -122,6 +122,12 @@ def test_ans104_bundles_and_tags(bundle, data):
     raw = data.draw(st.one_of(st.binary(max_size=1500), _mutations(bundle)))
     _typed(parse_bundle, raw)
     _typed(decode_avro_tags, raw[:300])
+
+
+def test_avro_tag_that_is_not_utf8():
+    """Found by the property above in CI: a tag of one byte 0xff (count 1, lengths 1 and 0, end)."""
+    with pytest.raises(FormatError, match="not UTF-8"):
+        decode_avro_tags(b"\x02\x02\xff\x00\x00")
 
 
 _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),

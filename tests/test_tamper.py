@@ -64,6 +64,35 @@ def test_flip_a_byte_anywhere_in_any_shard(published, keystore):
     assert read_everything(published.manifest_uri, keystore).num_rows == 3000
 
 
+@pytest.mark.parametrize("verify", ["full", "sha256", "aead"])
+def test_every_flip_drop_and_swap_at_every_position_is_caught(store_dir, keystore, verify):
+    """A small shard altered at each of its byte positions (one bit flipped; the byte dropped; the byte
+    swapped with the next one where they differ) never decodes, whichever check is on: the digest (BLAKE3 or
+    SHA-256) catches it before decryption, and without it the size or an AEAD tag does."""
+    result = publish(sample_table(8), store=store_dir, name="small", keystore=keystore, segment_size=1024)
+    (entry,) = result.manifest.shards
+    path = shard_path(result, 0)
+    original = path.read_bytes()
+    dataset = open_dataset(result.manifest_uri, keystore=keystore)
+    assert dataset.read_shard(0, verify=verify).num_rows == 8
+
+    def refused(altered: bytes) -> None:
+        path.write_bytes(altered)
+        with pytest.raises(IntegrityError):
+            dataset.read_shard(0, verify=verify)
+
+    for offset in range(len(original)):
+        flipped = bytearray(original)
+        flipped[offset] ^= 1 << (offset % 8)
+        refused(bytes(flipped))
+        refused(original[:offset] + original[offset + 1:])
+        if offset + 1 < len(original) and original[offset] != original[offset + 1]:
+            swapped = bytearray(original)
+            swapped[offset], swapped[offset + 1] = original[offset + 1], original[offset]
+            refused(bytes(swapped))
+    assert entry.sealed_size == len(original) > 2 * 1024
+
+
 def test_flip_a_byte_anywhere_in_the_manifest(published, keystore):
     path = path_from_locator(published.manifest_uri)
     original = path.read_bytes()

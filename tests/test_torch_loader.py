@@ -20,7 +20,7 @@ from httpfaults import Fault, FaultProxy, StaticServer  # noqa: E402
 
 from deai_data import HttpStore, IntegrityError, publish, register_store  # noqa: E402
 from deai_data.storage import ShardCache, content_path, path_from_locator  # noqa: E402
-from deai_data.torch import StreamingDataLoader, StreamingDataset  # noqa: E402
+from deai_data.torch import Blobs, StreamingDataLoader, StreamingDataset  # noqa: E402
 
 ROWS = 3000
 
@@ -221,6 +221,7 @@ def test_streams_over_http_through_500s_and_stalls(published, keystore, store_di
         register_store("http", HttpStore, replace=True)
 
 
+@pytest.mark.slow
 def test_two_process_torchrun_gloo(published, keystore, tmp_path):
     result, _ = published
     script = tmp_path / "train.py"
@@ -306,6 +307,7 @@ def test_verify_modes_and_what_each_guarantees(published, keystore):
     assert xs.count(0.0) == forged_rows.num_rows  # accepted: the documented limit of "aead"
 
 
+@pytest.mark.slow
 def test_dataset_pickles_for_spawned_workers(published, keystore):
     import pickle
 
@@ -317,7 +319,7 @@ def test_dataset_pickles_for_spawned_workers(published, keystore):
     assert ids(spawned) == ids(StreamingDataLoader(make(result, keystore, seed=9)))
 
 
-def test_large_values_are_copied_straight_out_of_the_shards(store_dir, keystore):
+def test_large_binary_and_text_values_arrive_intact(store_dir, keystore):
     rng = np.random.default_rng(1)
     blobs = [rng.bytes(100_000 + i) for i in range(60)]
     texts = ["é" * (40_000 + i) for i in range(60)]
@@ -354,3 +356,114 @@ def test_images_decoded_in_a_transform(store_dir, keystore):
     decoded = dict(sample for sample in dataset)
     assert sorted(decoded) == list(range(10))
     assert all(np.array_equal(decoded[i], pixels[i]) for i in range(10))
+
+
+@pytest.fixture
+def blobs_published(store_dir, keystore):
+    """Binary values of mixed sizes (some batches under, some over the size that goes inline) in shards of
+    about 300 KB: enough shards that a worker's shared buffers are reused within an epoch."""
+    rng = np.random.default_rng(8)
+    sizes = [int(s) for s in rng.choice([0, 7, 4096, 40_000, 150_000], size=240)]
+    values = [rng.bytes(n) for n in sizes]
+    table = pa.table({"id": np.arange(240, dtype=np.int64), "blob": pa.array(values, pa.binary())})
+    result = publish(table, store=store_dir, name="blobs", keystore=keystore, shard_size=300_000)
+    assert len(result.manifest.shards) >= 12
+    return result, values
+
+
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("persistent", [True, False])
+def test_workers_hand_over_views_that_stay_right_while_buffers_are_reused(blobs_published, keystore, batched,
+                                                                         persistent):
+    """Batches from two workers equal the published values; views kept from earlier batches (whole batches,
+    and single values whose batch is gone) still hold their bytes after the workers have reused their
+    buffers for later shards, over two epochs."""
+    result, values = blobs_published
+    dataset = StreamingDataset(result.manifest_uri, keystore=keystore, batch_size=8, batched=batched, seed=4,
+                               max_shards=2, prefetch=1)
+    loader = StreamingDataLoader(dataset, num_workers=2, persistent_workers=persistent)
+    reference = [ids(StreamingDataLoader(StreamingDataset(result.manifest_uri, keystore=keystore, batch_size=8,
+                                                          batched=batched, seed=4), num_workers=0))
+                 for _ in range(1)]
+    kept_batches, kept_values = [], []
+    for epoch in range(2):
+        order = []
+        for n, batch in enumerate(loader):
+            assert isinstance(batch["blob"], Blobs)
+            batch_ids = batch["id"].tolist()
+            order += batch_ids
+            assert [bytes(v) for v in batch["blob"]] == [values[i] for i in batch_ids]
+            if n % 5 == 0:
+                kept_batches.append((batch_ids, batch["blob"]))
+            elif n % 5 == 1 and len(batch_ids):
+                kept_values.append((batch_ids[0], batch["blob"][0]))
+        assert sorted(order) == list(range(240))
+        if epoch == 0:
+            assert order == reference[0]  # the same order as in one process
+    for batch_ids, blobs in kept_batches:
+        assert blobs.tolist() == [values[i] for i in batch_ids]
+    for i, view in kept_values:
+        assert view == values[i]
+
+
+def test_persistent_workers_follow_the_epochs(published, keystore):
+    result, _ = published
+    single = StreamingDataLoader(make(result, keystore, seed=6))
+    persistent = StreamingDataLoader(make(result, keystore, seed=6), num_workers=2, persistent_workers=True)
+    for _ in range(3):
+        assert ids(persistent) == ids(single)
+    state_loader = StreamingDataLoader(make(result, keystore, seed=6), num_workers=2, persistent_workers=True)
+    ids(state_loader)
+    assert state_loader.dataset.epoch == 1
+
+
+def test_blobs_behave_as_bytes_and_pickle_whole(store_dir, keystore):
+    import copy
+    import pickle
+
+    from deai_data import UsageError
+
+    values = [b"abc", b"", b"\xff" * 3]
+    blobs = Blobs.of(values)
+    assert len(blobs) == 3 and list(blobs) == values and blobs[-1] == b"\xff\xff\xff" and blobs[1:] == values[1:]
+    assert blobs.tolist() == values and blobs.nbytes == 6 and "3 values" in repr(blobs)
+    assert bytes(blobs[0]) == b"abc" and np.frombuffer(blobs[2], np.uint8).tolist() == [255] * 3
+    with pytest.raises(IndexError):
+        blobs[3]
+    with pytest.raises(TypeError):
+        blobs[0][0] = 1  # read-only: a view must not let one consumer change what another sees
+    for clone in (pickle.loads(pickle.dumps(blobs)), copy.deepcopy(blobs), copy.copy(blobs)):
+        assert clone.tolist() == values
+    with pytest.raises(UsageError, match="differ in length"):
+        blobs.as_tensor()
+    square = Blobs.of([b"ab", b"cd"]).as_tensor()
+    assert square.tolist() == [[97, 98], [99, 100]]
+
+
+def test_a_shared_buffer_is_reused_only_when_no_view_remains():
+    """The recycling protocol in one process: the worker's own use, its leases, and the views another
+    process holds (here the same process plays both sides) each keep a buffer from reuse."""
+    from deai_data.torch import shared
+
+    arena = shared.Arena()
+    buffer = arena.take(1000)
+    buffer.data(3)[:] = [1, 2, 3]
+    lease = buffer.lease()
+    arena.give_back(buffer)
+    assert not buffer.reusable() and arena.take(1000) is not buffer  # a lease is alive here
+    key, tensor, size, _ = arena.send(buffer)
+    del lease
+    remote = shared.received(key, tensor, size, [])
+    assert not buffer.reusable()  # the receiving side still views it
+    again = shared.received(*arena.send(buffer)[:3], [])  # a second send names the buffer by key alone
+    assert arena.send(buffer)[1] is None
+    del remote
+    assert not buffer.reusable()
+    del again
+    assert not buffer.reusable()  # one send was never received: that lease counts as alive, forever
+    fresh = arena.take(10)
+    fresh.lease()  # dropped at once
+    arena.give_back(fresh)
+    assert fresh.reusable() and arena.take(10) is fresh
+    with pytest.raises(Exception, match="never received"):
+        shared.received((1, 2, 3), None, 10, [])

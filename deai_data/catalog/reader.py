@@ -1,6 +1,6 @@
 """`Catalog`: read-only SQL over a deai-indexer catalog, results as Arrow (or pandas), plus the common questions.
 
-Needs DuckDB (the `catalog` extra). The schema is documented in docs/catalog.md.
+Needs DuckDB (the `catalog` extra). The schema is defined in schema.py and documented in docs/catalog.md.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import CatalogError
-
-DEFAULT_ROOT = "deai-index"
+from .schema import CATALOG_FILE, DEFAULT_ROOT
 
 
 def _resolve(path: str | Path | None) -> Path:
     target = Path(path or os.environ.get("DEAI_CATALOG") or DEFAULT_ROOT)
     if target.is_dir():
-        target = target / "catalog.duckdb"
+        target = target / CATALOG_FILE
     if not target.is_file():
         raise CatalogError(f"no catalog at {target}",
                            hint="build one with `deai-indexer backfill 0 --rpc URL --market ADDRESS --root DIR`")

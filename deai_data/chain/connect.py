@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -46,7 +48,8 @@ def is_embedded(w3: Web3) -> bool:
 def dev_accounts(w3: Web3) -> list[LocalAccount]:
     """The funded development accounts of the embedded chain or anvil (for the demo and tests only)."""
     if is_embedded(w3):
-        accounts = [Account.from_key(k.to_hex()) for k in w3.provider.ethereum_tester.backend.account_keys]
+        tester = cast(Any, w3.provider).ethereum_tester
+        accounts = [Account.from_key(k.to_hex()) for k in tester.backend.account_keys]
     else:
         accounts = anvil_dev_accounts()
     known = {a.lower() for a in w3.eth.accounts}
@@ -59,10 +62,11 @@ def dev_accounts(w3: Web3) -> list[LocalAccount]:
 def dev_advance_time(w3: Web3, seconds: int) -> None:
     """Move a development chain's clock forward and mine a block at the new time (embedded chain or anvil)."""
     now = w3.eth.get_block("latest")["timestamp"]
+    provider = cast(Any, w3.provider)
     if is_embedded(w3):
-        w3.provider.ethereum_tester.time_travel(now + seconds)
-        w3.provider.ethereum_tester.mine_blocks(1)
+        provider.ethereum_tester.time_travel(now + seconds)
+        provider.ethereum_tester.mine_blocks(1)
     else:
-        w3.provider.make_request("evm_increaseTime", [seconds])
-        w3.provider.make_request("evm_mine", [])
+        provider.make_request("evm_increaseTime", [seconds])
+        provider.make_request("evm_mine", [])
 

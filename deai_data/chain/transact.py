@@ -2,7 +2,8 @@
 
 Reverts look different per chain kind (eth-tester raises TransactionFailed with the bytes in its
 message; JSON-RPC nodes give ContractCustomError/ContractLogicError with hex data): both are decoded
-with the contract's ABI into `MarketError(error=<custom error name>, args=...)`.
+with the contract's ABI into a `ContractError` (or the subclass a client names) with the custom error's name
+and arguments.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
 
-from ..errors import ChainError, MarketError
+from ..errors import ChainError, ContractError
 
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
@@ -33,10 +34,13 @@ def _type_of(param: Mapping[str, Any]) -> str:
 
 
 class RevertDecoder:
-    """Decodes revert data with the custom errors of an ABI; `hints` say what to do about each error."""
+    """Decodes revert data with the custom errors of an ABI; `hints` say what to do about each error, and
+    `error_type` (a ContractError subclass) is what a revert becomes."""
 
-    def __init__(self, abi: list[dict[str, Any]], hints: Mapping[str, str] | None = None) -> None:
+    def __init__(self, abi: list[dict[str, Any]], hints: Mapping[str, str] | None = None, *,
+                 error_type: type[ContractError] = ContractError) -> None:
         self.hints = dict(hints or {})
+        self.error_type = error_type
         self._errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
         for item in abi:
             if item.get("type") == "error":
@@ -65,12 +69,12 @@ class RevertDecoder:
             return ChainError(f"{action} failed: {exc}")
         decoded = self.decode(data) if data else None
         if decoded is None:
-            return MarketError(f"{action} reverted without a known reason (data 0x{data.hex()})",
-                               hint="check the contract address and the chain")
+            return self.error_type(f"{action} reverted without a known reason (data 0x{data.hex()})",
+                                   hint="check the contract address and the chain")
         name, args = decoded
         shown = ", ".join(f"{k}={v}" for k, v in args.items())
-        return MarketError(f"{action} refused by the contract: {name}({shown})", error=name, args=args,
-                           hint=self.hints.get(name))
+        return self.error_type(f"{action} refused by the contract: {name}({shown})", error=name, args=args,
+                               hint=self.hints.get(name))
 
 
 def revert_data(exc: Exception) -> bytes | None:
@@ -79,7 +83,7 @@ def revert_data(exc: Exception) -> bytes | None:
         data = exc.data
         if isinstance(data, str):
             return bytes.fromhex(data.removeprefix("0x")) if data.startswith("0x") else b""
-        return bytes(data or b"")
+        return bytes(data) if isinstance(data, (bytes, bytearray)) else b""
     if type(exc).__name__ == "TransactionFailed":  # eth-tester: "execution reverted: b'...'"
         raw = _tester_revert_bytes(exc)
         if raw is not None:

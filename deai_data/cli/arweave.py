@@ -10,9 +10,10 @@ import json
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from ..errors import DeaiError, StorageError
+from .output import emit
+from .sizes import parse_size
 
 WINSTON_PER_AR = 10**12
 
@@ -21,9 +22,6 @@ def _gateways(args: argparse.Namespace) -> list[str]:
     from ..storage.arweave.store import _env_gateways
     return args.gateway or _env_gateways()
 
-
-def _emit(args: argparse.Namespace, doc: dict[str, Any], lines: list[str]) -> None:
-    print(json.dumps(doc, indent=2, sort_keys=True) if args.json else "\n".join(lines))
 
 
 def _ar(winston: int) -> str:
@@ -36,7 +34,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     winston = client.price(args.size)
     doc = {"backend": args.backend, "bytes": args.size, "winston": winston, "ar": _ar(winston),
            "gateway": client.gateways[0], "payment": "one-time, permanent storage"}
-    _emit(args, doc, [f"storing {args.size} bytes on Arweave costs {winston} winston ({_ar(winston)} AR), "
+    emit(args, doc, [f"storing {args.size} bytes on Arweave costs {winston} winston ({_ar(winston)} AR), "
                       f"paid once (quoted by {client.gateways[0]})"])
     return 0
 
@@ -53,7 +51,7 @@ def cmd_wallet(args: argparse.Namespace) -> int:
                                hint="choose another --name, or pass --replace")
         wallet = Wallet.generate() if args.wallet_command == "new" else Wallet.load(args.file)
         keystore.put(WALLET_KIND, args.name, json.dumps(wallet.to_jwk()).encode(), {"address": wallet.address})
-        _emit(args, {"name": args.name, "address": wallet.address, "keystore": str(keystore.path)},
+        emit(args, {"name": args.name, "address": wallet.address, "keystore": str(keystore.path)},
               [f"Arweave wallet {args.name!r}: address {wallet.address} (encrypted in {keystore.path})",
                f"use it with --store 'ar://?wallet=keystore:{args.name}' or DEAI_ARWEAVE_WALLET=keystore:{args.name}"])
         return 0
@@ -63,7 +61,7 @@ def cmd_wallet(args: argparse.Namespace) -> int:
                            hint="create one with `deai-data arweave wallet new --name NAME`")
     address = entry.meta["address"]
     balance = GatewayClient(_gateways(args)).balance(address)
-    _emit(args, {"name": args.name, "address": address, "winston": balance, "ar": _ar(balance)},
+    emit(args, {"name": args.name, "address": address, "winston": balance, "ar": _ar(balance)},
           [f"{args.name}: {address}", f"balance {balance} winston ({_ar(balance)} AR)"])
     return 0
 
@@ -73,7 +71,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = ArweaveStore(_gateways(args)).status(args.locator)
     doc = {"id": status.id, "state": status.state, "block_height": status.block_height,
            "confirmations": status.confirmations}
-    _emit(args, doc, [f"{args.locator}: {status.state}" + (
+    emit(args, doc, [f"{args.locator}: {status.state}" + (
         f" in block {status.block_height}, {status.confirmations} confirmations" if status.confirmed else "")])
     return 0
 
@@ -90,7 +88,7 @@ def cmd_find(args: argparse.Namespace) -> int:
         tags["Seal-Id"] = [args.seal_id]
     found = list(ArweaveStore(_gateways(args)).find(tags))
     rows = [{"locator": o.locator, "size": o.size, "block_height": o.block_height, "tags": o.tags} for o in found]
-    _emit(args, {"objects": rows}, [f"{o.locator}  {o.size:>12}  {o.tags.get('Object-Type', '')} "
+    emit(args, {"objects": rows}, [f"{o.locator}  {o.size:>12}  {o.tags.get('Object-Type', '')} "
                                     f"{o.tags.get('Shard-Index', '')}".rstrip() for o in found]
           + [f"({len(found)} objects)"])
     return 0
@@ -101,7 +99,6 @@ def add_arweave_commands(command: Callable[[str, str], argparse.ArgumentParser])
         p.add_argument("--gateway", action="append",
                        help="Arweave gateway URL (repeat for failover; default DEAI_ARWEAVE_GATEWAYS or arweave.net)")
 
-    from .main import parse_size  # the size parser is shared with publish
     p = command("estimate", "what storing SIZE bytes costs on a backend, quoted by its gateway")
     p.add_argument("size", type=parse_size, help="bytes (e.g. 64MiB, 1GB)")
     p.add_argument("--backend", choices=("arweave",), default="arweave")

@@ -26,7 +26,7 @@ from ..errors import DeaiError, IntegrityError
 from ..storage.base import Store
 from ..storage.local import path_from_locator
 from ..storage.registry import read_through
-from .progress import human_bytes
+from .sizes import human_bytes
 
 CLASSES = ("cat", "dog", "bird", "fish")
 SIDE = 32  # images are SIDE x SIDE RGB
@@ -265,16 +265,11 @@ def _dishonest_sale(run: _Run, market_address: str, rogue: Any, shopper: Any) ->
 def _catalog_step(run: _Run, seller: Any) -> None:
     """Index the market's events into Parquet + DuckDB, print the top datasets, and check the catalog's
     revenue against the owner's balance on-chain."""
-    try:
-        from deai_indexer import Indexer, RpcClient
-    except ImportError as exc:
-        raise DeaiError("the demo's catalog step needs the indexer",
-                        hint="pip install -e indexer (the deai-indexer distribution)") from exc
     from ..catalog import Catalog
 
     t = time.perf_counter()
     index = run.root / "index"
-    Indexer(RpcClient(run.rpc or run.w3), seller.address, index, confirmations=0).sync()
+    _indexer()(run.rpc or run.w3, seller.address, index, confirmations=0).sync()
     with Catalog(index) as catalog:
         top = catalog.top_datasets(3).to_pylist()
         earned = int(catalog.sql("SELECT sum(owner_revenue) AS r FROM datasets").column("r")[0].as_py())
@@ -286,6 +281,18 @@ def _catalog_step(run: _Run, seller: Any) -> None:
     run.summary["top_datasets"] = [{"dataset_id": r["dataset_id"], "name": r["name"], "sales": r["sales"],
                                     "gross_wei": str(r["gross"])} for r in top]
     run.summary["catalog_matches_chain"] = earned == seller.withdrawable()
+
+
+def _indexer() -> Any:
+    """The indexer class an installed distribution registers (entry point group `deai_data.indexers`): the SDK
+    does not import the indexer, which depends on it."""
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group="deai_data.indexers"))
+    if not found:
+        raise DeaiError("the demo's catalog step needs an indexer",
+                        hint="pip install -e indexer (the deai-indexer distribution)")
+    return found[0].load()
 
 
 def _training_step(run: _Run, buyer: Any) -> None:

@@ -13,7 +13,6 @@ import argparse
 import getpass
 import json
 import os
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from .. import __version__
 from ..crypto.keystore import DATA_KEY, Keystore
 from ..crypto.sealing import DEFAULT_SEGMENT_SIZE
 from ..dataset.publish import PublishProgress, publish
@@ -29,27 +27,15 @@ from ..dataset.reader import Dataset, fetch_manifest, open_dataset
 from ..dataset.sources import folder, parquet, read_source
 from ..errors import DeaiError, KeystoreError
 from ..formats.shard import DEFAULT_SHARD_SIZE
+from ..version import __version__
 from .arweave import add_arweave_commands
 from .catalog import add_catalog_commands
 from .entry import run_command
 from .filecoin import add_filecoin_commands
 from .market import add_market_commands
-from .progress import ProgressLine, human_bytes
-
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-          "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
-
-
-def parse_size(text: str) -> int:
-    """'64MiB', '1.5GB', '4096' -> bytes."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
-    if not match or match.group(2).lower() not in _UNITS:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 4096, 64MiB, 1GB)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
-def _emit(args: argparse.Namespace, doc: dict[str, Any], lines: list[str]) -> None:
-    print(json.dumps(doc, indent=2, sort_keys=True) if args.json else "\n".join(lines))
+from .output import emit
+from .progress import ProgressLine
+from .sizes import human_bytes, parse_size
 
 
 def _open(args: argparse.Namespace) -> Dataset:
@@ -93,7 +79,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
            "plaintext_size": m.plaintext_size, "sealed_size": m.sealed_size,
            "sealed_shards": result.sealed_shards, "reused_shards": result.reused_shards,
            "seconds": round(result.seconds, 3)}
-    _emit(args, doc, [
+    emit(args, doc, [
         f"published {m.name!r}: {m.records} records in {len(m.shards)} shards "
         f"({human_bytes(m.sealed_size)} sealed) in {result.seconds:.2f} s"
         + (f", {result.reused_shards} shards reused from an interrupted publish" if result.reused_shards else ""),
@@ -144,7 +130,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         f"previous       {manifest.previous_manifest or '-'}",
         "schema         " + ", ".join(f"{f['name']}: {f['type']}" for f in doc["schema"]),
     ]
-    _emit(args, doc, lines)
+    emit(args, doc, lines)
     return 0
 
 
@@ -160,7 +146,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     lines = [f"{'OK' if report.ok else 'FAILED'}: {report.shards}/{dataset.num_shards} shards verified "
              f"({report.records} records, {human_bytes(report.sealed_bytes)}) in {report.seconds:.2f} s"]
     lines += [f"  {e}" for e in report.errors]
-    _emit(args, doc, lines)
+    emit(args, doc, lines)
     return 0 if report.ok else 3
 
 
@@ -183,7 +169,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         written = 0
         for written in _write_records(dataset, out, fmt):
             bar.update(f"decrypting: {written}/{total} records written to {out}")
-    _emit(args, {"records": written, "out": str(out), "format": fmt, "manifest_hash": dataset.manifest_hash},
+    emit(args, {"records": written, "out": str(out), "format": fmt, "manifest_hash": dataset.manifest_hash},
           [f"wrote {written} records of {dataset.manifest.name!r} to {out} ({fmt})"])
     return 0
 
@@ -237,17 +223,17 @@ def cmd_keys(args: argparse.Namespace) -> int:
                "entries": [{"kind": e.kind, "name": e.name, "meta": e.meta} for e in entries]}
         lines = [f"keystore {keystore.path}: {len(entries)} entries"]
         lines += [f"  {e.kind:<17} {e.name}  {e.meta.get('name', '')}" for e in entries]
-        _emit(args, doc, lines)
+        emit(args, doc, lines)
     elif args.keys_command == "export":
         bundle = keystore.export(args.kind, args.manifest_hash, _export_passphrase(confirm=True))
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(bundle)
-        _emit(args, {"exported": args.manifest_hash, "out": args.out},
+        emit(args, {"exported": args.manifest_hash, "out": args.out},
               [f"exported the key of {args.manifest_hash} to {args.out} (encrypted with the export passphrase)"])
     else:
         entry = keystore.import_(Path(args.file).read_bytes(), _export_passphrase(confirm=False))
-        _emit(args, {"imported": entry.name, "kind": entry.kind},
+        emit(args, {"imported": entry.name, "kind": entry.kind},
               [f"imported {entry.kind} {entry.name} into {keystore.path}"])
     return 0
 

@@ -7,7 +7,6 @@ account from $DEAI_ETH_PRIVATE_KEY or an encrypted account file (`market account
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ChainError
 from ..market.defaults import DEFAULT_CHALLENGE_PERIOD, DEFAULT_CONFIRMATIONS
+from .output import emit
 
 if TYPE_CHECKING:
     from ..market import Market
@@ -34,9 +34,6 @@ def parse_amount(text: str) -> int:
     value = int(whole) * unit + (int(frac) * unit // 10 ** len(frac) if frac else 0)
     return value
 
-
-def _emit(args: argparse.Namespace, doc: dict[str, Any], lines: list[str]) -> None:
-    print(json.dumps(doc, indent=2, sort_keys=True, default=str) if args.json else "\n".join(lines))
 
 
 def _rpc(args: argparse.Namespace) -> str:
@@ -66,11 +63,11 @@ def cmd_account(args: argparse.Namespace) -> int:
     if args.account_command == "new":
         account = Account.create()
         path = save_account(account, args.out)
-        _emit(args, {"address": account.address, "file": str(path)},
+        emit(args, {"address": account.address, "file": str(path)},
               [f"new account {account.address}, encrypted in {path}", "fund it before sending transactions"])
     else:
         account = load_account()
-        _emit(args, {"address": account.address}, [account.address])
+        emit(args, {"address": account.address}, [account.address])
     return 0
 
 
@@ -79,7 +76,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from ..market import Market
 
     market = Market.deploy(connect(_rpc(args)), load_account(), treasury=args.treasury, fee_bps=args.fee_bps)
-    _emit(args, {"market": market.address, "chain_id": market.chain_id, "fee_bps": args.fee_bps},
+    emit(args, {"market": market.address, "chain_id": market.chain_id, "fee_bps": args.fee_bps},
           [f"DataMarket deployed at {market.address} on chain {market.chain_id} (fee {args.fee_bps} bps)",
            f"export DEAI_MARKET={market.address}"])
     return 0
@@ -91,7 +88,7 @@ def cmd_register(args: argparse.Namespace) -> int:
                                  delivery_window=args.window, challenge_period=args.challenge_period,
                                  license_uri=args.license_uri, supersedes=args.supersedes,
                                  manifest_uris=tuple(args.uri or ()))
-    _emit(args, {"dataset_id": dataset_id, "market": market.address},
+    emit(args, {"dataset_id": dataset_id, "market": market.address},
           [f"registered dataset {dataset_id} on {market.address}",
            "run `deai-data serve-keys` so that buyers receive the key"])
     return 0
@@ -108,21 +105,21 @@ def cmd_buy(args: argparse.Namespace) -> int:
         market.receive_key(purchase.purchase_id, timeout=args.wait, dispute=not args.no_dispute)
         doc["key_received"] = True
         lines.append(f"key received and checked; open it with deai_data.Market(...).open_dataset({args.dataset_id})")
-    _emit(args, doc, lines)
+    emit(args, doc, lines)
     return 0
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
     market = _market(args)
     market.receive_key(args.purchase_id, timeout=args.wait, dispute=not args.no_dispute)
-    _emit(args, {"purchase_id": args.purchase_id, "key_received": True},
+    emit(args, {"purchase_id": args.purchase_id, "key_received": True},
           [f"key of purchase {args.purchase_id} received, checked against the commitment and kept in the keystore"])
     return 0
 
 
 def cmd_refund(args: argparse.Namespace) -> int:
     amount = _market(args).refund(args.purchase_id)
-    _emit(args, {"purchase_id": args.purchase_id, "refunded": amount},
+    emit(args, {"purchase_id": args.purchase_id, "refunded": amount},
           [f"purchase {args.purchase_id} refunded: {amount} withdrawn to your account"])
     return 0
 
@@ -132,13 +129,13 @@ def cmd_dispute(args: argparse.Namespace) -> int:
     line = (f"purchase {args.purchase_id}: the contract found the delivered key wrong and refunded {refunded} "
             "(withdrawn to your account)") if refunded else \
         f"purchase {args.purchase_id}: the contract found the delivered key right; the seller has been paid"
-    _emit(args, {"purchase_id": args.purchase_id, "buyer_won": bool(refunded), "refunded": refunded}, [line])
+    emit(args, {"purchase_id": args.purchase_id, "buyer_won": bool(refunded), "refunded": refunded}, [line])
     return 0
 
 
 def cmd_settle(args: argparse.Namespace) -> int:
     settled = _market(args).settle(args.purchase_id)
-    _emit(args, {"requested": args.purchase_id, "settled": settled},
+    emit(args, {"requested": args.purchase_id, "settled": settled},
           [f"settled {settled} of {len(args.purchase_id)} purchases (the others are not past their challenge "
            "period, or already settled)"])
     return 0
@@ -146,7 +143,7 @@ def cmd_settle(args: argparse.Namespace) -> int:
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
     amount = _market(args).withdraw(args.token, to=args.to)
-    _emit(args, {"withdrawn": amount, "token": args.token, "to": args.to},
+    emit(args, {"withdrawn": amount, "token": args.token, "to": args.to},
           [f"withdrew {amount}" + (f" to {args.to}" if args.to else "")])
     return 0
 
@@ -158,7 +155,7 @@ def cmd_price(args: argparse.Namespace) -> int:
     if args.price is not None:
         market.set_price(args.dataset_id, args.price)
     listing = market.listing(args.dataset_id)
-    _emit(args, {"dataset_id": args.dataset_id, "price": listing.price, "paused": listing.paused},
+    emit(args, {"dataset_id": args.dataset_id, "price": listing.price, "paused": listing.paused},
           [f"dataset {args.dataset_id}: price {listing.price}, sales {'paused' if listing.paused else 'open'}"])
     return 0
 
@@ -166,7 +163,7 @@ def cmd_price(args: argparse.Namespace) -> int:
 def cmd_agent(args: argparse.Namespace) -> int:
     _market(args).set_key_agent(args.agent, not args.revoke)
     verb = "may no longer" if args.revoke else "may now"
-    _emit(args, {"agent": args.agent, "allowed": not args.revoke},
+    emit(args, {"agent": args.agent, "allowed": not args.revoke},
           [f"{args.agent} {verb} deliver keys for your datasets"])
     return 0
 
@@ -182,7 +179,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         doc = {k: getattr(listing, k) for k in listing.__dataclass_fields__}
         doc["manifest_uris"] = list(listing.manifest_uris)
         lines = [f"{k:<16} {v}" for k, v in doc.items()]
-    _emit(args, doc, lines)
+    emit(args, doc, lines)
     return 0
 
 
@@ -194,7 +191,7 @@ def cmd_serve_keys(args: argparse.Namespace) -> int:
                      start_block=args.start_block, poll_interval=args.poll)
     if args.once:
         delivered = agent.run_once()
-        _emit(args, {"delivered": delivered}, [f"delivered {len(delivered)} keys: {delivered}"])
+        emit(args, {"delivered": delivered}, [f"delivered {len(delivered)} keys: {delivered}"])
         return 0
     print(f"serving keys for {', '.join(sorted(agent.owners))} as {agent.me} on {agent.market.address}; "
           "Ctrl-C to stop", flush=True)

@@ -7,14 +7,6 @@ import time
 from typing import TextIO
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 class ProgressLine:
     """`update(text)` redraws one status line at most ten times a second; `close()` draws the last
     update if it was held back, and ends the line."""

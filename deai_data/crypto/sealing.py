@@ -74,7 +74,8 @@ class ShardHeader:
         )
 
     @classmethod
-    def decode(cls, data: bytes, *, dataset: str | None = None, shard: int | None = None) -> ShardHeader:
+    def decode(cls, data: bytes | bytearray | memoryview, *, dataset: str | None = None,
+               shard: int | None = None) -> ShardHeader:
         def bad(why: str) -> IntegrityError:
             return IntegrityError(f"sealed shard header: {why}", dataset=dataset, shard=shard)
 
@@ -135,7 +136,7 @@ class ShardCipher:
             raise IntegrityError("authentication tag does not verify", dataset=self._dataset,
                                  shard=self.header.shard_index, segment=index) from None
 
-    def open_segment(self, index: int, sealed_segment: bytes | memoryview) -> bytes:
+    def open_segment(self, index: int, sealed_segment: bytes | bytearray | memoryview) -> bytes:
         start, end = segment_span(index, self.header.plaintext_size, self.header.segment_size)
         out = bytearray(end - start - TAG_SIZE)
         self.open_segment_into(index, memoryview(sealed_segment), memoryview(out))

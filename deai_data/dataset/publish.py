@@ -7,6 +7,7 @@ the journal makes an interrupted publish resumable without re-sealing finished s
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import threading
 import time
@@ -30,7 +31,7 @@ from ..formats.manifest import Manifest, ShardEntry, is_hex_digest
 from ..formats.merkle import merkle_root
 from ..formats.shard import COMPRESSIONS, DEFAULT_SHARD_SIZE, cut_into_shards, encode_shard_into
 from ..home import deai_home
-from ..storage.base import Store
+from ..storage.base import Batching, Located, Store
 from ..storage.registry import open_store
 from .journal import Journal, JournalHeader
 from .sources import read_source
@@ -67,7 +68,7 @@ def default_journal_dir() -> Path:
 
 
 def _store_identity(store: Store) -> str:
-    return getattr(store, "uri", None) or repr(store)
+    return store.uri if isinstance(store, Located) else repr(store)
 
 
 def publish(
@@ -179,9 +180,8 @@ def publish(
 def _flush(stores: list[Store]) -> None:
     """Send what stores batched (ANS-104 bundles) before anything refers to it."""
     for store in stores:
-        flush = getattr(store, "flush", None)
-        if flush is not None:
-            flush()
+        if isinstance(store, Batching):
+            store.flush()
 
 
 def _start_or_resume(journal: Journal, publish_id: str, key: bytes | None, ks: Keystore | None,
@@ -260,7 +260,7 @@ class _ShardPipeline:
             except BaseException:
                 self._failed.set()
                 raise
-        errors = [f.exception() for f in results if not f.cancelled() and f.exception() is not None]
+        errors = [e for f in results if not f.cancelled() and (e := f.exception()) is not None]
         if errors:
             if not isinstance(errors[0], OSError):
                 raise errors[0]
@@ -300,7 +300,7 @@ class _ShardPipeline:
             if buf is not None:
                 self.sealed_buffers.release(buf)
 
-    def _store(self, entry: ShardEntry, salt: bytes, sealed: memoryview, buf: bytearray,
+    def _store(self, entry: ShardEntry, salt: bytes, sealed: memoryview, buf: mmap.mmap,
                done: Future[ShardEntry]) -> None:
         """I/O stage: put the sealed shard in every store, then journal it as finished."""
         try:

@@ -6,7 +6,7 @@ committed ABI (`artifact()`, e.g. by the indexer) does not pay for them.
 
 from typing import TYPE_CHECKING, Any
 
-from .artifact import artifact
+from .artifact import artifact, market_abi
 
 if TYPE_CHECKING:
     from .agent import KeyAgent
@@ -22,4 +22,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["KeyAgent", "Listing", "Market", "PurchaseInfo", "artifact"]
+__all__ = ["KeyAgent", "Listing", "Market", "PurchaseInfo", "artifact", "market_abi"]

@@ -149,7 +149,7 @@ class Market:
         self.account = account
         self._keystore = keystore
         self.log_chunk = log_chunk
-        self.decoder = RevertDecoder(artifact()["abi"], HINTS)
+        self.decoder = RevertDecoder(artifact()["abi"], HINTS, error_type=MarketError)
         self.chain_id = w3.eth.chain_id
         self._tx = Transactor(w3, account, self.decoder) if account is not None else None
 
@@ -163,7 +163,7 @@ class Market:
                keystore: Keystore | None = None) -> Market:
         """Deploy a new market; fees (capped at 10 % by the contract) go to `treasury` (default: deployer)."""
         factory = w3.eth.contract(abi=artifact()["abi"], bytecode=artifact()["bytecode"])
-        tx = Transactor(w3, account, RevertDecoder(artifact()["abi"], HINTS))
+        tx = Transactor(w3, account, RevertDecoder(artifact()["abi"], HINTS, error_type=MarketError))
         receipt = tx.send(factory.constructor(treasury or account.address, fee_bps), "deploy DataMarket")
         return cls(w3, receipt["contractAddress"], account, keystore=keystore)
 

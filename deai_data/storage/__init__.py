@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from .base import ObjectStat, Store, content_path
+from .base import Batching, Located, ObjectStat, ReadsInto, Store, StoreReader, content_path
 from .cache import ShardCache
 from .http import HttpStore
 from .local import LocalStore, locator_from_path, path_from_locator
@@ -26,13 +26,17 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ArweaveStore",
+    "Batching",
     "HttpStore",
     "IpfsStore",
+    "Located",
     "LocalStore",
     "ObjectStat",
     "PieceStore",
+    "ReadsInto",
     "ShardCache",
     "Store",
+    "StoreReader",
     "content_path",
     "locator_from_path",
     "open_store",

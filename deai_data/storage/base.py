@@ -25,28 +25,59 @@ class ObjectStat:
 
 
 @runtime_checkable
-class Store(Protocol):
-    """A backend addressed by URI scheme (`file://`, `http://`, `ar://`, `ipfs://`, `piece://`).
-
-    `put*` return the locator under which the object can be fetched again; `labels` are name/value
-    pairs a backend may record with the object for discovery (Arweave tags), never needed to read it
-    back. `flush()`, where a store has it, sends what it batched (ANS-104 bundles). `get` returns the bytes
-    `[start, end)` (to the end of the object when `end` is None) and raises `NotFoundError` for a
-    missing object and `StorageError` for any other failure.
-    """
+class StoreReader(Protocol):
+    """What every backend does, readers and writers alike: read objects by locator. `get` returns the bytes
+    `[start, end)` (to the end of the object when `end` is None) and raises `NotFoundError` for a missing
+    object and `StorageError` for any other failure."""
 
     schemes: tuple[str, ...]
-
-    def put(self, data: Buffer, *, sha256: str | None = None, labels: Mapping[str, str] | None = None) -> str: ...
-
-    def put_file(self, path: str | Path, *, sha256: str | None = None,
-                 labels: Mapping[str, str] | None = None) -> str: ...
 
     def get(self, locator: str, start: int = 0, end: int | None = None) -> bytes: ...
 
     def exists(self, locator: str) -> bool: ...
 
     def stat(self, locator: str) -> ObjectStat: ...
+
+
+@runtime_checkable
+class Store(StoreReader, Protocol):
+    """A backend one can publish to, addressed by URI scheme (`file://`, `ar://`, `ipfs://`, `piece://`).
+
+    `put*` return the locator under which the object can be fetched again; `labels` are name/value
+    pairs a backend may record with the object for discovery (Arweave tags), never needed to read it
+    back.
+    """
+
+    def put(self, data: Buffer, *, sha256: str | None = None, labels: Mapping[str, str] | None = None) -> str: ...
+
+    def put_file(self, path: str | Path, *, sha256: str | None = None,
+                 labels: Mapping[str, str] | None = None) -> str: ...
+
+
+# Optional capabilities, each a protocol of its own (checked with isinstance, never probed by name).
+
+@runtime_checkable
+class Batching(Protocol):
+    """A store that batches what it is given (ANS-104 bundles) until `flush()` sends it; returns the batch's
+    locator, or None when nothing was pending."""
+
+    def flush(self) -> str | None: ...
+
+
+@runtime_checkable
+class ReadsInto(Protocol):
+    """A store that can read a whole object into a caller's buffer (no fresh allocation); returns the number
+    of bytes read, at most `len(buf)`."""
+
+    def read_into(self, locator: str, buf: memoryview) -> int: ...
+
+
+@runtime_checkable
+class Located(Protocol):
+    """A store with a URI that opens it again (`open_store(store.uri)`), used to name it in journals."""
+
+    @property
+    def uri(self) -> str: ...
 
 
 class PutFileByReading:

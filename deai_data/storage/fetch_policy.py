@@ -84,7 +84,7 @@ OPEN = FetchPolicy(schemes=None, private_networks=True, local_files=True)  # for
 
 def _is_public_host(host: str) -> bool:
     try:
-        return all(ipaddress.ip_address(info[4][0].split("%", 1)[0]).is_global
+        return all(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]).is_global
                    for info in socket.getaddrinfo(host, None))
     except (OSError, ValueError):
         return True  # unresolvable: treat as public (the strictest reading)
@@ -134,14 +134,14 @@ def _vetted_connection(conn: HTTPConnection) -> socket.socket:
         infos = socket.getaddrinfo(conn._dns_host, conn.port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise urllib3_connection.NameResolutionError(conn.host, conn, exc) from exc
-    allowed = [info for info in infos if policy.allows_address(info[4][0])]
+    allowed = [info for info in infos if policy.allows_address(str(info[4][0]))]
     if not allowed:
         raise FetchRefusedError(f"{conn.host}:{conn.port}", "an address that is not public "
-                                f"({', '.join(sorted({i[4][0] for i in infos}))})")
+                                f"({', '.join(sorted({str(i[4][0]) for i in infos}))})")
     last: OSError | None = None
     for *_, address in allowed:
         try:
-            return create_connection((address[0], conn.port), conn.timeout, source_address=conn.source_address,
+            return create_connection((str(address[0]), conn.port), conn.timeout, source_address=conn.source_address,
                                      socket_options=conn.socket_options)
         except OSError as exc:
             last = exc

@@ -49,7 +49,7 @@ class HttpStore:
     `deadline` bounds a whole request (`min_rate` bytes/s extends it for large bodies).
     """
 
-    schemes = ("http", "https")
+    schemes: tuple[str, ...] = ("http", "https")
 
     def __init__(
         self,

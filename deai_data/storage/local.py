@@ -95,7 +95,7 @@ def locator_from_path(path: str | Path) -> str:
 class LocalStore:
     """Content-addressed directory store. `LocalStore()` without a root can only read."""
 
-    schemes = ("file",)
+    schemes: tuple[str, ...] = ("file",)
 
     def __init__(self, root: str | Path | None = None, *, fsync: bool = True) -> None:
         self.root = None if root is None else path_from_locator(str(root)).absolute()

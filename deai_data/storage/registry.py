@@ -10,18 +10,19 @@ import threading
 from collections.abc import Callable
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 from ..errors import UnsupportedLocatorError, UsageError
-from .base import Store, parse_uri
+from .base import Store, StoreReader, parse_uri
 from .http import HttpStore
 from .local import LocalStore
 
-StoreFactory = Callable[[], Store]
+StoreFactory = Callable[[], StoreReader]
 WriterFactory = Callable[[str], Store]
 
 _factories: dict[str, StoreFactory] = {}
 _writers: dict[str, WriterFactory] = {}
-_readers: dict[str, Store] = {}
+_readers: dict[str, StoreReader] = {}
 _lock = threading.RLock()
 
 
@@ -47,7 +48,7 @@ def scheme_of(locator: str) -> str:
     return parse_uri(locator).scheme.lower() if "://" in locator else "file"
 
 
-def store_for(locator: str) -> Store:
+def store_for(locator: str) -> StoreReader:
     """The (shared, thread-safe) store able to read `locator`."""
     scheme = scheme_of(locator)
     with _lock:
@@ -97,7 +98,7 @@ def _on_first_use(module: str, name: str) -> Callable[..., Store]:
     """`module.name(...)`, the module imported at the first call: a network backend costs nothing to
     whoever never opens one of its locators."""
     def call(*args: str) -> Store:
-        target = import_module(module, __package__)
+        target: Any = import_module(module, __package__)
         for part in name.split("."):
             target = getattr(target, part)
         return target(*args)

@@ -9,8 +9,9 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -18,17 +19,21 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..crypto.keystore import Keystore
-from ..dataset.reader import Dataset, open_dataset
+from ..dataset.reader import VERIFY_MODES, Dataset, open_dataset
 from ..errors import UsageError
 from ..loader.plan import EpochPlan, PlanConfig
 from ..storage.cache import ShardCache
+from . import shared
+from .blobs import Blobs, Buffer, collate
+from .travel import parcel
 
 STATE_VERSION = 1
+_MAX_RESUMED = 16  # changes of world size a state can record
 
 
 def to_torch(table: pa.Table) -> dict[str, Any]:
-    """Columns of a batch as tensors where the type allows (numbers, fixed-shape tensors), else lists.
-    Tensors own writable memory (Arrow's buffers are read-only)."""
+    """Columns of a batch as tensors where the type allows (numbers, fixed-shape tensors), binary columns as
+    `Blobs` (views, no copy), else lists. Tensors own writable memory (Arrow's buffers are read-only)."""
     out: dict[str, Any] = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         typ = column.type
@@ -37,15 +42,84 @@ def to_torch(table: pa.Table) -> dict[str, Any]:
         elif (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)) \
                 and column.null_count == 0:
             out[name] = torch.from_numpy(_writable(column.to_numpy()))
+        elif _viewable(column):
+            out[name] = _blobs([_Layout.of(column)], np.zeros(len(column), np.int64), np.arange(len(column)))
         else:
             out[name] = column.to_pylist()
     return out
 
 
+def _viewable(column: pa.ChunkedArray) -> bool:
+    """A binary column without nulls: its values can be handed out as views of the shard's buffer."""
+    return (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)) and column.null_count == 0
+
+
+_Source = tuple[Buffer, int, np.ndarray]  # a binary array's values: (buffer, where they start in it, offsets)
+
+
+def _source(array: pa.Array, backing: shared.SharedBuffer | None = None) -> _Source:
+    """Where the values of a binary array lie: in `backing` (the shard's plaintext in shared memory, when the
+    array's data lies in it) or in the array's own data buffer."""
+    width = np.int64 if pa.types.is_large_binary(array.type) else np.int32
+    offsets = np.frombuffer(array.buffers()[1], width)[array.offset:array.offset + len(array) + 1]
+    data = array.buffers()[2]
+    if data is None:
+        return memoryview(b""), 0, offsets
+    if backing is not None:
+        start = data.address - backing.data().ctypes.data
+        if 0 <= start <= backing.size - data.size:
+            return backing, start, offsets
+    # Arrow exports its buffers as signed chars ("b"), which compare unequal to bytes: view them as "B".
+    return memoryview(data).cast("B"), 0, offsets
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where every value of a binary column of a shard lies: row r is buffers[which[r]][starts[r]:ends[r]]."""
+
+    buffers: list[Buffer]
+    which: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+    @classmethod
+    def of(cls, column: pa.ChunkedArray, backing: shared.SharedBuffer | None = None) -> _Layout:
+        buffers: list[Buffer] = []
+        which, starts, ends = [], [], []
+        for chunk in column.chunks:
+            buffer, base, offsets = _source(chunk, backing)
+            if not buffers or buffer is not buffers[-1]:
+                buffers.append(buffer)
+            which.append(np.full(len(chunk), len(buffers) - 1, np.int64))
+            starts.append(offsets[:-1] + base)
+            ends.append(offsets[1:] + base)
+        if not buffers:
+            return cls([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return cls(buffers, np.concatenate(which), np.concatenate(starts).astype(np.int64),
+                   np.concatenate(ends).astype(np.int64))
+
+
+def _blobs(layouts: list[_Layout], which: np.ndarray, rows: np.ndarray) -> Blobs:
+    """Blobs whose item i is row rows[i] of the column laid out by layouts[which[i]], viewed where it lies."""
+    if len(layouts) == 1:
+        layout = layouts[0]
+        return Blobs(layout.buffers, layout.which[rows], layout.starts[rows], layout.ends[rows])
+    buffers: list[Buffer] = []
+    source = np.empty(len(rows), np.int64)
+    starts, ends = np.empty(len(rows), np.int64), np.empty(len(rows), np.int64)
+    for i, layout in enumerate(layouts):
+        mine = which == i
+        picked = rows[mine]
+        source[mine] = layout.which[picked] + len(buffers)
+        starts[mine], ends[mine] = layout.starts[picked], layout.ends[picked]
+        buffers.extend(layout.buffers)
+    return Blobs(buffers, source, starts, ends)
+
+
 def _large_values(column: pa.ChunkedArray, threshold: int = 64 << 10) -> bool:
-    """A single-chunk binary/string column without nulls whose values average `threshold` bytes or
-    more: cheaper to copy value by value than to `take` (a copy) and then convert (a second one)."""
-    if not (pa.types.is_binary(column.type) or pa.types.is_string(column.type)):
+    """A single-chunk string column without nulls whose values average `threshold` bytes or more:
+    cheaper to copy value by value than to `take` (a copy) and then convert (a second one)."""
+    if not pa.types.is_string(column.type):
         return False
     if column.num_chunks != 1 or column.null_count or not len(column):
         return False
@@ -96,8 +170,9 @@ class StreamingDataset(IterableDataset):
         + prefetch). Memory per worker is about max_shards x the shard size.
     cache_dir, cache_limit: keep fetched ciphertext on local disk (LRU, bytes).
     range_parts: fetch each remote shard as this many byte ranges at once (see open_dataset).
-    verify: "full" (SHA-256 of every shard against the manifest, and AEAD tags) or "aead" (tags
-        only: faster, and still stops anyone without the key; see Dataset.read_shard).
+    verify: "full" (every shard's digest against the manifest: BLAKE3 in a version-2 manifest, SHA-256 in
+        a version-1 one; and AEAD tags), "sha256" (the hash the content root commits to) or "aead" (tags
+        only: still stops anyone without the key; see Dataset.read_shard).
     """
 
     def __init__(
@@ -130,8 +205,8 @@ class StreamingDataset(IterableDataset):
         rank: int | None = None,
     ) -> None:
         super().__init__()
-        if verify not in ("full", "aead"):
-            raise UsageError("verify must be 'full' or 'aead'")
+        if verify not in VERIFY_MODES:
+            raise UsageError(f"verify must be one of {', '.join(VERIFY_MODES)}")
         self.config = PlanConfig(batch_size=batch_size, seed=seed, shuffle=shuffle, window=shuffle_window,
                                  lanes=lanes, tail=tail)
         cache = ShardCache(cache_dir, cache_limit) if cache_dir is not None else None
@@ -140,6 +215,9 @@ class StreamingDataset(IterableDataset):
                                                     str(manifest_uri))
             self.source: Dataset = Dataset(manifest, uri, key=key, keystore=keystore or market.keystore,
                                            mirrors=mirrors, cache=cache, range_parts=range_parts)
+        elif isinstance(manifest_uri, int):
+            raise UsageError("a dataset token id needs market=: pass the Market that sells it",
+                             hint="or pass the manifest's URI instead")
         else:
             self.source = open_dataset(manifest_uri, key=key, keystore=keystore, manifest_hash=manifest_hash,
                                        mirrors=mirrors, cache=cache, range_parts=range_parts)
@@ -154,12 +232,31 @@ class StreamingDataset(IterableDataset):
         self.max_shards = max_shards
         self.verify = verify
         self.world_size, self.rank = world_size, rank
-        self.epoch = 0
-        self.skip = 0
-        self.resumed: list[tuple[int, int]] = []  # (world size, batches) before a change of world
+        # Where the next iteration starts: epoch, batches to skip, then (world size, batches) before each
+        # change of world. In shared memory, so that persistent DataLoader workers follow the main process.
+        self._position = torch.zeros(3 + 2 * _MAX_RESUMED, dtype=torch.int64).share_memory_()
 
     def __repr__(self) -> str:
         return f"StreamingDataset({self.source.label}, epoch={self.epoch}, {self.config})"
+
+    @property
+    def epoch(self) -> int:
+        return int(self._position[0])
+
+    @property
+    def skip(self) -> int:
+        return int(self._position[1])
+
+    @property
+    def resumed(self) -> list[tuple[int, int]]:
+        pairs = self._position[3:3 + 2 * int(self._position[2])].tolist()
+        return list(zip(pairs[::2], pairs[1::2], strict=True))
+
+    def _move(self, epoch: int, skip: int, resumed: Sequence[tuple[int, int]]) -> None:
+        if len(resumed) > _MAX_RESUMED:
+            raise UsageError(f"cannot resume: the state changed world size more than {_MAX_RESUMED} times")
+        flat = [v for pair in resumed for v in pair]
+        self._position[:3 + len(flat)] = torch.tensor([epoch, skip, len(resumed), *flat], dtype=torch.int64)
 
     def _world(self) -> tuple[int, int]:
         world, rank = _distributed()
@@ -176,7 +273,7 @@ class StreamingDataset(IterableDataset):
 
     # ---- order and resume -----------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.skip, self.resumed = epoch, 0, []
+        self._move(epoch, 0, [])
 
     def state_dict(self, batches_consumed: int) -> dict[str, Any]:
         """A small JSON-able state: resuming from it yields exactly the batches after the first
@@ -198,10 +295,9 @@ class StreamingDataset(IterableDataset):
                                  f"is {mine[field]!r} (the order would differ)")
         resumed = [(int(w), int(k)) for w, k in state.get("resumed", [])]
         if int(state["world_size"]) == mine["world_size"]:
-            self.epoch, self.skip, self.resumed = int(state["epoch"]), int(state["batches"]), resumed
+            self._move(int(state["epoch"]), int(state["batches"]), resumed)
         else:  # another world: the new ranks share what the old ones left
-            self.epoch, self.skip = int(state["epoch"]), 0
-            self.resumed = [*resumed, (int(state["world_size"]), int(state["batches"]))]
+            self._move(int(state["epoch"]), 0, [*resumed, (int(state["world_size"]), int(state["batches"]))])
 
     # ---- iteration ------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
@@ -216,7 +312,8 @@ class StreamingDataset(IterableDataset):
 
     def _emit(self, batch: dict[str, Any]) -> Iterator[Any]:
         if self.batched:
-            yield self.batch_transform(batch) if self.batch_transform else batch
+            out = self.batch_transform(batch) if self.batch_transform else batch
+            yield parcel(out) if get_worker_info() is not None else out
             return
         names = list(batch)
         values = [v.numpy() if isinstance(v, torch.Tensor) else v for v in batch.values()]
@@ -238,18 +335,47 @@ class _ShardReader:
         self.verify = verify
         self.budget = max(1, budget)
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="deai-load")
-        self.loaded: dict[int, Future[pa.Table]] = {}
+        # a shard's table, and the shared buffer holding its plaintext when in a DataLoader worker
+        self.loaded: dict[int, Future[tuple[pa.Table, shared.SharedBuffer | None]]] = {}
+        self.shared = get_worker_info() is not None
+        self.layouts: dict[tuple[int, str], _Layout] = {}  # (shard, binary column) -> where its values lie
 
     def __enter__(self) -> _ShardReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        for shard in list(self.loaded):
+            self._drop(shard)
 
-    def _load(self, shard: int) -> pa.Table:
-        # one chunk per column, so that taking a batch's rows costs O(batch), not O(shard)
-        table = self.source.read_shard(shard, verify=self.verify)
-        return table if all(c.num_chunks <= 1 for c in table.columns) else table.combine_chunks()
+    def _load(self, shard: int) -> tuple[pa.Table, shared.SharedBuffer | None]:
+        # In a worker the plaintext goes to shared memory: batches viewing it reach the main process uncopied.
+        backing: list[shared.SharedBuffer] = []
+
+        def allocate(size: int) -> memoryview:
+            backing.append(shared.arena().take(size))
+            return backing[0].data(size).data
+
+        try:
+            table = self.source.read_shard(shard, verify=self.verify, allocate=allocate if self.shared else None)
+        except BaseException:
+            for buffer in backing:
+                shared.arena().give_back(buffer)
+            raise
+        # One chunk per column, so that taking a batch's rows costs O(batch), not O(shard); binary columns
+        # stay as they are (their values are viewed where they lie, whatever the chunk).
+        if any(c.num_chunks > 1 and not _viewable(c) for c in table.columns):
+            table = pa.table({n: c if _viewable(c) else c.combine_chunks()
+                              for n, c in zip(table.column_names, table.columns, strict=True)})
+        return table, (backing[0] if backing else None)
+
+    def _drop(self, shard: int) -> None:
+        """Forget a shard; its shared buffer (if any) goes back to the arena once its load has finished."""
+        for key in [k for k in self.layouts if k[0] == shard]:
+            del self.layouts[key]
+        future = self.loaded.pop(shard)
+        if not future.cancel():
+            future.add_done_callback(_give_back)
 
     def _want(self, shard: int) -> None:
         if shard not in self.loaded:
@@ -281,17 +407,23 @@ class _ShardReader:
                 counts[shard] -= 1
                 if counts[shard] == 0:
                     del counts[shard]
-                    self.loaded.pop(shard).cancel()
+                    self._drop(shard)
 
     def gather(self, shards: np.ndarray, rows: np.ndarray, columns: list[str] | None) -> dict[str, Any]:
-        """The columns of one batch, in batch order, from the loaded shards: numbers and tensors as
-        torch tensors (see `to_torch`); large binary values copied once, straight out of the shards."""
+        """The columns of one batch, in batch order, from the loaded shards: numbers and tensors as torch
+        tensors (see `to_torch`), binary values as `Blobs` viewing the shards (no copy), large strings copied
+        once straight out of the shards, the rest taken."""
         unique = np.unique(shards).tolist()
-        tables = {s: self._table(s) for s in unique}
+        tables = {s: self._table(s)[0] for s in unique}
         names = columns if columns is not None else tables[unique[0]].column_names
-        direct = [n for n in names if all(_large_values(t.column(n)) for t in tables.values())]
-        taken = [n for n in names if n not in direct]
+        views = [n for n in names if all(_viewable(t.column(n)) for t in tables.values())]
+        direct = [n for n in names if n not in views and all(_large_values(t.column(n)) for t in tables.values())]
+        taken = [n for n in names if n not in views and n not in direct]
         out = to_torch(self._take(tables, shards, rows, taken)) if taken else {}
+        if views:
+            which = np.searchsorted(np.asarray(unique), shards)  # position of each row's shard in `tables`
+            for name in views:
+                out[name] = _blobs([self._layout(s, name) for s in unique], which, rows)
         for name in direct:
             out[name] = self._values(tables, shards, rows, name)
         return {name: out[name] for name in names}
@@ -308,23 +440,31 @@ class _ShardReader:
         return pa.concat_tables(parts).take(pa.array(inverse))
 
     @staticmethod
-    def _values(tables: dict[int, pa.Table], shards: np.ndarray, rows: np.ndarray, name: str) -> list[Any]:
-        views = {}
-        for s, table in tables.items():
-            array = table.column(name).chunk(0)
-            offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset:array.offset + len(array) + 1]
-            views[s] = (offsets.tolist(), memoryview(array.buffers()[2]))
-        text = pa.types.is_string(next(iter(tables.values())).column(name).type)
+    def _values(tables: dict[int, pa.Table], shards: np.ndarray, rows: np.ndarray, name: str) -> list[str]:
+        views = {s: _source(table.column(name).chunk(0)) for s, table in tables.items()}  # no backing: own data
         out = []
         for s, r in zip(shards.tolist(), rows.tolist(), strict=True):
-            offsets, data = views[s]
-            value = data[offsets[r]:offsets[r + 1]]
-            out.append(str(value, "utf-8") if text else bytes(value))
+            data, _, offsets = views[s]
+            out.append(str(cast(memoryview, data)[offsets[r]:offsets[r + 1]], "utf-8"))
         return out
 
-    def _table(self, shard: int) -> pa.Table:
+    def _table(self, shard: int) -> tuple[pa.Table, shared.SharedBuffer | None]:
         self._want(shard)
         return self.loaded[shard].result()
+
+    def _layout(self, shard: int, name: str) -> _Layout:
+        layout = self.layouts.get((shard, name))
+        if layout is None:
+            table, backing = self._table(shard)
+            layout = self.layouts[shard, name] = _Layout.of(table.column(name), backing)
+        return layout
+
+
+def _give_back(loaded: Future[tuple[pa.Table, shared.SharedBuffer | None]]) -> None:
+    if not loaded.cancelled() and loaded.exception() is None:
+        backing = loaded.result()[1]
+        if backing is not None:
+            shared.arena().give_back(backing)
 
 
 class StreamingDataLoader(DataLoader):
@@ -336,6 +476,8 @@ class StreamingDataLoader(DataLoader):
         kwargs.setdefault("batch_size", expected)
         if dataset.batched and dataset.batch_transform is None:
             kwargs.setdefault("collate_fn", _as_is)
+        elif not dataset.batched:
+            kwargs.setdefault("collate_fn", collate)  # binary values as Blobs: shared memory from workers
         if kwargs["batch_size"] != expected:
             raise UsageError(f"DataLoader batch_size must be {expected} for this dataset "
                              f"(batched={dataset.batched}, batch_size={dataset.config.batch_size})")
@@ -346,7 +488,7 @@ class StreamingDataLoader(DataLoader):
     def streaming(self) -> StreamingDataset:
         return self.dataset  # type: ignore[return-value]
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         dataset = self.streaming
         self.batches_consumed = dataset.skip
         for batch in super().__iter__():
@@ -354,6 +496,8 @@ class StreamingDataLoader(DataLoader):
             yield batch
         dataset.set_epoch(dataset.epoch + 1)
         self.batches_consumed = 0
+        if not self.persistent_workers:
+            shared.forget_ended_workers()
 
     def state_dict(self) -> dict[str, Any]:
         return self.streaming.state_dict(self.batches_consumed)

@@ -13,143 +13,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from deai_data import catalog_schema
+
 from .enrich import SCHEMA as MANIFEST_SCHEMA
 from .enrich import manifests_path
 from .events import event_specs
 from .layout import events_dir, write_atomic
 from .quarantine import SCHEMA as QUARANTINE_SCHEMA
 from .quarantine import quarantine_path
-
-DERIVED = """
-CREATE OR REPLACE VIEW indexer_state AS
-    SELECT chain_id, market, start_block, next_block - 1 AS indexed_block, finalized_block, head_block
-    FROM read_json_auto('{state}');
-
-CREATE OR REPLACE VIEW versions AS
-SELECT r.dataset_id, r.owner AS registered_owner, r.author, nullif(r.supersedes, 0) AS supersedes, r.manifest_hash,
-       r.content_root, r.key_commitment, r.seal_id, r.shard_count, r.payment_token, r.price AS initial_price,
-       r.delivery_window, r.challenge_period, r.manifest_uris, r.license_uri, r.registrar,
-       r.block_number AS registered_block, r.block_time AS registered_at, r.tx_hash, r.finalized,
-       m.status AS manifest_status, m.error AS manifest_error,
-       m.status = 'ok' AND m.seal_id = r.seal_id AND m.content_root = r.content_root AND m.author = r.author
-           AND m.key_commitment = r.key_commitment AND m.shard_count = r.shard_count AS manifest_matches,
-       m.manifest_version, m.name, m.description, m.license, m.records, m.plaintext_size, m.sealed_size, m.backends,
-       m.schema_json, m.metadata_json, m.shard_count AS manifest_shards, m.shards_available
-FROM raw.dataset_registered r LEFT JOIN manifests m USING (manifest_hash);
-
-CREATE OR REPLACE VIEW purchases AS
-SELECT p.purchase_id, p.dataset_id, p.buyer, p.seller, p.payment_token, p.amount,
-       to_timestamp(p.deadline) AS delivery_deadline, p.block_time AS purchased_at,
-       p.block_number AS purchased_block, p.tx_hash,
-       CASE WHEN s.purchase_id IS NOT NULL THEN 'settled'
-            WHEN r.purchase_id IS NOT NULL THEN 'refunded'
-            WHEN d.purchase_id IS NOT NULL THEN 'delivered' ELSE 'pending' END AS status,
-       d.block_time AS delivered_at, d.delivered_by, to_timestamp(d.challenge_ends) AS challenge_ends,
-       x.purchase_id IS NOT NULL AS disputed, x.buyer_won AS dispute_buyer_won, x.block_time AS disputed_at,
-       s.block_time AS settled_at, s.seller_amount, s.fee,
-       r.block_time AS refunded_at,
-       CASE WHEN r.purchase_id IS NULL THEN NULL WHEN x.buyer_won THEN 'wrong_key' ELSE 'not_delivered' END
-           AS refund_reason,
-       date_diff('second', p.block_time, d.block_time) AS delivery_latency_s,
-       p.finalized AND coalesce(s.finalized, r.finalized, d.finalized, true) AS finalized
-FROM raw.purchased p
-LEFT JOIN raw.key_delivered d USING (purchase_id)
-LEFT JOIN raw.purchase_settled s USING (purchase_id)
-LEFT JOIN raw.refunded r USING (purchase_id)
-LEFT JOIN raw.dispute_resolved x USING (purchase_id);
-
-CREATE OR REPLACE VIEW datasets AS
-WITH owner AS (SELECT token_id AS dataset_id, arg_max("to", (block_number, log_index)) AS owner
-               FROM raw.transfer GROUP BY ALL),
-     price AS (SELECT dataset_id, arg_max(new_price, (block_number, log_index)) AS price
-               FROM raw.price_changed GROUP BY ALL),
-     paused AS (SELECT dataset_id, arg_max(paused, (block_number, log_index)) AS paused
-                FROM raw.sales_paused GROUP BY ALL),
-     sales AS (SELECT dataset_id, count(*) AS purchases,
-                      count(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered,
-                      count(*) FILTER (WHERE status = 'settled') AS settled,
-                      count(*) FILTER (WHERE status = 'refunded') AS refunded,
-                      count(*) FILTER (WHERE disputed) AS disputed,
-                      count(*) FILTER (WHERE dispute_buyer_won) AS disputes_lost,
-                      count(*) FILTER (WHERE status IN ('pending', 'delivered')) AS open,
-                      count(DISTINCT buyer) AS buyers,
-                      coalesce(sum(seller_amount), 0) AS owner_revenue, coalesce(sum(fee), 0) AS fees,
-                      median(delivery_latency_s) AS median_delivery_s
-               FROM purchases GROUP BY ALL)
-SELECT v.dataset_id, v.name, owner.owner, v.author, coalesce(price.price, v.initial_price) AS price, v.payment_token,
-       coalesce(paused.paused, false) AS paused, v.supersedes, v.manifest_hash, v.manifest_status,
-       v.manifest_matches, v.license_uri, v.registered_at, v.records, v.sealed_size,
-       coalesce(sales.purchases, 0) AS purchases, coalesce(sales.delivered, 0) AS delivered,
-       coalesce(sales.settled, 0) AS settled, coalesce(sales.refunded, 0) AS refunded,
-       coalesce(sales.disputed, 0) AS disputed, coalesce(sales.disputes_lost, 0) AS disputes_lost,
-       coalesce(sales.open, 0) AS open, coalesce(sales.buyers, 0) AS buyers,
-       coalesce(sales.owner_revenue, 0) AS owner_revenue, coalesce(sales.fees, 0) AS fees, sales.median_delivery_s
-FROM versions v
-LEFT JOIN owner USING (dataset_id) LEFT JOIN price USING (dataset_id)
-LEFT JOIN paused USING (dataset_id) LEFT JOIN sales USING (dataset_id);
-
-CREATE OR REPLACE VIEW payouts AS
-SELECT 'withdrawal' AS kind, account, "to", payment_token, TRY_CAST(amount AS DECIMAL(38, 0)) AS amount,
-       amount AS amount_text, block_time, block_number, tx_hash, finalized
-FROM raw.withdrawn
-UNION ALL
-SELECT 'protocol_fees', treasury, treasury, payment_token, TRY_CAST(amount AS DECIMAL(38, 0)), amount, block_time,
-       block_number, tx_hash, finalized
-FROM raw.fees_withdrawn;
-
-CREATE OR REPLACE VIEW revenue_daily AS
-SELECT date_trunc('day', settled_at) AS day, dataset_id, payment_token, count(*) AS sales,
-       sum(amount) AS gross, sum(seller_amount) AS owner_revenue, sum(fee) AS fees
-FROM purchases WHERE status = 'settled' GROUP BY ALL;
-
-CREATE OR REPLACE VIEW owners AS
-WITH held AS (SELECT owner, count(*) AS datasets FROM datasets GROUP BY ALL),
-     earned AS (SELECT seller AS owner, payment_token, count(*) AS sales, sum(seller_amount) AS earned
-                FROM raw.purchase_settled GROUP BY ALL),
-     record AS (SELECT seller AS owner, count(*) AS deliveries FROM raw.key_delivered GROUP BY ALL),
-     disputes AS (SELECT seller AS owner, count(*) AS disputes, count(*) FILTER (WHERE buyer_won) AS disputes_lost
-                  FROM raw.dispute_resolved GROUP BY ALL),
-     everyone AS (SELECT owner FROM held UNION SELECT owner FROM earned UNION SELECT owner FROM record)
-SELECT o.owner, coalesce(h.datasets, 0) AS datasets_held, e.payment_token, coalesce(e.sales, 0) AS sales,
-       coalesce(e.earned, 0) AS earned, coalesce(r.deliveries, 0) AS deliveries,
-       coalesce(d.disputes, 0) AS disputes, coalesce(d.disputes_lost, 0) AS disputes_lost
-FROM everyone o LEFT JOIN held h USING (owner) LEFT JOIN earned e USING (owner)
-LEFT JOIN record r USING (owner) LEFT JOIN disputes d USING (owner);
-"""
-
-
-DERIVED_TABLES = """
-CREATE OR REPLACE TABLE dataset_sales AS
-SELECT dataset_id, payment_token, count(*) AS sales, sum(seller_amount + fee) AS gross,
-       sum(seller_amount) AS owner_revenue, sum(fee) AS fees
-FROM raw.purchase_settled GROUP BY ALL;
-
-CREATE OR REPLACE TABLE dataset_events AS
-SELECT * FROM (
-    SELECT dataset_id, block_number, log_index, block_time, 'registered' AS event, owner AS account,
-           price AS amount, tx_hash FROM raw.dataset_registered
-    UNION ALL SELECT token_id, block_number, log_index, block_time, 'transfer', "to", NULL, tx_hash
-        FROM raw.transfer WHERE "from" <> '0x0000000000000000000000000000000000000000'
-    UNION ALL SELECT dataset_id, block_number, log_index, block_time, 'price_changed', owner, new_price, tx_hash
-        FROM raw.price_changed
-    UNION ALL SELECT dataset_id, block_number, log_index, block_time,
-           CASE WHEN paused THEN 'paused' ELSE 'resumed' END, owner, NULL, tx_hash FROM raw.sales_paused
-    UNION ALL SELECT dataset_id, block_number, log_index, block_time, 'purchased', buyer, amount, tx_hash
-        FROM raw.purchased
-    UNION ALL SELECT dataset_id, block_number, log_index, block_time, 'key_delivered', seller, NULL, tx_hash
-        FROM raw.key_delivered
-    UNION ALL SELECT dataset_id, block_number, log_index, block_time,
-           CASE WHEN buyer_won THEN 'dispute_won_by_buyer' ELSE 'dispute_lost_by_buyer' END, buyer, NULL, tx_hash
-        FROM raw.dispute_resolved
-    UNION ALL SELECT dataset_id, block_number, log_index, block_time, 'settled', seller, seller_amount, tx_hash
-        FROM raw.purchase_settled
-    UNION ALL SELECT dataset_id, block_number, log_index, block_time, 'refunded', buyer, amount, tx_hash
-        FROM raw.refunded
-) ORDER BY dataset_id, block_number, log_index;
-
-CREATE OR REPLACE TABLE derived_state AS
-SELECT (SELECT next_block - 1 FROM read_json_auto('{state}')) AS derived_block, now() AS derived_at;
-"""
 
 
 def refresh_derived(root: str | Path) -> None:
@@ -158,15 +29,11 @@ def refresh_derived(root: str | Path) -> None:
     They make the common questions fast on big catalogs (DuckDB's own storage, sorted by dataset);
     `derived_state.derived_block` says which block they are current to. The views are always current."""
     root = Path(root).resolve()
-    con = duckdb.connect(str(catalog_path(root)))
+    con = duckdb.connect(str(catalog_schema.catalog_path(root)))
     try:
-        con.execute(DERIVED_TABLES.format(state=root / "state.json"))
+        con.execute(catalog_schema.DERIVED_TABLES.format(state=root / "state.json"))
     finally:
         con.close()
-
-
-def catalog_path(root: Path) -> Path:
-    return root / "catalog.duckdb"
 
 
 def _empty_file(root: Path, name: str, schema: pa.Schema) -> Path:
@@ -179,7 +46,7 @@ def _empty_file(root: Path, name: str, schema: pa.Schema) -> Path:
 def build_catalog(root: str | Path) -> Path:
     """(Re)create the catalog's views; safe to run at any time (the data stays in Parquet)."""
     root = Path(root).resolve()
-    path = catalog_path(root)
+    path = catalog_schema.catalog_path(root)
     con = duckdb.connect(str(path))
     try:
         con.execute("CREATE SCHEMA IF NOT EXISTS raw")
@@ -195,19 +62,19 @@ def build_catalog(root: str | Path) -> Path:
                           AS finalized
                 FROM {source}""")
         manifests = manifests_path(root)
-        source = manifests if manifests.is_file() else _empty_file(root, "manifests", MANIFEST_SCHEMA)
-        con.execute(f"CREATE OR REPLACE VIEW manifests AS SELECT * FROM read_parquet('{source}')")
+        table = manifests if manifests.is_file() else _empty_file(root, "manifests", MANIFEST_SCHEMA)
+        con.execute(f"CREATE OR REPLACE VIEW manifests AS SELECT * FROM read_parquet('{table}')")
         held = quarantine_path(root)
-        source = held if held.is_file() else _empty_file(root, "quarantine", QUARANTINE_SCHEMA)
+        table = held if held.is_file() else _empty_file(root, "quarantine", QUARANTINE_SCHEMA)
         con.execute(f"""CREATE OR REPLACE VIEW quarantine AS
             SELECT 'event' AS kind, block_number, log_index, tx_hash, topic, NULL AS manifest_hash, reason,
                    quarantined_at AS since
-            FROM read_parquet('{source}')
+            FROM read_parquet('{table}')
             UNION ALL
             SELECT 'manifest', NULL, NULL, NULL, NULL, manifest_hash, status || ': ' || error, NULL
             FROM manifests WHERE status <> 'ok'""")
-        con.execute(DERIVED.format(state=root / "state.json"))
-        con.execute(DERIVED_TABLES.format(state=root / "state.json"))
+        con.execute(catalog_schema.VIEWS.format(state=root / "state.json"))
+        con.execute(catalog_schema.DERIVED_TABLES.format(state=root / "state.json"))
     finally:
         con.close()
     return path

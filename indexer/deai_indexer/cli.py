@@ -12,12 +12,11 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from deai_data.cli.entry import run_command
-from deai_data.errors import DeaiError
-from deai_data.storage import fetch_policy
+from deai_data import DeaiError, fetch_policy, run_command
 
 from .catalog import build_catalog
 from .indexer import Indexer, Progress
@@ -38,7 +37,7 @@ def _indexer(args: argparse.Namespace) -> Indexer:
                    enrich=not args.no_enrich, check_availability=args.check_availability)
 
 
-def _progress(args: argparse.Namespace):
+def _progress(args: argparse.Namespace) -> Callable[[Progress], None] | None:
     if args.json or not sys.stderr.isatty():
         return None
 
@@ -83,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deai-indexer", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str, func, *, chain: bool = True) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, func: Callable[[argparse.Namespace], int], *,
+                chain: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--root", type=Path, default=Path("deai-index"), help="index folder (default ./deai-index)")
         p.add_argument("--json", action="store_true", help="print JSON")

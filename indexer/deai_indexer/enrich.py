@@ -16,11 +16,18 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from deai_data.dataset.reader import fetch_manifest
-from deai_data.errors import DeaiError, FetchRefusedError, IntegrityError, LimitError, ManifestError, NotFoundError
-from deai_data.formats.manifest import Manifest
-from deai_data.storage import fetch_policy
-from deai_data.storage.registry import store_for
+from deai_data import (
+    DeaiError,
+    FetchRefusedError,
+    IntegrityError,
+    LimitError,
+    Manifest,
+    ManifestError,
+    NotFoundError,
+    fetch_manifest,
+    fetch_policy,
+    store_for,
+)
 
 from .layout import events_dir, write_atomic
 

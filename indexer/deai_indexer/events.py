@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,9 @@ import pyarrow as pa
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-from deai_data.market.artifact import artifact
+from deai_data import market_abi
+
+from .hexcols import bool_column, decimal_column, hex_matrix, int64_column, string_column
 
 AMOUNT = pa.decimal128(38, 0)
 _DECIMAL_BITS = 126  # 2**126 < 10**38: every value of a narrower uint fits decimal(38, 0) exactly
@@ -97,27 +100,42 @@ class EventSpec:
     indexed: tuple[tuple[str, str], ...]
     data: tuple[tuple[str, str], ...]
 
+    @cached_property
+    def types(self) -> dict[str, pa.DataType]:
+        return {f.name: f.type for f in self.schema}
+
     def decode(self, logs: list[dict[str, Any]], times: dict[int, int]) -> pa.Table:
         """Decode raw logs (all of this event) into a table; `times` maps block number -> unix time."""
-        columns: dict[str, list[Any]] = {f.name: [] for f in self.schema}
+        columns: dict[str, Any] = {f.name: [] for f in self.schema}
         numbers = [int(log["blockNumber"], 16) for log in logs]
         columns["block_number"] = numbers
-        columns["block_hash"] = [log["blockHash"].lower() for log in logs]
         if all(n in times for n in numbers):
             columns["block_time"] = pa.array(np.array([times[n] for n in numbers], dtype="datetime64[s]"),
                                              pa.timestamp("s", tz="UTC"))
         else:
             columns["block_time"] = [_utc(times.get(n)) for n in numbers]
         columns["log_index"] = [int(log["logIndex"], 16) for log in logs]
-        columns["tx_hash"] = [log["transactionHash"].lower() for log in logs]
+        for name, key in (("block_hash", "blockHash"), ("tx_hash", "transactionHash")):
+            texts = [log[key] for log in logs]
+            matrix = hex_matrix(texts, 66)
+            columns[name] = string_column(matrix, 0, 66) if matrix is not None else [t.lower() for t in texts]
         for position, (name, abi_type) in enumerate(self.indexed, start=1):
-            columns[name] = _words([log["topics"][position] for log in logs], abi_type, 2)
+            texts = [log["topics"][position] for log in logs]
+            matrix = hex_matrix(texts, 66)
+            column = _word_column(matrix, 2, abi_type, self.types[name]) if matrix is not None else None
+            columns[name] = column if column is not None else _words(texts, abi_type, 2)
         datas = [log["data"] for log in logs]
+        # Data of static fields only, all of the event's length: every word decoded at once.
+        matrix = hex_matrix(datas, 2 + 64 * len(self.data)) \
+            if not any(t in _DYNAMIC for _, t in self.data) else None
         try:
             if datas and min(map(len, datas)) < 2 + 64 * len(self.data):
                 raise ValueError("log data shorter than the event's head")
             for i, (name, abi_type) in enumerate(self.data):
-                if abi_type in _DYNAMIC:
+                column = _word_column(matrix, 2 + 64 * i, abi_type, self.types[name]) if matrix is not None else None
+                if column is not None:
+                    columns[name] = column
+                elif abi_type in _DYNAMIC:
                     read = _dynamic_reader(abi_type, i)
                     columns[name] = [read(d) for d in datas]
                 else:
@@ -130,6 +148,22 @@ class EventSpec:
         abi_types = dict(self.indexed + self.data)
         arrays = [_arrow_column(columns[f.name], f.type, abi_types.get(f.name, "")) for f in self.schema]
         return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
+def _word_column(matrix: np.ndarray, at: int, abi_type: str, arrow_type: pa.DataType) -> pa.Array | None:
+    """One static word of every row of a hex matrix as its column; None where only the per-value path can
+    make it (wide integers as text, or values too large for the column: that path then raises)."""
+    if abi_type == "address":
+        return string_column(matrix, at + 24, at + 64, b"0x")
+    if abi_type == "bytes32":
+        return string_column(matrix, at, at + 64)
+    if abi_type == "bool":
+        return bool_column(matrix, at)
+    if arrow_type == pa.int64():
+        return int64_column(matrix, at)
+    if arrow_type == AMOUNT:
+        return decimal_column(matrix, at)
+    return None
 
 
 def _arrow_column(values: Any, arrow_type: pa.DataType, abi_type: str) -> pa.Array:
@@ -191,7 +225,7 @@ def _utc(seconds: int | None) -> datetime | None:
 def event_specs(abi: list[dict[str, Any]] | None = None) -> dict[str, EventSpec]:
     """EventSpec per topic0 (hex with 0x) for every event of the market's ABI."""
     specs = {}
-    for item in abi or artifact()["abi"]:
+    for item in abi or market_abi():
         if item.get("type") != "event":
             continue
         types = ",".join(i["type"] for i in item["inputs"])

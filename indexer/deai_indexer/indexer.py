@@ -22,9 +22,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from deai_data.errors import ChainError
+from deai_data import ChainError, catalog_schema
 
-from .catalog import build_catalog, catalog_path, refresh_derived
+from .catalog import build_catalog, refresh_derived
 from .enrich import enrich_manifests, manifests_path
 from .events import EventSpec, event_specs
 from .layout import abandoned_temp_files, range_file, range_files, write_atomic, write_text_atomic
@@ -33,7 +33,15 @@ from .rpc import RangeTooLarge, RpcClient
 
 log = logging.getLogger("deai_indexer")
 STATE_VERSION = 2  # 2: the market with verifiable key delivery (its events differ from the first contract's)
-_LOG_FIELDS = ("blockNumber", "blockHash", "logIndex", "transactionHash", "topics", "data")
+
+
+def _well_formed(entry: Any) -> bool:
+    """A log with its fields, of their JSON types (unrolled: this runs once per log)."""
+    if type(entry) is not dict:
+        return False
+    get = entry.get
+    return (type(get("blockNumber")) is str and type(get("blockHash")) is str and type(get("logIndex")) is str
+            and type(get("transactionHash")) is str and type(get("topics")) is list and type(get("data")) is str)
 
 
 @dataclass
@@ -60,7 +68,7 @@ class Indexer:
         that changed something); set it to a minute or more when following a big market.
     """
 
-    def __init__(self, rpc: str | RpcClient, market: str, root: str | Path, *, confirmations: int | None = 12,
+    def __init__(self, rpc: str | RpcClient | Any, market: str, root: str | Path, *, confirmations: int | None = 12,
                  chunk: int = 2_000, max_chunk: int = 100_000, max_logs: int = 50_000,
                  enrich: bool = True, check_availability: bool = False, parallel: int = 2, parts: int = 8,
                  derive_interval: float = 0.0) -> None:
@@ -273,7 +281,7 @@ class Indexer:
         manifests, held = manifests_path(self.root), quarantine_path(self.root)
         signature = json.dumps([sorted({p.parent.parent.name for p, _, _ in range_files(self.root)}),
                                 manifests.stat().st_mtime_ns if manifests.is_file() else None, held.is_file()])
-        if signature == self.state.get("catalog_signature") and catalog_path(self.root).is_file():
+        if signature == self.state.get("catalog_signature") and catalog_schema.catalog_path(self.root).is_file():
             return
         try:
             build_catalog(self.root)
@@ -297,7 +305,7 @@ class Indexer:
         # Continuity first: the chunk's last block must exist, and its parent must still be the block
         # indexed before (when that one is unfinalized).
         parent = start - 1 if str(start - 1) in self.state["hashes"] else None
-        edge = self._headers(sorted({end} | ({parent} - {None})))
+        edge = self._headers(sorted({end} if parent is None else {end, parent}))
         if parent is not None and edge.get(parent, {}).get("hash", "").lower() != self.state["hashes"][str(parent)]:
             self.check_reorg(int(self.rpc.call("eth_blockNumber"), 16))
             return 0
@@ -346,7 +354,7 @@ class Indexer:
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         specs = self.specs
         for entry in logs:  # one pass: block numbers, times, reorg flags, grouping by event
-            if not isinstance(entry, dict) or not all(isinstance(entry.get(k), (str, list)) for k in _LOG_FIELDS):
+            if not _well_formed(entry):
                 self.quarantine.event(entry, "the node returned a log without its fields")
                 continue
             if entry.get("removed"):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from deai_data.storage import staging
+from deai_data import staging
 
 BUCKET = 1_000_000
 _RANGE = re.compile(r"^(\d{12})-(\d{12})\.parquet$")

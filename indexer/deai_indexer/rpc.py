@@ -10,23 +10,22 @@ import itertools
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
 import urllib3
 
-from deai_data.errors import ChainError
+from deai_data import ChainError
 
+_dumps: Callable[[Any], bytes]
+_loads: Callable[[bytes], Any]
 try:  # orjson parses eth_getLogs replies about 3x faster; the standard library's json works too
-    from orjson import dumps as _dumps
-    from orjson import loads as _loads
+    import orjson
+    _dumps, _loads = orjson.dumps, orjson.loads
 except ImportError:  # pragma: no cover - exercised where orjson is not installed
     import json
-
-    def _dumps(obj: Any) -> bytes:
-        return json.dumps(obj).encode()
-
-    _loads = json.loads
+    _dumps, _loads = (lambda obj: json.dumps(obj).encode()), json.loads
 
 _JSON = {"Content-Type": "application/json"}
 
@@ -85,17 +84,19 @@ class RpcClient:
                 raise ChainError(f"{self.url}: no reply to {request['method']} in a batch",
                                  hint="the node may not support batched requests")
             if "error" in reply:
-                raise _rpc_error(request["method"], reply["error"], self.url)
+                raise _rpc_error(str(request["method"]), reply["error"], self.url)
             results.append(reply["result"])
         return results
 
     def _in_process(self, method: str, params: list[Any]) -> Any:
         """Ask web3's in-process chain (the few methods the indexer uses), answering raw JSON-RPC values."""
-        eth = self.w3.eth
+        w3 = self.w3
+        assert w3 is not None  # only called for an in-process chain
+        eth = w3.eth
         try:
             if method == "eth_getLogs":
                 f = params[0]
-                result = eth.get_logs({"address": self.w3.to_checksum_address(f["address"]),
+                result = eth.get_logs({"address": w3.to_checksum_address(f["address"]),
                                        "fromBlock": int(f["fromBlock"], 16), "toBlock": int(f["toBlock"], 16)})
             elif method == "eth_getBlockByNumber":
                 number = params[0] if params[0] in ("latest", "finalized", "safe") else int(params[0], 16)
@@ -105,7 +106,7 @@ class RpcClient:
             elif method == "eth_chainId":
                 result = eth.chain_id
             else:
-                result = self.w3.manager.request_blocking(method, params)
+                result = w3.manager.request_blocking(method, params)
         except Exception as exc:  # eth-tester raises its own types
             if type(exc).__name__ == "BlockNotFound":
                 return None

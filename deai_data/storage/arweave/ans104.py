@@ -62,7 +62,10 @@ def decode_avro_tags(data: Buffer) -> list[tuple[str, str]]:
                 length, pos = _read_zigzag(data, pos)
                 if length < 0 or pos + length > len(data):
                     raise FormatError("Avro string past the end of the tags")
-                pair.append(bytes(data[pos:pos + length]).decode("utf-8"))
+                try:
+                    pair.append(bytes(data[pos:pos + length]).decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise FormatError("an Avro tag is not UTF-8") from None
                 pos += length
             tags.append((pair[0], pair[1]))
     if pos != len(data):

@@ -68,7 +68,7 @@ class ArweaveStore(PutFileByReading):
     `bundler` (a URL) sends every object as a signed data item to that bundling service instead.
     """
 
-    schemes = ("ar",)
+    schemes: tuple[str, ...] = ("ar",)
 
     def __init__(self, gateways: str | Sequence[str] = DEFAULT_GATEWAY, wallet: Wallet | None = None, *,
                  chunk_concurrency: int = 4, bundle_items_up_to: int = 0, bundle_max_bytes: int = 8 << 20,

@@ -29,7 +29,8 @@ def parse_piece_locator(locator: str) -> tuple[str, str | None]:
         Piece.from_cid(parsed.netloc)
     except ValueError as exc:
         raise StorageError(f"not a piece locator: {exc}", locator=locator) from None
-    return parsed.netloc, (parse_qs(parsed.query).get("provider") or [None])[0]
+    providers = parse_qs(parsed.query).get("provider")
+    return parsed.netloc, (providers[0] if providers else None)
 
 
 def parse_tokens(text: str) -> dict[str, str]:
@@ -59,7 +60,7 @@ class PieceStore(PutFileByReading):
     provider named by a locator (a manifest: untrusted) must pass the fetch policy and gets no token unless
     it is a configured origin."""
 
-    schemes = ("piece",)
+    schemes: tuple[str, ...] = ("piece",)
 
     def __init__(self, providers: Sequence[str] = (), *, tokens: Mapping[str, str] | None = None,
                  wait_timeout: float = 300.0, timeout: float = 60.0, retries: int = 3) -> None:

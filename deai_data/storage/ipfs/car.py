@@ -50,7 +50,7 @@ class _Stream:
 
     def __init__(self, source: BinaryIO | Iterable[bytes]) -> None:
         self._read = getattr(source, "read", None)
-        self._chunks = None if self._read else iter(source)  # type: ignore[arg-type]
+        self._chunks = None if self._read else iter(source)
         self._buf = bytearray()
 
     def _fill(self, n: int) -> bool:

@@ -5,6 +5,7 @@ fallbacks block by block (gateway `?format=raw`, then the node's `block/get`).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,7 +40,7 @@ class IpfsStore(PutFileByReading):
     """Store on IPFS: `api` is a node's RPC URL (needed to write; also a read fallback), `gateways`
     trustless gateways tried first for reads, in order."""
 
-    schemes = ("ipfs",)
+    schemes: tuple[str, ...] = ("ipfs",)
 
     def __init__(self, api: str | None = None, gateways: Sequence[str] = (), *, chunk_size: int = CHUNK_SIZE,
                  fetch_threads: int = 8, timeout: float = 30.0, retries: int = 3, backoff: float = 0.25,
@@ -91,9 +92,9 @@ class IpfsStore(PutFileByReading):
     def _block(self, cid: CID) -> bytes:
         """One block, checked against its CID, from the gateways (`?format=raw`) then the node."""
         sources: list[tuple[str, Callable[[], bytes]]] = [
-            (g, lambda g=g: self.http.get(f"{g}/ipfs/{cid}?format=raw")) for g in self.gateways]
+            (g, functools.partial(self.http.get, f"{g}/ipfs/{cid}?format=raw")) for g in self.gateways]
         if self.node is not None:
-            sources.append((self.node.url, lambda node=self.node: node.block_get(cid)))
+            sources.append((self.node.url, functools.partial(self.node.block_get, cid)))
 
         def checked(source: tuple[str, Callable[[], bytes]]) -> bytes:
             name, fetch = source
