@@ -5,12 +5,12 @@ BIN     = $(VENV)/bin
 FORGE   = contracts/node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 
 .PHONY: setup contracts-deps services-deps contracts-test artifacts check-artifacts demo test lint bench clean \
-        fuzz fuzz-smoke test-fast typecheck
+        fuzz fuzz-smoke test-fast typecheck analyse
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml setup.py deai_data/storage/filecoin/_native_commp.c indexer/pyproject.toml \
-                    requirements/dev.lock
+                    requirements/runtime.lock requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . -e indexer
@@ -41,6 +41,22 @@ artifacts: contracts-deps setup
 	cd contracts && ../$(FORGE) build
 	$(BIN)/python contracts/tools/export_artifact.py
 
+# slither over the contract, in a virtualenv of its own (it needs web3 7) and a scratch copy of the sources (it
+# runs `forge clean` and `forge build --force`); any finding fails. Triage: contracts/slither.config.json and
+# the `slither-disable-next-line` comments in src/, each with its reason (docs/security.md).
+ANALYSIS_VENV ?= .venv-analysis
+$(ANALYSIS_VENV)/.installed: requirements/analysis.lock
+	$(PYTHON) -m venv $(ANALYSIS_VENV)
+	$(ANALYSIS_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/analysis.lock
+	touch $@
+
+analyse: contracts-deps $(ANALYSIS_VENV)/.installed
+	scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
+	    cp -r contracts/foundry.toml contracts/slither.config.json contracts/src contracts/tools "$$scratch"/ && \
+	    ln -s "$(CURDIR)/contracts/node_modules" "$$scratch/node_modules" && \
+	    cd "$$scratch" && PATH="$(CURDIR)/$(dir $(FORGE)):$$PATH" "$(CURDIR)/$(ANALYSIS_VENV)/bin/slither" . \
+	        >slither.log 2>&1 || { cat slither.log; exit 1; }; grep "analyzed" "$$scratch/slither.log"
+
 # CI: fail when deai_data/market/DataMarket.json differs from what the sources compile to.
 check-artifacts: contracts-deps setup
 	cd contracts && ../$(FORGE) build
@@ -56,7 +72,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup contracts-deps services-deps lint typecheck contracts-test check-artifacts fuzz-smoke
+test: setup contracts-deps services-deps lint typecheck contracts-test check-artifacts analyse fuzz-smoke
 	$(BIN)/python -m pytest
 
 # The inner loop: no services (anvil, arlocal, IPFS) and nothing marked slow; `make test` runs everything.
@@ -81,5 +97,5 @@ fuzz-smoke: setup
 	echo "fuzz-smoke: $(words $(FUZZ_TARGETS)) targets clean"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis contracts/out contracts/cache services/*/node_modules \
+	rm -rf $(VENV) $(ANALYSIS_VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis contracts/out contracts/cache services/*/node_modules \
 	       fuzz/.seed-ks

@@ -30,10 +30,11 @@ from .errors import (
     StorageError,
     UnsupportedLocatorError,
     UsageError,
+    network_reason,
 )
 from .formats.limits import Limits
 from .formats.manifest import Manifest, ShardEntry
-from .storage import HttpStore, LocalStore, Store, fetch_policy, register_store, staging, store_for
+from .storage import HttpStore, LocalStore, Store, StoreReader, fetch_policy, register_store, staging, store_for
 from .version import __version__ as __version__
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ __all__ = [
     "SourceError",
     "StorageError",
     "Store",
+    "StoreReader",
     "UnsupportedLocatorError",
     "UsageError",
     "VerifyReport",
@@ -96,6 +98,7 @@ __all__ = [
     "folder",
     "load_account",
     "market_abi",
+    "network_reason",
     "open_dataset",
     "parquet",
     "publish",

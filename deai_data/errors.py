@@ -183,3 +183,21 @@ class LimitError(DeaiError):
         self.limit = limit
         super().__init__(f"limit {limit}: {message}", hint=hint or "the input is hostile or corrupt; if it is "
                          "genuine, raise the limit with deai_data.formats.limits.configure(...)")
+
+
+def network_reason(exc: BaseException) -> str:
+    """What went wrong on the network, in a few words ("connection refused", "timed out", "name or service not
+    known"), dug out of the layers an HTTP library wraps around it; else the exception's first 200 characters."""
+    pending, seen = [exc], set()
+    while pending:
+        error = pending.pop(0)
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, TimeoutError) or type(error).__name__ in ("ReadTimeoutError", "ConnectTimeoutError"):
+            return "timed out"
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror.lower()
+        nested = [getattr(error, "reason", None), error.__cause__, error.__context__, *error.args]
+        pending += [n for n in nested if isinstance(n, BaseException)]
+    return f"{type(exc).__name__}: {str(exc)[:200]}"

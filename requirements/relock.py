@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Rewrite the lock files with the sha256 of every pinned distribution, split into runtime and development sets.
+"""Rewrite the lock files with the sha256 of every pinned distribution, the project's pins split into runtime
+and development sets.
 
-Run after changing a pin (`python requirements/relock.py`, with the project's pip): the pins are kept as they are
-in runtime.lock and dev.lock (edit them there); the runtime set is what `deai-data` with every extra and the
-indexer resolve to under those pins; everything else pinned is development-only. `make setup` installs with
-`--require-hashes` in effect, so a changed or substituted file on the index is refused.
+Run after changing a pin (`.venv/bin/python requirements/relock.py`): the pins stay as written in the lock files
+(edit them there); the runtime set is what `deai-data` with every extra and the indexer resolve to under those
+pins, everything else the project pins is development-only; analysis.lock (slither, in a virtualenv of its own:
+it needs web3 7) keeps its own pins. Installing from a lock with hashes refuses a changed or substituted file.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RUNTIME, DEV = HERE / "runtime.lock", HERE / "dev.lock"
+RUNTIME, DEV, ANALYSIS = HERE / "runtime.lock", HERE / "dev.lock", HERE / "analysis.lock"
 EXTRAS = ".[torch,catalog,embedded-chain,pandas,images,charts]"
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s\\;]+)")
 
@@ -28,9 +29,9 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pins() -> dict[str, str]:
+def read_pins(*locks: Path) -> dict[str, str]:
     found: dict[str, str] = {}
-    for lock in (RUNTIME, DEV):
+    for lock in locks:
         for line in lock.read_text().splitlines() if lock.exists() else []:
             match = PIN.match(line.strip())
             if match:
@@ -42,33 +43,49 @@ def pip(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], check=True, cwd=ROOT)
 
 
+def hashed(pinned: dict[str, str], scratch: Path) -> dict[str, str]:
+    """name -> its lock line (`name==version --hash=sha256:...`), from the file pip downloads for this platform."""
+    scratch.mkdir()
+    constraints = scratch / "pins.txt"
+    constraints.write_text("".join(f"{name}=={version}\n" for name, version in pinned.items()))
+    files = scratch / "files"
+    pip("download", "--no-deps", "-d", str(files), "-r", str(constraints))
+    lines = {}
+    for name, version in pinned.items():
+        prefix = re.escape(canonical(f"{name}-{version}")) + "[-+]"
+        digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in files.iterdir()
+                   if re.match(prefix, canonical(p.name))]
+        if len(digests) != 1:
+            sys.exit(f"relock: expected one downloaded file for {name}=={version}, found {len(digests)}")
+        lines[name] = f"{name}=={version} --hash=sha256:{digests[0]}\n"
+    return lines
+
+
+def runtime_names(pinned: dict[str, str], scratch: Path) -> set[str]:
+    constraints, report = scratch / "constraints.txt", scratch / "report.json"
+    constraints.write_text("".join(f"{name}=={version}\n" for name, version in pinned.items()))
+    pip("install", "--dry-run", "--ignore-installed", "--report", str(report), "-c", str(constraints),
+        EXTRAS, "./indexer")
+    return {canonical(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
+
+
+def write(lock: Path, header: str, lines: dict[str, str], names: list[str]) -> None:
+    lock.write_text(header + "".join(lines[n] for n in sorted(names, key=canonical)))
+
+
 def main() -> None:
-    pinned = pins()
     with tempfile.TemporaryDirectory() as scratch:
-        constraints = Path(scratch, "constraints.txt")
-        constraints.write_text("".join(f"{name}=={version}\n" for name, version in pinned.items()))
-        report = Path(scratch, "report.json")
-        pip("install", "--dry-run", "--ignore-installed", "--report", str(report), "-c", str(constraints),
-            EXTRAS, "./indexer")
-        runtime = {canonical(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
-        files = Path(scratch, "files")
-        pip("download", "--no-deps", "-d", str(files), "-r", str(constraints))
-        digests = {name: [hashlib.sha256(path.read_bytes()).hexdigest() for path in files.iterdir()
-                          if canonical(path.name).startswith(canonical(f"{name}-{version}-"))]
-                   for name, version in pinned.items()}
-        missing = [name for name, found in digests.items() if len(found) != 1]
-        if missing:
-            sys.exit(f"relock: expected one downloaded file for each of {missing}")
-
-    def entry(name: str) -> str:
-        hashes = " ".join(f"--hash=sha256:{h}" for h in sorted(digests[name]))
-        return f"{name}=={pinned[name]} {hashes}\n"
-
-    order = sorted(pinned, key=canonical)
-    RUNTIME.write_text("# What deai-data (every extra) and deai-indexer need; regenerate with requirements/relock.py.\n"
-                       + "".join(entry(n) for n in order if canonical(n) in runtime))
-    DEV.write_text("# Tests, linters, type checker and fuzzer on top of the runtime set; requirements/relock.py.\n"
-                   "-r runtime.lock\n" + "".join(entry(n) for n in order if canonical(n) not in runtime))
+        project = read_pins(RUNTIME, DEV)
+        runtime = runtime_names(project, Path(scratch))
+        lines = hashed(project, Path(scratch, "project"))
+        analysis = read_pins(ANALYSIS)
+        analysis_lines = hashed(analysis, Path(scratch, "analysis"))
+    write(RUNTIME, "# What deai-data (every extra) and deai-indexer need; regenerate with requirements/relock.py.\n",
+          lines, [n for n in project if canonical(n) in runtime])
+    write(DEV, "# Tests, linters, type checker and fuzzer, on top of the runtime set; requirements/relock.py.\n"
+          "-r runtime.lock\n", lines, [n for n in project if canonical(n) not in runtime])
+    write(ANALYSIS, "# slither (`make analyse`), in .venv-analysis: it needs web3 7; requirements/relock.py.\n",
+          analysis_lines, list(analysis))
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def test_demo_on_anvil_and_ipfs(anvil, ipfs_node, tmp_path):
     summary = json.loads(out.stdout)
     assert summary["manifest_uri"].startswith("ipfs://") and summary["tamper_detected"] is None
     assert summary["buyer_copy_identical"] and summary["catalog_matches_chain"] and summary["records"] == 400
-    assert summary["training"]["steps"] == 10
+    assert summary["training"]["steps"] == 10 and summary["model_learned"] is None  # too few steps to judge
 
 
 def test_get_refuses_paths_that_leave_the_target(tmp_path):

@@ -117,3 +117,32 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # EIO once the terminal's other side is closed
         return b""
+
+
+def test_what_a_newcomer_mistypes_is_a_usage_error_that_says_what_to_pass(published):  # noqa: F811
+    uri, manifest_hash = published["manifest_uri"], published["manifest_hash"]
+    bad_hash = cli("inspect", uri, "--manifest-hash", "xyz", check=2)
+    assert "not a manifest hash" in bad_hash.stderr
+    bare = cli("inspect", manifest_hash, check=2)  # as `keys list` prints it
+    assert f"objects/sha256/{manifest_hash[:2]}/{manifest_hash}" in bare.stderr
+    assert "not KEY=VALUE" in cli("publish", ".", "--store", ".", "--meta", "foo", check=2).stderr
+    assert "Traceback" not in bad_hash.stderr + bare.stderr
+
+
+def test_an_unreachable_node_is_named_in_a_few_words():
+    from chains import free_port  # a port nothing listens on
+
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = cli("market", "show", "1", "--rpc", url, "--market", "0x" + "11" * 20, check=11)
+    assert f"no JSON-RPC endpoint answers at {url}: connection refused" in proc.stderr
+    assert "Pool" not in proc.stderr and "Errno" not in proc.stderr
+
+
+def test_help_lists_exit_codes_and_offers_only_options_that_act():
+    top = build_parser().format_help()
+    assert "70 internal error" in top and "see `deai-data --help`" not in top
+    indexer_status = dict(leaves(build_indexer_parser()))[("status",)].format_help()
+    assert "--chunk" not in indexer_status and "--no-enrich" not in indexer_status
+    market = dict(leaves(build_parser()))
+    assert "--market" not in market[("market", "deploy")].format_help()
+    assert "--rpc" not in market[("market", "account")].format_help()

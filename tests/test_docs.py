@@ -70,7 +70,9 @@ def commands(text: str) -> list[list[str]]:
     and checked on its own, split at `&&`, `||`, `;` and `|`, leading VAR=value assignments dropped."""
     out = []
     for line in text.replace("\\\n", " ").splitlines():
-        line = re.sub(r"<[a-zA-Z][^<>]*>", "1", line)  # placeholders such as <manifest hash>
+        # placeholders such as <manifest id>: a hash where a hash is asked for (the CLI checks its form)
+        line = re.sub(r"<[^<>]*hash>", "0" * 64, line)
+        line = re.sub(r"<[a-zA-Z][^<>]*>", "1", line)
         inner = re.findall(r"\$\(([^()]*)\)", line)
         line = re.sub(r"\$\(([^()]*)\)", "VALUE", line)
         for piece in [line, *inner]:

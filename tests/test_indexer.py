@@ -346,6 +346,16 @@ def test_catalog_api_and_cli(w3, node, tmp_path):
         assert cat.sql("SELECT count(*) AS n FROM purchases").to_pylist()[0]["n"] == 200
         assert cat.top_datasets(3).to_pylist() == top
 
+    # An index built for the first market contract (state version 1: other events, other columns) is refused
+    # with what to do, and left as it was: never mixed with the current market's rows.
+    state = json.loads((root / "state.json").read_text())
+    old = json.dumps({**state, "version": 1})
+    (root / "state.json").write_text(old)
+    refused = subprocess.run([*indexer_cli, "backfill", "0", "--root", str(root), "--rpc", node.url, "--market",
+                              scenario.market.address], capture_output=True, text=True)
+    assert refused.returncode != 0 and "first market contract" in refused.stderr and "new --root" in refused.stderr
+    assert (root / "state.json").read_text() == old
+
 
 def test_indexes_the_embedded_chain_and_the_documented_queries_run(tmp_path):
     """The in-process chain works as a source too (RpcClient(w3)); every SQL example in docs/catalog.md runs."""

@@ -118,6 +118,8 @@ def test_truncated_shard(published, keystore):
         with pytest.raises(IntegrityError) as info:
             read_everything(published.manifest_uri, keystore)
         assert info.value.shard == 1
+        # the size is the diagnosis: no segment is blamed for bytes that are not there
+        assert "truncated" in str(info.value) and info.value.segment is None
 
 
 def test_swapped_shards(published, keystore):

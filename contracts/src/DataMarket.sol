@@ -299,6 +299,8 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
         uint96 price = d.price;
         if (price > maxPrice) revert PriceAboveMax(datasetId, price, maxPrice);
         address token = d.paymentToken;
+        // Zero unless the buyer sent more than the price.
+        // slither-disable-next-line uninitialized-local
         uint256 excess;
         if (token == NATIVE) {
             if (msg.value < price) revert WrongPayment(price, msg.value);
@@ -537,6 +539,8 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
     /// @dev Pull exactly `amount` of `token`; fee-on-transfer or lying tokens are refused.
     function _pullExactly(address token, address from, uint256 amount) private {
         uint256 before = IERC20(token).balanceOf(address(this));
+        // The only caller passes msg.sender as `from`.
+        // slither-disable-next-line arbitrary-send-erc20
         IERC20(token).safeTransferFrom(from, address(this), amount);
         uint256 received = IERC20(token).balanceOf(address(this)) - before;
         if (received != amount) revert TokenTransferMismatch(token, amount, received);
@@ -544,6 +548,9 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
 
     function _send(address token, address to, uint256 amount) private {
         if (token == NATIVE) {
+            // Ether to a contract wallet needs more than 2,300 gas: called last, under nonReentrant, from
+            // withdrawals (pull payments) only.
+            // slither-disable-next-line low-level-calls
             (bool ok,) = to.call{value: amount}("");
             if (!ok) revert NativeTransferFailed(to, amount);
         } else {

@@ -9,7 +9,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
-from ..errors import ChainError
+from ..errors import ChainError, network_reason
 
 EMBEDDED = "embedded"
 
@@ -30,7 +30,7 @@ def connect(rpc: str | None = None, *, timeout: float = 30.0) -> Web3:
     try:
         w3.eth.chain_id  # noqa: B018 - the first request proves the endpoint answers
     except (OSError, Web3Exception, ValueError) as exc:
-        raise ChainError(f"no JSON-RPC endpoint answers at {rpc}: {exc}",
+        raise ChainError(f"no JSON-RPC endpoint answers at {rpc}: {network_reason(exc)}",
                          hint="check the URL and that the node is running") from exc
     return w3
 

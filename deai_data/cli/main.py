@@ -3,8 +3,8 @@ arweave, piece, demo.
 
 Exit codes: 0 success, 1 other deai-data error, 2 usage or unsupported locator, 3 integrity failure,
 4 wrong key, 5 malformed manifest, 6 storage failure, 7 not found, 8 keystore, 9 source, 10 publish,
-11 chain unreachable or transaction failed, 12 refused by the market contract, 13 key delivery, 14 catalog,
-130 interrupted.
+11 chain unreachable or transaction failed, 12 refused by a contract, 13 key delivery, 14 catalog,
+15 over a limit, 70 internal error, 130 interrupted (the table: docs/cli.md).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import getpass
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +98,24 @@ def key_value(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     return key, value
+
+
+def manifest_hash_arg(text: str) -> str:
+    """argparse type for a manifest hash: 64 hex digits (a usage error, not an integrity failure, otherwise)."""
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a manifest hash (64 hex digits, as `publish` prints)")
+    return text.lower()
+
+
+def manifest_arg(text: str) -> str:
+    """argparse type for a manifest URI or path; a bare manifest hash (as `keys list` prints) is a usage error
+    that says what to pass instead."""
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text) and not Path(text).exists():
+        raise argparse.ArgumentTypeError(
+            f"{text[:12]}... is a manifest hash, not a manifest URI or path: pass the URI `publish` printed (for "
+            f"a local store: file://STORE/objects/sha256/{text[:2].lower()}/{text.lower()}), and the hash as "
+            "--manifest-hash to pin it")
+    return text
 
 
 def _authorship_line(manifest: Any) -> str:
@@ -251,7 +270,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deai-data", description=__doc__.split("\n")[0],
-                                     epilog="Exit codes: see `deai-data --help` in docs/cli.md.")
+                                     epilog=__doc__[__doc__.index("Exit codes:"):].strip())
     parser.add_argument("--version", action="version", version=f"deai-data {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -261,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def reading(p: argparse.ArgumentParser) -> None:
-        p.add_argument("manifest", help="manifest URI (file://, http://...) or path")
-        p.add_argument("--manifest-hash", help="expected SHA-256 of the manifest (e.g. from the chain)")
+        p.add_argument("manifest", type=manifest_arg, help="manifest URI (file://, http://...) or path")
+        p.add_argument("--manifest-hash", type=manifest_hash_arg,
+                       help="expected SHA-256 of the manifest (e.g. from the chain)")
         p.add_argument("--mirror", action="append", help="base URI of a content-addressed mirror (repeatable)")
 
     p = command("publish", "pack, seal and store a dataset; print its manifest URI and hash")
@@ -297,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = command("inspect", "show a manifest's summary (needs no key)")
-    p.add_argument("manifest", help="manifest URI or path")
-    p.add_argument("--manifest-hash", help="expected SHA-256 of the manifest")
+    p.add_argument("manifest", type=manifest_arg, help="manifest URI (file://, http://...) or path")
+    p.add_argument("--manifest-hash", type=manifest_hash_arg, help="expected SHA-256 of the manifest")
     p.set_defaults(func=cmd_inspect)
 
     p = command("keys", "list, export or import keystore entries")

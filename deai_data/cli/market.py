@@ -203,25 +203,30 @@ def cmd_serve_keys(args: argparse.Namespace) -> int:
 def add_market_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """Add `market` (with its actions) and `serve-keys` through the CLI's `command(name, help)` factory."""
 
-    def chain_options(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
-        p.add_argument("--rpc", help="JSON-RPC URL (default $DEAI_RPC_URL)")
-        p.add_argument("--market", help="DataMarket address (default $DEAI_MARKET)")
+    def chain_options(p: argparse.ArgumentParser, *, json_flag: bool = True, rpc: bool = True,
+                      market: bool = True) -> None:
+        if rpc:
+            p.add_argument("--rpc", help="JSON-RPC URL (default $DEAI_RPC_URL)")
+        if market:
+            p.add_argument("--market", help="DataMarket address (default $DEAI_MARKET)")
         if json_flag:
             p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
 
     p = command("market", "deploy the market, register datasets, buy, refund, withdraw, set prices")
     actions = p.add_subparsers(dest="market_command", required=True, metavar="ACTION")
 
-    def action(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    def action(name: str, help_text: str, func: Callable[[argparse.Namespace], int], *, rpc: bool = True,
+               market: bool = True) -> argparse.ArgumentParser:
         a = actions.add_parser(name, help=help_text, description=help_text)
-        chain_options(a)
+        chain_options(a, rpc=rpc, market=market)
         a.set_defaults(func=func)
         return a
 
-    a = action("account", "create or show the signing account (an encrypted eth-account file)", cmd_account)
+    a = action("account", "create or show the signing account (an encrypted eth-account file)", cmd_account,
+               rpc=False, market=False)
     a.add_argument("account_command", choices=("new", "show"))
     a.add_argument("--out", help="account file (default $DEAI_HOME/account.json)")
-    a = action("deploy", "deploy a DataMarket contract", cmd_deploy)
+    a = action("deploy", "deploy a DataMarket contract", cmd_deploy, market=False)
     a.add_argument("--fee-bps", type=int, default=0, help="protocol fee in basis points (at most 1000)")
     a.add_argument("--treasury", help="fee recipient (default: the deploying account)")
     a = action("register", "register a published dataset version for sale", cmd_register)

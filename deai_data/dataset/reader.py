@@ -27,6 +27,7 @@ from ..formats.shard import decode_shard
 from ..storage import fetch_policy
 from ..storage.base import Buffer, ReadsInto, StoreReader, content_path
 from ..storage.cache import ShardCache
+from ..storage.failover import first_answer
 from ..storage.fetch_policy import FetchPolicy
 from ..storage.local import locator_from_path
 from ..storage.registry import store_for
@@ -130,7 +131,7 @@ class Dataset:
                 store = self._keystore or Keystore()
                 if not store.has(DATA_KEY, self.manifest_hash):
                     raise KeystoreError(f"no key for dataset {self.label} in the keystore at {store.path}",
-                                        hint="pass key=..., or import the key with `deai-data keys import`")
+                                        hint="import the key with `deai-data keys import` (or, from Python, pass key=)")
                 given = store.get(DATA_KEY, self.manifest_hash)
             try:
                 raw = check_key(bytes.fromhex(given) if isinstance(given, str) else given)
@@ -217,37 +218,34 @@ class Dataset:
                 return cached
             if cached is not None:
                 self.cache.discard(entry.sha256)
-        integrity: IntegrityError | None = None
-        last: DeaiError | None = None
-        for locator, policy in self._sources(entry):
+
+        def fetch(source: tuple[str, FetchPolicy]) -> Buffer:
+            locator, policy = source
+            policy.check(locator)
             try:
-                policy.check(locator)
                 with fetch_policy.applied(policy):
                     data = self._get(locator, entry.sealed_size)
             except _WrongSize as wrong:
-                integrity = integrity or IntegrityError(
-                    f"the stored object is {wrong.actual} bytes, the manifest says {entry.sealed_size}",
-                    dataset=self.label, shard=index, locator=locator)
-                continue
-            except StorageError as exc:
-                last = exc
-                continue
-            if _matches(entry, data, verify):
-                if self.cache is not None:
-                    self.cache.put(entry.sha256, bytes(data))
-                return data
-            integrity = integrity or self._diagnose(entry, data, locator)
-        if integrity is not None:
-            raise integrity
-        raise last or StorageError(f"dataset {self.label}: shard {index} has no locator")
+                raise IntegrityError(_wrong_size(wrong.actual, entry.sealed_size), dataset=self.label,
+                                     shard=index, locator=locator) from None
+            if not _matches(entry, data, verify):
+                raise self._diagnose(entry, data, locator)
+            return data
+
+        data = first_answer(self._sources(entry), fetch, what=f"dataset {self.label}: shard {index}",
+                            kind="locator")
+        if self.cache is not None:
+            self.cache.put(entry.sha256, bytes(data))
+        return data
 
     def _diagnose(self, entry: ShardEntry, data: Buffer, locator: str) -> IntegrityError:
         """Name the first bad segment of a shard whose hash did not match (when the key is at hand)."""
         def error(why: str, segment: int | None = None) -> IntegrityError:
             return IntegrityError(why, dataset=self.label, shard=entry.index, segment=segment, locator=locator)
 
-        what = "SHA-256 of the sealed shard does not match the manifest" if len(data) == entry.sealed_size else \
-            f"the stored object is {len(data)} bytes, the manifest says {entry.sealed_size}"
+        if len(data) != entry.sealed_size:  # the size is the diagnosis: no segment is to blame
+            return error(_wrong_size(len(data), entry.sealed_size))
+        what = "SHA-256 of the sealed shard does not match the manifest"
         try:
             key = self.key
             header = ShardHeader.decode(data[:HEADER_SIZE], dataset=self.label, shard=entry.index)
@@ -269,7 +267,7 @@ class Dataset:
             return error(what + "; no segment authenticates: the header (salt) is damaged", None)
         if bad:
             return error(what, bad[0])
-        return error(what + "; every segment authenticates (bytes added past the end)", None)
+        return error(what + "; every segment authenticates (the manifest names other bytes)", None)
 
     def read_shard(self, index: int, *, verify: str = "full",
                    allocate: Callable[[int], Buffer] | None = None) -> pa.Table:
@@ -386,6 +384,11 @@ def _matches(entry: ShardEntry, data: Buffer, verify: str = "full") -> bool:
     if verify == "full" and entry.blake3 is not None:
         return blake3.blake3(data).hexdigest() == entry.blake3  # about 6 GB/s a core here; SHA-256 1.7
     return hashlib.sha256(data).hexdigest() == entry.sha256
+
+
+def _wrong_size(actual: int, expected: int) -> str:
+    how = "truncated" if actual < expected else "too long"
+    return f"the stored object is {how}: {actual} bytes, the manifest says {expected}"
 
 
 def fetch_manifest(manifest_uri: str | Path, *, manifest_hash: str | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from ..errors import IntegrityError, NotFoundError, StorageError
+from ..errors import FetchRefusedError, IntegrityError, NotFoundError, StorageError
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -15,7 +15,8 @@ def first_answer(sources: Iterable[S], call: Callable[[S], T], *, what: str, loc
                  kind: str = "source") -> T:
     """`call(source)` for each source until one returns. A source that served altered data
     (IntegrityError) is passed over like a failing one, and named if no source does better;
-    NotFoundError only when every source says so; else a StorageError naming the last failure."""
+    FetchRefusedError or NotFoundError only when every source says so; else a StorageError naming the last
+    failure."""
     errors: list[StorageError | IntegrityError] = []
     for source in sources:
         try:
@@ -27,6 +28,8 @@ def first_answer(sources: Iterable[S], call: Callable[[S], T], *, what: str, loc
     lied = next((e for e in errors if isinstance(e, IntegrityError)), None)
     if lied is not None:
         raise lied
+    if all(isinstance(e, FetchRefusedError) for e in errors):
+        raise errors[0]
     if all(isinstance(e, NotFoundError) for e in errors):
         raise NotFoundError(locator) if locator else errors[-1]
     failed = next(e for e in reversed(errors) if not isinstance(e, NotFoundError))

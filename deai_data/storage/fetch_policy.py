@@ -145,7 +145,7 @@ def _vetted_connection(conn: HTTPConnection) -> socket.socket:
                                      socket_options=conn.socket_options)
         except OSError as exc:
             last = exc
-    raise urllib3_connection.NewConnectionError(conn, f"Failed to establish a new connection: {last}")
+    raise urllib3_connection.NewConnectionError(conn, f"Failed to establish a new connection: {last}") from last
 
 
 class _VettedHTTPConnection(HTTPConnection):

@@ -19,7 +19,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from ..errors import FetchRefusedError, LimitError, NotFoundError, StorageError
+from ..errors import FetchRefusedError, LimitError, NotFoundError, StorageError, network_reason
 from ..formats import limits
 from ..formats.canonical import nesting_depth
 from . import fetch_policy
@@ -125,7 +125,7 @@ class HttpStore:
                 refused = _refusal(exc)
                 if refused is not None:
                     raise refused from None
-                last = f"{type(exc).__name__}: {_short(exc)}"
+                last = network_reason(exc)
                 continue
             if response.status_code == 404:
                 response.close()

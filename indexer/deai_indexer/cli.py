@@ -29,6 +29,8 @@ def _indexer(args: argparse.Namespace) -> Indexer:
         raise DeaiError("the chain and the market are needed", hint="pass --rpc and --market (or set "
                                                                      "DEAI_RPC_URL and DEAI_MARKET)")
     confirmations = None if args.finality == "tag" else args.confirmations
+    if not hasattr(args, "chunk"):  # `status` reads the chain and the checkpoint only
+        return Indexer(rpc, market, args.root, confirmations=confirmations)
     if args.allow_private_networks or args.allow_local_files:
         base = fetch_policy.configured()
         fetch_policy.configure(replace(base, private_networks=base.private_networks or args.allow_private_networks,
@@ -83,17 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str, func: Callable[[argparse.Namespace], int], *,
-                chain: bool = True) -> argparse.ArgumentParser:
+                chain: bool = True, indexing: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--root", type=Path, default=Path("deai-index"), help="index folder (default ./deai-index)")
         p.add_argument("--json", action="store_true", help="print JSON")
         if chain:
             p.add_argument("--rpc", help="JSON-RPC URL (default $DEAI_RPC_URL)")
             p.add_argument("--market", help="DataMarket address (default $DEAI_MARKET)")
-            p.add_argument("--confirmations", type=int, default=12, help="blocks below head - N are final")
+            p.add_argument("--confirmations", type=int, default=12,
+                           help="blocks below head - N are final (default 12)")
             p.add_argument("--finality", choices=("depth", "tag"), default="depth",
-                           help="finality from --confirmations, or the node's `finalized` tag")
-            p.add_argument("--chunk", type=int, default=2000, help="first getLogs range in blocks (adapts)")
+                           help="finality from --confirmations, or the node's `finalized` tag (default depth)")
+        if chain and indexing:
+            p.add_argument("--chunk", type=int, default=2000,
+                           help="first getLogs range in blocks (adapts; default 2000)")
             p.add_argument("--no-enrich", action="store_true", help="do not fetch manifests")
             p.add_argument("--allow-private-networks", action="store_true",
                            help="let registered manifest URIs reach loopback and private addresses (default: "
@@ -106,11 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("run", "index to the head, then follow it", cmd_run)
-    p.add_argument("--poll", type=float, default=2.0, help="seconds between polls")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between polls (default 2)")
     p = command("backfill", "index blocks FROM..TO (inclusive) and stop", cmd_backfill)
     p.add_argument("from_block", type=int)
     p.add_argument("to_block", type=int, nargs="?", help="default: the head")
-    command("status", "head, indexed, finalized and lag", cmd_status)
+    command("status", "head, indexed, finalized and lag", cmd_status, indexing=False)
     command("rebuild", "recreate the DuckDB catalog from the Parquet files only", cmd_rebuild, chain=False)
     return parser
 

@@ -16,7 +16,7 @@ from typing import Any
 import requests
 import urllib3
 
-from deai_data import ChainError
+from deai_data import ChainError, network_reason
 
 _dumps: Callable[[Any], bytes]
 _loads: Callable[[bytes], Any]
@@ -133,7 +133,7 @@ class RpcClient:
                     return _loads(response.raw.read(decode_content=True))
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                     urllib3.exceptions.HTTPError, ValueError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                problem = network_reason(exc)
             except requests.HTTPError as exc:
                 raise ChainError(f"{self.url}: {exc}") from exc
             if attempt == self.retries:

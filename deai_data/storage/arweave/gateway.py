@@ -40,12 +40,12 @@ class GatewayClient:
     """The Arweave HTTP API over one or more gateways (base URLs), tried in order."""
 
     def __init__(self, gateways: str | Sequence[str] = DEFAULT_GATEWAY, *, timeout: float = 30.0,
-                 retries: int = 4, backoff: float = 0.25) -> None:
+                 retries: int = 4, backoff: float = 0.25, http: HttpStore | None = None) -> None:
         urls = [gateways] if isinstance(gateways, str) else list(gateways)
         if not urls:
             raise StorageError("no Arweave gateway given", hint="pass at least one gateway URL")
         self.gateways = [u.rstrip("/") for u in urls]
-        self.http = HttpStore(timeout=timeout, retries=retries, backoff=backoff)
+        self.http = http or HttpStore(timeout=timeout, retries=retries, backoff=backoff)  # injectable client
 
     def __repr__(self) -> str:
         return f"GatewayClient({self.gateways})"

@@ -38,14 +38,15 @@ def cid_of(locator: str) -> CID:
 
 class IpfsStore(PutFileByReading):
     """Store on IPFS: `api` is a node's RPC URL (needed to write; also a read fallback), `gateways`
-    trustless gateways tried first for reads, in order."""
+    trustless gateways tried first for reads, in order. `http` is the HTTP client to use (its retries,
+    timeouts and session; a new `HttpStore` by default), as httpx injects a transport."""
 
     schemes: tuple[str, ...] = ("ipfs",)
 
     def __init__(self, api: str | None = None, gateways: Sequence[str] = (), *, chunk_size: int = CHUNK_SIZE,
                  fetch_threads: int = 8, timeout: float = 30.0, retries: int = 3, backoff: float = 0.25,
-                 block_timeout: str = "10s") -> None:
-        self.http = HttpStore(timeout=timeout, retries=retries, backoff=backoff)
+                 block_timeout: str = "10s", http: HttpStore | None = None) -> None:
+        self.http = http or HttpStore(timeout=timeout, retries=retries, backoff=backoff)  # injectable client
         self.node = KuboClient(api, http=self.http, block_timeout=block_timeout) if api else None
         self.gateways = [g.rstrip("/") for g in gateways]
         if self.node is None and not self.gateways:
