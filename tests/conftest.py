@@ -115,7 +115,31 @@ def funded_wallet(arlocal):
     return wallet
 
 
-SERVICE_FIXTURES = {"anvil", "w3", "arlocal", "ipfs_node", "funded_wallet"}
+@pytest.fixture(scope="session")
+def s3_server():
+    """One real S3 API server (moto's standalone server, loopback) for the whole session."""
+    from s3_services import MotoS3
+    server = MotoS3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """The S3 server as this process's `s3://` endpoint (credentials and DEAI_S3_ENDPOINT in the environment),
+    with a fresh shared reader for `s3://` locators."""
+    from s3_services import CREDENTIALS
+
+    from deai_data.storage import register_store
+    from deai_data.storage.s3 import reader_from_env
+    for name, value in {**CREDENTIALS, "DEAI_S3_ENDPOINT": s3_server.endpoint}.items():
+        monkeypatch.setenv(name, value)
+    register_store("s3", reader_from_env, replace=True)
+    yield s3_server
+    register_store("s3", reader_from_env, replace=True)
+
+
+SERVICE_FIXTURES = {"anvil", "w3", "arlocal", "ipfs_node", "funded_wallet", "s3_server", "s3"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     from .arweave import ArweaveStore
     from .filecoin import PieceStore
     from .ipfs import IpfsStore
+    from .s3 import S3Store
 
-_NETWORK = {"ArweaveStore": ".arweave", "IpfsStore": ".ipfs", "PieceStore": ".filecoin"}
+_NETWORK = {"ArweaveStore": ".arweave", "IpfsStore": ".ipfs", "PieceStore": ".filecoin", "S3Store": ".s3"}
 
 
 def __getattr__(name: str) -> Any:
@@ -34,6 +35,7 @@ __all__ = [
     "ObjectStat",
     "PieceStore",
     "ReadsInto",
+    "S3Store",
     "ShardCache",
     "Store",
     "StoreReader",

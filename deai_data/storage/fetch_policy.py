@@ -24,7 +24,7 @@ from urllib3.util.connection import create_connection
 from ..errors import FetchRefusedError
 from .base import parse_uri
 
-NETWORK_SCHEMES = frozenset({"http", "https", "ar", "ipfs", "piece"})
+NETWORK_SCHEMES = frozenset({"http", "https", "ar", "ipfs", "piece", "s3"})  # s3: the reader's own endpoint
 ALLOW_ENV = "DEAI_FETCH_ALLOW"
 
 

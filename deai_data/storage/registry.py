@@ -75,7 +75,7 @@ def open_store(target: str | Path | Store) -> Store:
     if writer is not None:
         return writer(text)
     raise UnsupportedLocatorError(f"cannot open {text!r} as a writable store", locator=text,
-                                  hint="pass a directory, a file:// URI, an ar://, ipfs:// or piece:// URI, "
+                                  hint="pass a directory, a file:// URI, an ar://, ipfs://, piece:// or s3:// URI, "
                                        "or a Store instance")
 
 
@@ -106,6 +106,6 @@ def _on_first_use(module: str, name: str) -> Callable[..., Store]:
 
 
 for _scheme, _module, _store in (("ar", ".arweave.store", "ArweaveStore"), ("ipfs", ".ipfs.store", "IpfsStore"),
-                                 ("piece", ".filecoin.store", "PieceStore")):
+                                 ("piece", ".filecoin.store", "PieceStore"), ("s3", ".s3", "S3Store")):
     register_store(_scheme, _on_first_use(_module, "reader_from_env"),
                    writer=_on_first_use(_module, f"{_store}.from_uri"))
