@@ -8,6 +8,7 @@ import copy
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -345,6 +346,21 @@ def test_catalog_api_and_cli(w3, node, tmp_path):
     with Catalog(root) as cat:
         assert cat.sql("SELECT count(*) AS n FROM purchases").to_pylist()[0]["n"] == 200
         assert cat.top_datasets(3).to_pylist() == top
+        assert not cat.sql("SELECT sql FROM duckdb_views() WHERE contains(sql, $1)", [str(tmp_path)]).num_rows
+
+    # The folder moves (or is copied to another machine) and opens as it is, from any working directory.
+    moved = tmp_path / "elsewhere" / "copied-index"
+    moved.parent.mkdir()
+    shutil.copytree(root, moved)
+    here = os.getcwd()
+    try:
+        os.chdir(tmp_path / "elsewhere")
+        with Catalog(moved) as cat:
+            assert cat.sql("SELECT count(*) AS n FROM purchases").to_pylist()[0]["n"] == 200
+            assert cat.top_datasets(3).to_pylist() == top
+            assert cat.sql("SELECT count(*) AS n FROM raw.purchased").to_pylist()[0]["n"] == 200
+    finally:
+        os.chdir(here)
 
     # An index built for the first market contract (state version 1: other events, other columns) is refused
     # with what to do, and left as it was: never mixed with the current market's rows.

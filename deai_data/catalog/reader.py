@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import CatalogError
-from .schema import CATALOG_FILE, DEFAULT_ROOT
+from .schema import CATALOG_FILE, DEFAULT_ROOT, connect
 
 
 def _resolve(path: str | Path | None) -> Path:
@@ -37,7 +37,7 @@ class Catalog:
         self.path = _resolve(path)
         for attempt in range(attempts):  # the indexer holds the file briefly while it refreshes views
             try:
-                self._con = duckdb.connect(str(self.path), read_only=True)
+                self._con = connect(self.path, read_only=True)
                 break
             except duckdb.IOException as exc:
                 if attempt == attempts - 1:

@@ -5,9 +5,11 @@ The raw views (`raw.<event>`) follow the market's ABI (deai_indexer.events)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CATALOG_FILE = "catalog.duckdb"
 DEFAULT_ROOT = "deai-index"  # the index folder `Catalog()` opens when given none (or DEAI_CATALOG)
+STATE_FILE = "state.json"  # the indexer's checkpoint, in the index folder
 
 
 def catalog_path(root: str | Path) -> Path:
@@ -15,7 +17,22 @@ def catalog_path(root: str | Path) -> Path:
     return Path(root) / CATALOG_FILE
 
 
-# Views: always current (they read the Parquet files at query time). `{state}` is the checkpoint's path.
+def connect(path: str | Path, *, read_only: bool) -> Any:
+    """A DuckDB connection to the catalog file `path` that finds the files its views name. The views name
+    them relative to the index folder (the catalog moves with its folder: nothing inside names where it
+    was built), so the folder becomes DuckDB's `file_search_path`, before the working directory (where an
+    analyst's own `read_parquet('deai-index/...')` looks). Another DuckDB client does the same:
+    `SET file_search_path = '/path/to/index'`, or runs in that folder."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=read_only)
+    folder = str(Path(path).resolve().parent).replace("'", "''")
+    con.execute(f"SET file_search_path = '{folder},.'")
+    return con
+
+
+# Views: always current (they read the Parquet files at query time). `{state}` is the checkpoint's path,
+# relative to the index folder like every path in the views.
 VIEWS = """
 CREATE OR REPLACE VIEW indexer_state AS
     SELECT chain_id, market, start_block, next_block - 1 AS indexed_block, finalized_block, head_block

@@ -96,7 +96,7 @@ class Indexer:
 
     @property
     def state_path(self) -> Path:
-        return self.root / "state.json"
+        return self.root / catalog_schema.STATE_FILE
 
     def _load_state(self) -> dict[str, Any]:
         if self.state_path.is_file():
