@@ -64,6 +64,7 @@ def test_flip_a_byte_anywhere_in_any_shard(published, keystore):
     assert read_everything(published.manifest_uri, keystore).num_rows == 3000
 
 
+@pytest.mark.slow  # exhaustive (about 11 s): `make test` runs it, `make test-fast` does not
 @pytest.mark.parametrize("verify", ["full", "sha256", "aead"])
 def test_every_flip_drop_and_swap_at_every_position_is_caught(store_dir, keystore, verify):
     """A small shard altered at each of its byte positions (one bit flipped; the byte dropped; the byte
