@@ -6,6 +6,7 @@ import {TestToken} from "./helpers/Tokens.sol";
 import {DataMarket} from "../src/DataMarket.sol";
 import {IDataMarket} from "../src/IDataMarket.sol";
 import {KeyDelivery} from "../src/libraries/KeyDelivery.sol";
+import {DeliveryBuilder} from "./helpers/DeliveryBuilder.sol";
 
 /// @notice Drives the market with random sequences of every action from a fixed set of actors, honest and
 /// dishonest deliveries, disputes, settlements, refunds and transfers, and tries the forbidden ones (stranger
@@ -116,29 +117,7 @@ contract MarketHandler {
         private
         returns (bytes32 keyHash, IDataMarket.DisputeProof memory proof)
     {
-        Vm.Wallet memory buyerKey = vm.createWallet(b);
-        Vm.Wallet memory eph = vm.createWallet(r);
-        Vm.Wallet memory shared = vm.createWallet(mulmod(r, b, N));
-        keyHash = keccak256(abi.encodePacked(buyerKey.publicKeyX, buyerKey.publicKeyY));
-        bytes32 pad = sha256(
-            abi.encode(
-                bytes32("deai-data/v2/key-delivery"),
-                block.chainid,
-                address(market),
-                pid,
-                keyHash,
-                eph.publicKeyX,
-                shared.publicKeyX
-            )
-        );
-        proof = IDataMarket.DisputeProof(
-            bytes32(buyerKey.publicKeyX),
-            bytes32(buyerKey.publicKeyY),
-            IDataMarket.Delivery(bytes32(eph.publicKeyX), bytes32(eph.publicKeyY), key ^ pad),
-            bytes32(b),
-            bytes32(shared.publicKeyX),
-            bytes32(shared.publicKeyY)
-        );
+        return DeliveryBuilder.build(address(market), pid, b, r, key);
     }
 
     function deliver(uint256 purchaseSeed, bool honest, bool asAgent, uint256 ephemeralSeed) external {

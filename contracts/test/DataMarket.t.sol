@@ -9,6 +9,7 @@ import {DataMarket} from "../src/DataMarket.sol";
 import {IDataMarket} from "../src/IDataMarket.sol";
 import {KeyDelivery} from "../src/libraries/KeyDelivery.sol";
 import {MerkleBuilder} from "./helpers/MerkleBuilder.sol";
+import {DeliveryBuilder} from "./helpers/DeliveryBuilder.sol";
 
 /// @notice Shared fixture: a market with a 2.5 % fee, an owner (also the author), a buyer with a one-time
 /// key, an agent and a stranger; helpers that build honest and dishonest deliveries with real curve points.
@@ -96,36 +97,14 @@ abstract contract MarketFixture is Test {
         pid = market.purchase{value: PRICE}(id, x, y, PRICE);
     }
 
-    /// @dev The delivery of `key` for purchase `pid` to the buyer key b*G with ephemeral secret r, computed
-    /// here from first principles (the points from forge's own secp256k1), and the buyer's dispute proof.
+    /// @dev The delivery of `key` for purchase `pid` to the buyer key b*G with ephemeral secret r, built from
+    /// first principles by DeliveryBuilder (forge's own secp256k1 points), and the buyer's dispute proof.
     function _deliver(uint256 pid, uint256 b, uint256 r, bytes32 key)
         internal
         returns (bytes32 keyHash, IDataMarket.Delivery memory d, IDataMarket.DisputeProof memory proof)
     {
-        Vm.Wallet memory buyerKey = vm.createWallet(b);
-        Vm.Wallet memory ephemeral = vm.createWallet(r);
-        Vm.Wallet memory shared = vm.createWallet(mulmod(r, b, N));
-        keyHash = keccak256(abi.encodePacked(buyerKey.publicKeyX, buyerKey.publicKeyY));
-        bytes32 pad = sha256(
-            abi.encode(
-                bytes32("deai-data/v2/key-delivery"),
-                block.chainid,
-                address(market),
-                pid,
-                keyHash,
-                ephemeral.publicKeyX,
-                shared.publicKeyX
-            )
-        );
-        d = IDataMarket.Delivery(bytes32(ephemeral.publicKeyX), bytes32(ephemeral.publicKeyY), key ^ pad);
-        proof = IDataMarket.DisputeProof(
-            bytes32(buyerKey.publicKeyX),
-            bytes32(buyerKey.publicKeyY),
-            d,
-            bytes32(b),
-            bytes32(shared.publicKeyX),
-            bytes32(shared.publicKeyY)
-        );
+        (keyHash, proof) = DeliveryBuilder.build(address(market), pid, b, r, key);
+        d = proof.delivery;
     }
 
     function _deliverAs(address who, uint256 pid, bytes32 key) internal returns (IDataMarket.DisputeProof memory p) {

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import ParseResult, urlparse
 
-from ..errors import StorageError, UsageError
+from ..errors import NotFoundError, StorageError, UsageError
 
 Buffer = bytes | bytearray | memoryview
 
@@ -78,6 +78,20 @@ class Located(Protocol):
 
     @property
     def uri(self) -> str: ...
+
+
+class ExistsByStat:
+    """`exists` for stores whose `stat` raises NotFoundError for a missing object (and costs no download)."""
+
+    def stat(self, locator: str) -> ObjectStat:
+        raise NotImplementedError
+
+    def exists(self, locator: str) -> bool:
+        try:
+            self.stat(locator)
+        except NotFoundError:
+            return False
+        return True
 
 
 class PutFileByReading:

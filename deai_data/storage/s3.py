@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from ..errors import LimitError, NotFoundError, StorageError, UsageError
 from ..formats import limits
-from .base import Buffer, ObjectStat, check_range, content_path, parse_uri
+from .base import Buffer, ExistsByStat, ObjectStat, check_range, content_path, parse_uri
 from .store_uri import StoreQuery
 
 MiB = 1 << 20
@@ -65,7 +65,7 @@ class _ViewReader(io.RawIOBase):
         return len(chunk)
 
 
-class S3Store:
+class S3Store(ExistsByStat):
     """Store in an S3 bucket under `prefix`; reads any `s3://BUCKET/KEY` locator through the same endpoint.
 
     `endpoint` is the service URL (None: AWS, or DEAI_S3_ENDPOINT / boto3's own AWS_ENDPOINT_URL);
@@ -212,13 +212,6 @@ class S3Store:
             raise StorageError(f"S3: reading the body failed: {exc}", locator=locator) from None
         finally:
             body.close()
-
-    def exists(self, locator: str) -> bool:
-        try:
-            self.stat(locator)
-        except NotFoundError:
-            return False
-        return True
 
     def stat(self, locator: str) -> ObjectStat:
         bucket, key = split_locator(locator)

@@ -17,7 +17,7 @@ from pathlib import Path
 from ...errors import IntegrityError, NotFoundError, StorageError
 from ...home import deai_home
 from ...version import __version__
-from ..base import Buffer, ObjectStat, PutFileByReading, check_range, parse_uri
+from ..base import Buffer, ExistsByStat, ObjectStat, PutFileByReading, check_range, parse_uri
 from ..store_uri import StoreQuery, env_list
 from .ans104 import BUNDLE_TAGS, DataItem, build_bundle, sign_data_item
 from .gateway import DEFAULT_GATEWAY, GatewayClient, TxStatus
@@ -59,7 +59,7 @@ class ArweaveObject:
         return f"ar://{self.id}"
 
 
-class ArweaveStore(PutFileByReading):
+class ArweaveStore(ExistsByStat, PutFileByReading):
     """Store on Arweave through one or more gateways (failover in order).
 
     `wallet` pays for uploads (not needed to read). `chunk_concurrency` chunks are sent at once (use 1
@@ -271,13 +271,6 @@ class ArweaveStore(PutFileByReading):
     def verified_get(self, locator: str) -> bytes:
         """A transaction's whole data, every chunk proven against its signed `data_root`."""
         return self.gateway.verified_data(tx_id_of(locator))
-
-    def exists(self, locator: str) -> bool:
-        try:
-            self.stat(locator)
-        except NotFoundError:
-            return False
-        return True
 
     def stat(self, locator: str) -> ObjectStat:
         tx_id = tx_id_of(locator)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from ...errors import IntegrityError, LimitError, NotFoundError, StorageError
-from ..base import Buffer, ObjectStat, PutFileByReading, check_range, parse_uri
+from ..base import Buffer, ExistsByStat, ObjectStat, PutFileByReading, check_range, parse_uri
 from ..failover import first_answer
 from ..http import HttpStore
 from ..store_uri import StoreQuery, env_list
@@ -36,7 +36,7 @@ def cid_of(locator: str) -> CID:
         raise StorageError(f"not an IPFS locator: {exc}", locator=locator) from None
 
 
-class IpfsStore(PutFileByReading):
+class IpfsStore(ExistsByStat, PutFileByReading):
     """Store on IPFS: `api` is a node's RPC URL (needed to write; also a read fallback), `gateways`
     trustless gateways tried first for reads, in order. `http` is the HTTP client to use (its retries,
     timeouts and session; a new `HttpStore` by default), as httpx injects a transport."""
@@ -205,13 +205,6 @@ class IpfsStore(PutFileByReading):
             raise IntegrityError(f"CAR for {root} lacks {len(missing)} linked blocks, e.g. {next(iter(missing))}",
                                  locator=gateway)
         return b"".join(_file_bytes(root, found))
-
-    def exists(self, locator: str) -> bool:
-        try:
-            self.stat(locator)
-        except NotFoundError:
-            return False
-        return True
 
     def stat(self, locator: str) -> ObjectStat:
         return ObjectStat(locator, self.size(cid_of(locator)))
