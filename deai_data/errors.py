@@ -5,6 +5,8 @@ Each error names what failed (dataset, shard, segment, locator, field) and says 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class DeaiError(Exception):
     """Base class of every error raised by deai-data."""
@@ -185,19 +187,26 @@ class LimitError(DeaiError):
                          "genuine, raise the limit with deai_data.formats.limits.configure(...)")
 
 
-def network_reason(exc: BaseException) -> str:
-    """What went wrong on the network, in a few words ("connection refused", "timed out", "name or service not
-    known"), dug out of the layers an HTTP library wraps around it; else the exception's first 200 characters."""
+def nested_exceptions(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception wrapped inside it (causes, contexts, and the `reason` or arguments HTTP libraries
+    wrap theirs in), outermost first, each once."""
     pending, seen = [exc], set()
     while pending:
         error = pending.pop(0)
         if id(error) in seen:
             continue
         seen.add(id(error))
+        yield error
+        nested = [getattr(error, "reason", None), error.__cause__, error.__context__, *error.args]
+        pending += [n for n in nested if isinstance(n, BaseException)]
+
+
+def network_reason(exc: BaseException) -> str:
+    """What went wrong on the network, in a few words ("connection refused", "timed out", "name or service not
+    known"), dug out of the layers an HTTP library wraps around it; else the exception's first 200 characters."""
+    for error in nested_exceptions(exc):
         if isinstance(error, TimeoutError) or type(error).__name__ in ("ReadTimeoutError", "ConnectTimeoutError"):
             return "timed out"
         if isinstance(error, OSError) and error.strerror:
             return error.strerror.lower()
-        nested = [getattr(error, "reason", None), error.__cause__, error.__context__, *error.args]
-        pending += [n for n in nested if isinstance(n, BaseException)]
     return f"{type(exc).__name__}: {str(exc)[:200]}"

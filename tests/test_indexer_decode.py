@@ -80,3 +80,20 @@ def test_values_too_large_for_their_column_still_fail_loudly():
             assert not isinstance(exc, AssertionError)
         else:
             raise AssertionError(f"{field}={value} decoded without an error")
+
+
+def test_a_bool_word_other_than_0_or_1_fails_loudly():
+    """The ABI allows a bool word to be 0 or 1 only: a hostile node's `...02` is not read as False."""
+    spec = SPECS["SalesPaused"]
+    row = {"dataset_id": 7, "owner": "0x" + "22" * 20, "paused": True}
+    good = raw_log(spec, row)
+    assert spec.decode([good], {}).column("paused").to_pylist() == [True]
+    word = 2 + 64 * [n for n, _ in spec.data].index("paused")
+    for bad_word in ("0" * 63 + "2", "1" + "0" * 62 + "1"):
+        bad = {**good, "data": good["data"][:word] + bad_word + good["data"][word + 64:]}
+        try:
+            spec.decode([bad], {})
+        except Exception as exc:  # the per-value path's ValueError; the indexer quarantines that log alone
+            assert not isinstance(exc, AssertionError)
+        else:
+            raise AssertionError(f"bool word {bad_word} decoded without an error")

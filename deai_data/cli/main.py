@@ -13,7 +13,6 @@ import argparse
 import getpass
 import json
 import os
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from ..dataset.publish import PublishProgress, publish
 from ..dataset.reader import Dataset, fetch_manifest, open_dataset
 from ..dataset.sources import folder, parquet, read_source
 from ..errors import DeaiError, KeystoreError
+from ..formats.manifest import is_hex_digest
 from ..formats.shard import DEFAULT_SHARD_SIZE
 from ..version import __version__
 from .arweave import add_arweave_commands
@@ -102,7 +102,7 @@ def key_value(text: str) -> tuple[str, str]:
 
 def manifest_hash_arg(text: str) -> str:
     """argparse type for a manifest hash: 64 hex digits (a usage error, not an integrity failure, otherwise)."""
-    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+    if not is_hex_digest(text.lower()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a manifest hash (64 hex digits, as `publish` prints)")
     return text.lower()
 
@@ -110,7 +110,7 @@ def manifest_hash_arg(text: str) -> str:
 def manifest_arg(text: str) -> str:
     """argparse type for a manifest URI or path; a bare manifest hash (as `keys list` prints) is a usage error
     that says what to pass instead."""
-    if re.fullmatch(r"[0-9a-fA-F]{64}", text) and not Path(text).exists():
+    if is_hex_digest(text.lower()) and not Path(text).exists():
         raise argparse.ArgumentTypeError(
             f"{text[:12]}... is a manifest hash, not a manifest URI or path: pass the URI `publish` printed (for "
             f"a local store: file://STORE/objects/sha256/{text[:2].lower()}/{text.lower()}), and the hash as "

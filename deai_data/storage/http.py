@@ -19,7 +19,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from ..errors import FetchRefusedError, LimitError, NotFoundError, StorageError, network_reason
+from ..errors import FetchRefusedError, LimitError, NotFoundError, StorageError, nested_exceptions, network_reason
 from ..formats import limits
 from ..formats.canonical import nesting_depth
 from . import fetch_policy
@@ -325,12 +325,4 @@ def _short(exc: BaseException) -> str:
 
 def _refusal(exc: BaseException) -> FetchRefusedError | None:
     """The fetch policy's refusal inside a requests connection error, if that is what it is."""
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return None
-        if isinstance(seen, FetchRefusedError):
-            return seen
-        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
-        seen = nested or getattr(seen, "reason", None) or seen.__context__
-    return None
+    return next((e for e in nested_exceptions(exc) if isinstance(e, FetchRefusedError)), None)

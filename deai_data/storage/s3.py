@@ -197,9 +197,7 @@ class S3Store(ExistsByStat):
             raise
         body = response["Body"]
         try:
-            length = int(response.get("ContentLength", 0))
-            first = int(response.get("ContentRange", f"bytes {start}-").split(" ", 1)[1].split("-", 1)[0]) \
-                if response.get("ContentRange") else 0
+            length, first = int(response.get("ContentLength", 0)), _served_from(response)
             if first < start:  # the whole object came back: skip to `start` without keeping it
                 _discard(body, start - first)
                 length -= start - first
@@ -235,6 +233,13 @@ class S3Store(ExistsByStat):
         except (BotoCoreError, ValueError) as exc:  # connection, timeout, credentials, malformed answers
             raise StorageError(f"S3: {exc}", locator=locator,
                                hint=f"check the endpoint ({self.endpoint or 'AWS'}) and the credentials") from None
+
+
+def _served_from(response: dict[str, Any]) -> int:
+    """Where the body starts in the object: the first byte of its Content-Range (`bytes a-b/n`), or 0 when the
+    server sent the whole object."""
+    served = response.get("ContentRange")
+    return int(served.split(" ", 1)[1].split("-", 1)[0]) if served else 0
 
 
 def _discard(body: Any, count: int) -> None:

@@ -39,9 +39,7 @@ class Blobs(Sequence[memoryview]):
     @classmethod
     def of(cls, items: Sequence[Any]) -> Blobs:
         """Blobs over bytes-like items, copied into one buffer (shared memory inside a DataLoader worker)."""
-        sizes = np.fromiter((memoryview(v).nbytes for v in items), np.int64, len(items))
-        bounds = np.zeros(len(items) + 1, np.int64)
-        np.cumsum(sizes, out=bounds[1:])
+        bounds = _bounds(np.fromiter((memoryview(v).nbytes for v in items), np.int64, len(items)))
         total = int(bounds[-1])
         buffer: Buffer
         if get_worker_info() is not None and total >= INLINE_BYTES:
@@ -50,8 +48,7 @@ class Blobs(Sequence[memoryview]):
         else:
             out = np.empty(total, np.uint8)
             buffer = out.data
-        for item, start, end in zip(items, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            out[start:end] = np.frombuffer(item, np.uint8)
+        _copy_into(out, items, bounds)
         blobs = cls([buffer], np.zeros(len(items), np.int64), bounds[:-1], bounds[1:])
         if isinstance(buffer, SharedBuffer):
             shared.arena().give_back(buffer)  # the lease `blobs` holds keeps it until it has been sent
@@ -117,12 +114,9 @@ class Blobs(Sequence[memoryview]):
 
     def pin_memory(self, device: Any = None) -> Blobs:
         """For DataLoader(pin_memory=True): the values copied into pinned memory."""
-        bounds = np.zeros(len(self) + 1, np.int64)
-        np.cumsum(self.ends - self.starts, out=bounds[1:])
-        pinned = torch.empty(int(bounds[-1]), dtype=torch.uint8).pin_memory(device)
-        out = pinned.numpy()
-        for value, start, end in zip(self, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            out[start:end] = np.frombuffer(value, np.uint8)
+        bounds = _bounds(self.ends - self.starts)
+        out = torch.empty(int(bounds[-1]), dtype=torch.uint8).pin_memory(device).numpy()
+        _copy_into(out, self, bounds)
         return Blobs([out.data], np.zeros(len(self), np.int64), bounds[:-1], bounds[1:])
 
     def as_tensor(self) -> torch.Tensor:
@@ -163,9 +157,20 @@ def _received(travelling: list[tuple[shared.Key, torch.Tensor | None, int, list[
     return Blobs([shared.received(*sent).data for sent in travelling], which, starts, ends)
 
 
-def _from_bytes(data: bytes, sizes: np.ndarray) -> Blobs:
+def _bounds(sizes: np.ndarray) -> np.ndarray:
+    """Where values of these sizes start and end packed one after another: [0, s0, s0 + s1, ...]."""
     bounds = np.zeros(len(sizes) + 1, np.int64)
     np.cumsum(sizes, out=bounds[1:])
+    return bounds
+
+
+def _copy_into(out: np.ndarray, values: Any, bounds: np.ndarray) -> None:
+    for value, start, end in zip(values, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        out[start:end] = np.frombuffer(value, np.uint8)
+
+
+def _from_bytes(data: bytes, sizes: np.ndarray) -> Blobs:
+    bounds = _bounds(sizes)
     return Blobs([memoryview(data)], np.zeros(len(sizes), np.int64), bounds[:-1], bounds[1:])
 
 

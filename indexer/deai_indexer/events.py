@@ -71,7 +71,10 @@ def _words(hexes: list[str], abi_type: str, at: int) -> list[Any]:
     if abi_type == "bytes32":
         return [h[at:end].lower() for h in hexes]
     if abi_type == "bool":
-        return [h[end - 1] == "1" for h in hexes]
+        words = [int(h[at:end], 16) for h in hexes]
+        if any(w > 1 for w in words):
+            raise ValueError("a bool word is neither 0 nor 1")
+        return [w == 1 for w in words]
     if abi_type.startswith("uint"):
         return [int(h[at:end], 16) for h in hexes]
     raise ValueError(f"not a static ABI type: {abi_type}")

@@ -79,5 +79,10 @@ def decimal_column(matrix: np.ndarray, at: int) -> pa.Array | None:
     return pa.Array.from_buffers(pa.decimal128(38, 0), len(matrix), [None, pa.py_buffer(halves)])
 
 
-def bool_column(matrix: np.ndarray, at: int) -> pa.Array:
-    return pa.array(matrix[:, at + 63] == ord("1"), pa.bool_())
+def bool_column(matrix: np.ndarray, at: int) -> pa.Array | None:
+    """The word at `at` of every row as bool; None unless every word is exactly 0 or 1 (the per-value decoder
+    then judges the others, as the ABI requires)."""
+    last = matrix[:, at + 63]
+    if not _zeros(matrix, at, at + 63) or not ((last == ord("0")) | (last == ord("1"))).all():
+        return None
+    return pa.array(last == ord("1"), pa.bool_())
