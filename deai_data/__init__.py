@@ -5,6 +5,7 @@ The public API is re-exported here; everything else is private by convention.
 
 from typing import TYPE_CHECKING, Any
 
+from .catalog import mirror as catalog_mirror
 from .catalog import schema as catalog_schema
 from .cli.entry import run_command
 from .crypto.keystore import Keystore
@@ -91,6 +92,7 @@ __all__ = [
     "UnsupportedLocatorError",
     "UsageError",
     "VerifyReport",
+    "catalog_mirror",
     "catalog_schema",
     "connect",
     "fetch_manifest",

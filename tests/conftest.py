@@ -139,7 +139,7 @@ def s3(s3_server, monkeypatch):
     register_store("s3", reader_from_env, replace=True)
 
 
-SERVICE_FIXTURES = {"anvil", "w3", "arlocal", "ipfs_node", "funded_wallet", "s3_server", "s3"}
+SERVICE_FIXTURES = {"anvil", "w3", "arlocal", "ipfs_node", "funded_wallet", "s3_server", "s3", "ray_cluster"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -148,3 +148,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.services)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3_server):
+    """A local Ray cluster of two CPUs for the session: started by `ray.init` here, its processes stopped by
+    `ray.shutdown`. Its tasks see the loopback S3 server as their `s3://` endpoint. Yields its address, for drivers
+    in other processes."""
+    import ray
+    from s3_services import CREDENTIALS
+    env = {**CREDENTIALS, "DEAI_S3_ENDPOINT": s3_server.endpoint}
+    ray.init(num_cpus=2, object_store_memory=512 << 20, include_dashboard=False, log_to_driver=False,
+             configure_logging=False, runtime_env={"env_vars": env})
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

@@ -29,7 +29,7 @@ DOCS = [REPO / "README.md", REPO / "examples" / "README.md", *sorted((REPO / "do
 SHELL = {"sh", "bash", "shell", "console"}
 # Tools the docs use that the suite does not run from here (shell built-ins, installers, torchrun);
 # their use is shown, not executed. Add a tool here only when a doc needs it.
-EXTERNAL = {"cd", "export", "pip", "torchrun"}
+EXTERNAL = {"cd", "export", "pip", "ray", "torchrun"}
 MARKER = re.compile(r"<!-- docs-test: run ?([\w-]*) -->\s*$")
 
 

@@ -405,3 +405,49 @@ def test_indexes_the_embedded_chain_and_the_documented_queries_run(tmp_path):
         assert len(statements) >= 5
         for statement in statements:
             cat.sql(statement)
+
+
+def test_catalog_pushed_to_s3_is_queried_from_another_machine(w3, node, tmp_path, s3, monkeypatch):
+    """The indexer copies its folder to an S3 bucket (the loopback S3 server) after every pass; an analyst with
+    nothing but the bucket (another DEAI_HOME, no index folder) opens `Catalog("s3://...")`: the same answers.
+    A second pass moves only what changed; a tampered or hostile copy is refused."""
+    from deai_data import CatalogError, catalog_mirror
+    scenario = Scenario(w3, seed=12)
+    scenario.run(datasets=3, purchases=40, versions=1)
+    root, uri = tmp_path / "index", f"s3://{s3.bucket('analytics')}/catalog"
+    indexer_cli = [sys.executable, "-m", "deai_indexer", "backfill", "0", "--root", str(root), "--rpc", node.url,
+                   "--market", scenario.market.address, "--confirmations", "0", "--push-to", uri]
+    subprocess.run(indexer_cli, capture_output=True, text=True, check=True, env=dict(os.environ))
+    with Catalog(root) as local:
+        expected = local.top_datasets(3).to_pylist()
+
+    monkeypatch.setenv("DEAI_HOME", str(tmp_path / "analyst"))
+    with Catalog(uri) as remote:
+        assert remote.top_datasets(3).to_pylist() == expected
+        assert remote.sql("SELECT count(*) AS n FROM purchases").to_pylist()[0]["n"] == 40
+
+    scenario.run(datasets=1, purchases=10, versions=0)
+    subprocess.run(indexer_cli, capture_output=True, text=True, check=True, env=dict(os.environ))
+    assert catalog_mirror.push(root, uri).copied == 0  # nothing changed since the CLI's push
+    copy_dir = tmp_path / "analyst-copy"
+    first = catalog_mirror.pull(uri, copy_dir)
+    scenario.run(datasets=1, purchases=5, versions=0)
+    Indexer(node.url, scenario.market.address, root, confirmations=0).sync()
+    pushed = catalog_mirror.push(root, uri)
+    pulled = catalog_mirror.pull(uri, copy_dir)
+    assert 0 < pushed.copied < pushed.files and pulled.copied == pushed.copied and first.copied == first.files
+    with Catalog(copy_dir) as remote:
+        assert remote.sql("SELECT count(*) AS n FROM purchases").to_pylist()[0]["n"] == 55
+
+    client, bucket = s3.client(), "analytics"
+    victim = next(k["Key"] for k in client.list_objects_v2(Bucket=bucket, Prefix="catalog/events")["Contents"]
+                  if k["Key"].endswith(".parquet"))
+    client.put_object(Bucket=bucket, Key=victim, Body=b"not the file the listing names")
+    with pytest.raises(CatalogError, match="does not match its listing"):
+        catalog_mirror.pull(uri, tmp_path / "fresh-copy")
+    listing = json.loads(client.get_object(Bucket=bucket, Key="catalog/mirror.json")["Body"].read())
+    listing["files"]["../../outside.txt"] = "0" * 64
+    client.put_object(Bucket=bucket, Key="catalog/mirror.json", Body=json.dumps(listing).encode())
+    with pytest.raises(CatalogError, match="outside its folder"):
+        catalog_mirror.pull(uri, tmp_path / "fresh-copy")
+    assert not (tmp_path / "outside.txt").exists()

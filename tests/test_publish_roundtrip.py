@@ -146,6 +146,27 @@ def test_fresh_publish_of_same_data_gets_a_new_key(table, store_dir, keystore):
     assert first.key != second.key and first.manifest_hash != second.manifest_hash
 
 
+def test_same_rows_key_and_seal_id_give_the_same_manifest_however_batched(table, tmp_path, keystore):
+    """A reproducible publish: the same rows, key, seal id and settings give the same manifest byte for byte,
+    whether the rows come as one batch or as many (a cluster's blocks)."""
+    key, seal_id = bytes(range(32)), bytes(range(32, 64))
+    one = publish(table.combine_chunks(), store=tmp_path / "a", name="r", key=key, seal_id=seal_id,
+                  shard_size=50_000, keystore=keystore, resume=False)
+    many = publish(pa.Table.from_batches(table.to_batches(max_chunksize=37)), store=tmp_path / "a", name="r",
+                   key=key, seal_id=seal_id, shard_size=50_000, keystore=keystore, resume=False)
+    assert len(one.manifest.shards) > 2
+    assert many.manifest.to_bytes() == one.manifest.to_bytes() and many.manifest_hash == one.manifest_hash
+    other_seal = publish(table, store=tmp_path / "c", name="r", key=key, keystore=keystore, resume=False,
+                         shard_size=50_000)
+    assert other_seal.content_root != one.content_root  # without a seal id, a fresh one: another sealing
+
+
+@pytest.mark.parametrize("kw", [{"seal_id": b"short", "key": bytes(32)}, {"seal_id": bytes(32)}])
+def test_bad_seal_id(table, store_dir, keystore, kw):
+    with pytest.raises(PublishError, match="seal_id"):
+        publish(table, store=store_dir, name="bad", keystore=keystore, **kw)
+
+
 @pytest.mark.parametrize("kw", [{"compression": "gzip"}, {"shard_size": 0}, {"segment_size": 10}, {"store": []}])
 def test_bad_parameters(table, store_dir, keystore, kw):
     args = {"store": store_dir, **kw}

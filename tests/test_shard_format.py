@@ -9,7 +9,7 @@ from conftest import sample_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deai_data.formats.shard import cut_into_shards, decode_shard, encode_shard, row_sizes
+from deai_data.formats.shard import cut_into_shards, decode_shard, encode_shard, one_batch, row_sizes
 
 
 def test_row_sizes_follow_offsets():
@@ -41,6 +41,39 @@ def test_record_larger_than_a_shard_gets_its_own_shard():
     assert [sum(b.num_rows for b in s) for s in shards] == [2, 1]
     shards = list(cut_into_shards(table.to_batches(), 20))
     assert [sum(b.num_rows for b in s) for s in shards] == [2, 1]
+
+
+def _mixed_table(n: int) -> pa.Table:
+    """Columns of every kind a size is estimated for: nulls (validity bitmaps), strings, lists, bools,
+    structs, dictionaries, fixed-shape tensors."""
+    rng = np.random.default_rng(n)
+    return pa.table({
+        "i": rng.integers(0, 100, n), "s": [None if i % 7 == 0 else "x" * (i % 13) for i in range(n)],
+        "l": [[1, 2, 3][:i % 4] if i % 5 else None for i in range(n)], "b": [i % 3 == 0 for i in range(n)],
+        "st": [{"a": i, "b": str(i)} for i in range(n)], "d": pa.array(["a", "bb"] * (n // 2)).dictionary_encode(),
+        "t": pa.FixedShapeTensorArray.from_numpy_ndarray(rng.random((n, 2, 3)))})
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 600), st.integers(200, 20000))
+def test_shards_depend_on_the_rows_not_on_their_batching(batch_rows, target):
+    """The cuts and every shard's bytes are the same however the rows arrive batched (a cluster sees the rows
+    as blocks of its own sizes): one batch, or batches of `batch_rows`."""
+    table = _mixed_table(600)
+    whole = [bytes(encode_shard(one_batch(s, table.schema), table.schema))
+             for s in cut_into_shards(table.to_batches(), target)]
+    batched = [bytes(encode_shard(one_batch(s, table.schema), table.schema))
+               for s in cut_into_shards(table.to_batches(max_chunksize=batch_rows), target)]
+    assert batched == whole
+    assert np.array_equal(np.concatenate([row_sizes(b) for b in table.to_batches(max_chunksize=batch_rows)]),
+                          row_sizes(table.to_batches()[0]))
+
+
+def test_one_batch_joins_batches_with_different_dictionaries():
+    first, second = pa.array(["a", "b"]).dictionary_encode(), pa.array(["c", "a"]).dictionary_encode()
+    schema = pa.schema([("d", first.type)])
+    joined = one_batch([pa.record_batch([first], schema=schema), pa.record_batch([second], schema=schema)], schema)
+    assert joined[0].column(0).to_pylist() == ["a", "b", "c", "a"]
 
 
 @pytest.mark.parametrize("compression", [None, "zstd", "lz4"])

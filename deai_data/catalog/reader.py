@@ -5,6 +5,7 @@ Needs DuckDB (the `catalog` extra). The schema is defined in schema.py and docum
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -13,11 +14,16 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import CatalogError
+from ..home import deai_home
+from . import mirror
 from .schema import CATALOG_FILE, DEFAULT_ROOT, connect
 
 
 def _resolve(path: str | Path | None) -> Path:
-    target = Path(path or os.environ.get("DEAI_CATALOG") or DEFAULT_ROOT)
+    where = str(path or os.environ.get("DEAI_CATALOG") or DEFAULT_ROOT)
+    if "://" in where and not where.startswith("file://"):
+        return pulled_copy(where) / CATALOG_FILE
+    target = Path(where.removeprefix("file://"))
     if target.is_dir():
         target = target / CATALOG_FILE
     if not target.is_file():
@@ -26,8 +32,17 @@ def _resolve(path: str | Path | None) -> Path:
     return target
 
 
+def pulled_copy(uri: str) -> Path:
+    """A local copy of the catalog at `uri` (object storage: `deai-indexer push`), brought up to date now; kept
+    under DEAI_HOME/catalogs so that the next open fetches only what changed."""
+    folder = deai_home() / "catalogs" / hashlib.sha256(uri.encode()).hexdigest()[:24]
+    mirror.pull(uri, folder)
+    return folder
+
+
 class Catalog:
-    """A read-only connection to a catalog file (or the index folder holding `catalog.duckdb`)."""
+    """A read-only connection to a catalog: a catalog file, the index folder holding `catalog.duckdb`, or the URI
+    of a copy in object storage (`s3://bucket/prefix`, pulled to a local cache first)."""
 
     def __init__(self, path: str | Path | None = None, *, attempts: int = 20) -> None:
         try:

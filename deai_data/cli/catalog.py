@@ -90,7 +90,8 @@ def add_catalog_commands(command: Callable[[str, str], argparse.ArgumentParser])
 
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
         a = actions.add_parser(name, help=help_text, description=help_text)
-        a.add_argument("--catalog", help="catalog file or index folder (default $DEAI_CATALOG or ./deai-index)")
+        a.add_argument("--catalog", help="catalog file, index folder, or a pushed copy (s3://BUCKET/PREFIX) "
+                       "(default $DEAI_CATALOG or ./deai-index)")
         a.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
         a.add_argument("--out", help="write to this file instead of stdout (needed for parquet)")
         a.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="same as --format json")

@@ -14,7 +14,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 
 from ..crypto.keystore import DATA_KEY, Keystore
 from ..crypto.sealing import DEFAULT_SEGMENT_SIZE
-from ..dataset.publish import PublishProgress, publish
+from ..dataset.publish import PublishProgress, PublishResult, publish
 from ..dataset.reader import Dataset, fetch_manifest, open_dataset
 from ..dataset.sources import folder, parquet, read_source
-from ..errors import DeaiError, KeystoreError
+from ..errors import DeaiError, KeystoreError, UsageError
 from ..formats.manifest import is_hex_digest
 from ..formats.shard import DEFAULT_SHARD_SIZE
 from ..version import __version__
@@ -45,12 +45,16 @@ def _open(args: argparse.Namespace) -> Dataset:
 
 # ---- commands -----------------------------------------------------------------------------------
 def cmd_publish(args: argparse.Namespace) -> int:
-    if args.format == "folder":
-        source = folder(args.source)
-    elif args.format == "parquet":
-        source = parquet(args.source)
+    if args.engine == "ray":
+        source, run = _ray_publishing(args)
     else:
-        source = read_source(args.source)
+        run = publish
+        if args.format == "folder":
+            source = folder(args.source)
+        elif args.format == "parquet":
+            source = parquet(args.source)
+        else:
+            source = read_source(args.source)
     bar = ProgressLine(enabled=False if args.json or args.quiet else None)
 
     def progress(p: PublishProgress) -> None:
@@ -64,7 +68,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         from ..chain import load_account
         author = load_account()
     with bar:
-        result = publish(source, store=args.store, name=args.name or Path(args.source).stem,
+        result = run(source, store=args.store, name=args.name or Path(args.source).stem,
                          description=args.description, license=args.license, metadata=metadata,
                          shard_size=args.shard_size, segment_size=args.segment_size,
                          compression=None if args.compression == "none" else args.compression,
@@ -90,6 +94,23 @@ def cmd_publish(args: argparse.Namespace) -> int:
         "the data key is in the keystore under the manifest hash (deai-data keys list)",
     ])
     return 0
+
+
+def _ray_publishing(args: argparse.Namespace) -> tuple[Any, Callable[..., PublishResult]]:
+    """`--engine ray`: the source as a Ray dataset, and the cluster's publish (connected to `--ray-address`)."""
+    try:
+        import ray
+
+        from .. import ray as deai_ray
+    except ImportError as exc:
+        raise UsageError(f"--engine ray needs Ray: {exc}", hint="pip install 'deai-data[ray]'") from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=args.ray_address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UsageError(f"cannot start or reach the Ray cluster: {exc}",
+                             hint="--ray-address HOST:PORT of a running cluster (`ray start --head`)") from None
+    return deai_ray.ray_source(args.source, args.format), deai_ray.publish
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -301,7 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sign the manifest as its author with the market account (needed to sell it)")
     p.add_argument("--owner", metavar="ADDRESS", help="with --sign: the account to own the listing (default: "
                    "the author)")
-    p.add_argument("--workers", type=int, help="sealing threads (default: min(8, CPUs))")
+    p.add_argument("--workers", type=int, help="sealing threads (default: min(8, CPUs)); with --engine ray, shard "
+                   "tasks at a time (default: the cluster's CPUs)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: pack, seal and store on a Ray cluster (the `ray` extra); the same manifest")
+    p.add_argument("--ray-address", help="with --engine ray: the cluster (default: RAY_ADDRESS, else a local one)")
     p.add_argument("--no-resume", action="store_true", help="ignore the journal of an interrupted publish")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the manifest URI (for scripts)")
     p.set_defaults(func=cmd_publish)

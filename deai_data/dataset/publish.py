@@ -29,7 +29,7 @@ from ..errors import LimitError, ManifestError, PublishError, StorageError
 from ..formats import canonical
 from ..formats.manifest import Manifest, ShardEntry, is_hex_digest
 from ..formats.merkle import merkle_root
-from ..formats.shard import COMPRESSIONS, DEFAULT_SHARD_SIZE, cut_into_shards, encode_shard_into
+from ..formats.shard import COMPRESSIONS, DEFAULT_SHARD_SIZE, cut_into_shards, encode_shard_into, one_batch
 from ..home import deai_home
 from ..storage.base import Batching, Located, Store
 from ..storage.registry import open_store
@@ -71,6 +71,139 @@ def _store_identity(store: Store) -> str:
     return store.uri if isinstance(store, Located) else repr(store)
 
 
+@dataclass(frozen=True)
+class PublishSettings:
+    """What the manifest says besides its shards, and how shards are cut, encoded and sealed."""
+
+    name: str
+    description: str
+    license: str
+    metadata: dict[str, str]
+    shard_size: int
+    segment_size: int
+    compression: str | None
+    previous_manifest: str | None
+    author: Any | None
+    owner: str | None
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise PublishError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
+        if self.shard_size <= 0:
+            raise PublishError("shard_size must be positive")
+        try:
+            check_segment_size(self.segment_size)
+        except ValueError as exc:
+            raise PublishError(str(exc)) from None
+        for label, text in (("name", self.name), ("description", self.description), ("license", self.license)):
+            if not isinstance(text, str):
+                raise PublishError(f"{label} must be a string")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.metadata.items()):
+            raise PublishError("metadata keys and values must be strings")
+        if self.previous_manifest is not None and not is_hex_digest(self.previous_manifest):
+            raise PublishError("previous_manifest must be the manifest hash (64 lowercase hex digits) of the "
+                               "earlier version")
+        if self.owner is not None and self.author is None:
+            raise PublishError("owner= names who is to own the listing in the author's signature: pass author= too")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that name a publish for resuming (with the stores and the source)."""
+        return {"name": self.name, "description": self.description, "license": self.license,
+                "metadata": self.metadata, "shard_size": self.shard_size, "segment_size": self.segment_size,
+                "compression": self.compression, "previous": self.previous_manifest}
+
+
+@dataclass
+class PublishJob:
+    """A publish under way: its checked settings, open stores, journal and key (`start_publish`), finished by
+    `finish_publish` with the shard entries. One process (`publish`) or a cluster (`deai_data.ray`) seals the
+    shards in between."""
+
+    stores: list[Store]
+    keystore: Keystore | None
+    journal: Journal
+    publish_id: str
+    data_key: bytes = field(repr=False)
+    seal_id: bytes
+    settings: PublishSettings
+    started: float
+
+
+def start_publish(
+    settings: PublishSettings,
+    *,
+    store: str | Path | Store | Sequence[str | Path | Store],
+    source_kind: str,
+    source_fingerprint: str,
+    key: bytes | None = None,
+    seal_id: bytes | None = None,
+    keystore: Keystore | bool | None = None,
+    resume: bool = True,
+    journal_dir: str | Path | None = None,
+) -> PublishJob:
+    """Open the stores and the journal, and choose (or recover) the key and seal id."""
+    started = time.perf_counter()
+    if key is not None:
+        try:
+            key = check_key(key)
+        except ValueError as exc:
+            raise PublishError(str(exc)) from None
+    if seal_id is not None and (not isinstance(seal_id, bytes) or len(seal_id) != len(new_seal_id())):
+        raise PublishError(f"seal_id must be {len(new_seal_id())} bytes")
+    if seal_id is not None and key is None:
+        raise PublishError("seal_id= makes a publish reproducible with a given key: pass key= too")
+    targets = [store] if isinstance(store, (str, Path, Store)) else list(store)
+    if not targets:
+        raise PublishError("no store given")
+    stores = [open_store(t) for t in targets]
+    ks = None if keystore is False else (keystore if isinstance(keystore, Keystore) else Keystore())
+
+    identity = {**settings.identity(), "stores": [_store_identity(s) for s in stores],
+                "source": [source_kind, source_fingerprint]}
+    publish_id = canonical.sha256_hex(canonical.encode(identity))[:32]
+    journal = Journal(Path(journal_dir or default_journal_dir()) / f"{publish_id}.jsonl")
+    data_key, chosen_seal_id = _start_or_resume(journal, publish_id, key, seal_id, ks, resume)
+    return PublishJob(stores, ks, journal, publish_id, data_key, chosen_seal_id, settings, started)
+
+
+def finish_publish(job: PublishJob, schema: pa.Schema, entries: list[ShardEntry], *, sealed: int,
+                   reused: int) -> PublishResult:
+    """Describe the stored shards in a manifest (signed when an author was given), store it, keep the key."""
+    flush_stores(job.stores)
+    settings = job.settings
+    data_key, seal_id = job.data_key, job.seal_id
+    manifest = Manifest(
+        seal_id=seal_id.hex(), name=settings.name, description=settings.description, license=settings.license,
+        metadata=settings.metadata, schema=schema, records=sum(e.records for e in entries),
+        segment_size=settings.segment_size, key_commitment=key_commitment(data_key, seal_id).hex(),
+        shards=tuple(entries), content_root=merkle_root([bytes.fromhex(e.sha256) for e in entries]).hex(),
+        compression=settings.compression, previous_manifest=settings.previous_manifest,
+    )
+    if settings.author is not None:
+        manifest = replace(manifest, authorship=sign_authorship(
+            settings.author, manifest.seal_id, manifest.content_root, manifest.key_commitment,
+            len(manifest.shards), settings.owner))
+    try:
+        body = manifest.to_bytes()
+        Manifest.from_bytes(body)  # never store a manifest that a reader would refuse
+    except canonical.CanonicalError as exc:
+        raise PublishError(f"invalid publish parameter: {exc}") from None
+    except (ManifestError, LimitError) as exc:
+        raise PublishError(f"invalid publish parameter: {exc.message}") from None
+    manifest_hash = canonical.sha256_hex(body)
+    labels = {"Object-Type": "manifest", "Seal-Id": seal_id.hex(), "Manifest-Hash": manifest_hash,
+              "Dataset-Name": settings.name}
+    uris = tuple(s.put(body, sha256=manifest_hash, labels=labels) for s in job.stores)
+    flush_stores(job.stores)
+    if job.keystore is not None:
+        job.keystore.put(DATA_KEY, manifest_hash, data_key, {
+            "name": settings.name, "seal_id": seal_id.hex(), "manifest_uri": uris[0], "created": int(time.time())})
+        job.keystore.delete(PENDING_DATA_KEY, job.publish_id)
+    job.journal.close()
+    return PublishResult(manifest, uris[0], manifest_hash, manifest.content_root, data_key, sealed, reused,
+                         time.perf_counter() - job.started, uris)
+
+
 def publish(
     source: Any,
     *,
@@ -86,6 +219,7 @@ def publish(
     author: Any | None = None,
     owner: str | None = None,
     key: bytes | None = None,
+    seal_id: bytes | None = None,
     keystore: Keystore | bool | None = None,
     resume: bool = True,
     journal_dir: str | Path | None = None,
@@ -98,113 +232,75 @@ def publish(
     the keystore under the manifest hash unless `keystore=False`. With `resume=True` an interrupted
     publish with the same parameters continues from its journal. `author` (an eth-account account) signs the
     manifest (version 2 authorship) for the listing to be owned by `owner` (default: the author); a market
-    registers only signed manifests.
+    registers only signed manifests. The same rows with the same `key`, `seal_id` and settings give the same
+    manifest byte for byte (however the rows are batched, and on a Ray cluster too: `deai_data.ray.publish`).
     """
-    started = time.perf_counter()
-    if compression not in COMPRESSIONS:
-        raise PublishError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-    if shard_size <= 0:
-        raise PublishError("shard_size must be positive")
-    try:
-        check_segment_size(segment_size)
-    except ValueError as exc:
-        raise PublishError(str(exc)) from None
-    for label, text in (("name", name), ("description", description), ("license", license)):
-        if not isinstance(text, str):
-            raise PublishError(f"{label} must be a string")
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in (metadata or {}).items()):
-        raise PublishError("metadata keys and values must be strings")
-    if previous_manifest is not None and not is_hex_digest(previous_manifest):
-        raise PublishError("previous_manifest must be the manifest hash (64 lowercase hex digits) of the earlier "
-                           "version")
-    if owner is not None and author is None:
-        raise PublishError("owner= names who is to own the listing in the author's signature: pass author= too")
-    if key is not None:
-        try:
-            key = check_key(key)
-        except ValueError as exc:
-            raise PublishError(str(exc)) from None
-    targets = [store] if isinstance(store, (str, Path, Store)) else list(store)
-    if not targets:
-        raise PublishError("no store given")
-    stores = [open_store(t) for t in targets]
+    settings = PublishSettings(name, description, license, dict(metadata or {}), shard_size, segment_size,
+                               compression, previous_manifest, author, owner)
     records = read_source(source)
-    ks = None if keystore is False else (keystore if isinstance(keystore, Keystore) else Keystore())
-
-    params = {
-        "name": name, "description": description, "license": license, "metadata": dict(metadata or {}),
-        "shard_size": shard_size, "segment_size": segment_size, "compression": compression,
-        "previous": previous_manifest, "stores": [_store_identity(s) for s in stores],
-        "source": [records.kind, records.fingerprint],
-    }
-    publish_id = canonical.sha256_hex(canonical.encode(params))[:32]
-    journal = Journal(Path(journal_dir or default_journal_dir()) / f"{publish_id}.jsonl")
-    data_key, seal_id = _start_or_resume(journal, publish_id, key, ks, resume)
-
-    pipeline = _ShardPipeline(stores, journal, data_key, seal_id, records.schema, segment_size,
-                              compression, workers, progress, started)
-    entries = pipeline.run(cut_into_shards(records.batches, shard_size))
-    _flush(stores)
-
-    manifest = Manifest(
-        seal_id=seal_id.hex(), name=name, description=description, license=license,
-        metadata=dict(metadata or {}), schema=records.schema, records=sum(e.records for e in entries),
-        segment_size=segment_size, key_commitment=key_commitment(data_key, seal_id).hex(),
-        shards=tuple(entries), content_root=merkle_root([bytes.fromhex(e.sha256) for e in entries]).hex(),
-        compression=compression, previous_manifest=previous_manifest,
-    )
-    if author is not None:
-        manifest = replace(manifest, authorship=sign_authorship(
-            author, manifest.seal_id, manifest.content_root, manifest.key_commitment, len(manifest.shards), owner))
-    try:
-        body = manifest.to_bytes()
-        Manifest.from_bytes(body)  # never store a manifest that a reader would refuse
-    except canonical.CanonicalError as exc:
-        raise PublishError(f"invalid publish parameter: {exc}") from None
-    except (ManifestError, LimitError) as exc:
-        raise PublishError(f"invalid publish parameter: {exc.message}") from None
-    manifest_hash = canonical.sha256_hex(body)
-    labels = {"Object-Type": "manifest", "Seal-Id": seal_id.hex(), "Manifest-Hash": manifest_hash,
-              "Dataset-Name": name}
-    uris = tuple(s.put(body, sha256=manifest_hash, labels=labels) for s in stores)
-    _flush(stores)
-    if ks is not None:
-        ks.put(DATA_KEY, manifest_hash, data_key, {"name": name, "seal_id": seal_id.hex(),
-                                                     "manifest_uri": uris[0], "created": int(time.time())})
-        ks.delete(PENDING_DATA_KEY, publish_id)
-    journal.close()
-    return PublishResult(manifest, uris[0], manifest_hash, manifest.content_root, data_key,
-                         pipeline.sealed, pipeline.reused, time.perf_counter() - started, uris)
+    job = start_publish(settings, store=store, source_kind=records.kind, source_fingerprint=records.fingerprint,
+                        key=key, seal_id=seal_id, keystore=keystore, resume=resume, journal_dir=journal_dir)
+    pipeline = _ShardPipeline(job, records.schema, workers, progress)
+    entries = pipeline.run(cut_into_shards(records.batches, settings.shard_size))
+    return finish_publish(job, records.schema, entries, sealed=pipeline.sealed, reused=pipeline.reused)
 
 
-def _flush(stores: list[Store]) -> None:
+def flush_stores(stores: list[Store]) -> None:
     """Send what stores batched (ANS-104 bundles) before anything refers to it."""
     for store in stores:
         if isinstance(store, Batching):
             store.flush()
 
 
-def _start_or_resume(journal: Journal, publish_id: str, key: bytes | None, ks: Keystore | None,
-                     resume: bool) -> tuple[bytes, bytes]:
-    """The (data key, seal id) to publish with: the journal's when resuming, else fresh ones."""
+def _start_or_resume(journal: Journal, publish_id: str, key: bytes | None, seal_id: bytes | None,
+                     ks: Keystore | None, resume: bool) -> tuple[bytes, bytes]:
+    """The (data key, seal id) to publish with: the journal's when resuming, else the given or fresh ones."""
     header = journal.header if resume else None
-    if header is not None:
-        seal_id = bytes.fromhex(header.seal_id)
+    if header is not None and seal_id in (None, bytes.fromhex(header.seal_id)):
+        journal_seal_id = bytes.fromhex(header.seal_id)
         candidate = key
         if candidate is None and ks is not None and ks.has(PENDING_DATA_KEY, publish_id):
             candidate = ks.get(PENDING_DATA_KEY, publish_id)
         if candidate is not None:
-            if key_commitment(candidate, seal_id).hex() == header.key_commitment:
-                return candidate, seal_id
+            if key_commitment(candidate, journal_seal_id).hex() == header.key_commitment:
+                return candidate, journal_seal_id
             if key is not None:
                 raise PublishError("the key given is not the key of the interrupted publish in the journal",
                                    hint=f"pass the same key, resume=False, or delete {journal.path}")
     data_key = key if key is not None else new_data_key()
-    seal_id = new_seal_id()
+    seal_id = seal_id if seal_id is not None else new_seal_id()
     if ks is not None:
         ks.put(PENDING_DATA_KEY, publish_id, data_key, {"journal": str(journal.path)})
     journal.start(JournalHeader(publish_id, seal_id.hex(), key_commitment(data_key, seal_id).hex()))
     return data_key, seal_id
+
+
+def shard_labels(seal_id_hex: str, index: int) -> dict[str, str]:
+    return {"Object-Type": "shard", "Seal-Id": seal_id_hex, "Shard-Index": str(index)}
+
+
+def describe_sealed(index: int, records: int, plaintext_size: int, sealed: memoryview) -> ShardEntry:
+    """A sealed shard's manifest entry, before it is stored (no locators yet): sizes and both digests."""
+    return ShardEntry(index, records, plaintext_size, len(sealed), hashlib.sha256(sealed).hexdigest(), (),
+                      blake3.blake3(sealed).hexdigest())
+
+
+def store_sealed(stores: list[Store], seal_id_hex: str, entry: ShardEntry, sealed: memoryview) -> ShardEntry:
+    """Put a sealed shard in every store; its entry with the locators."""
+    labels = shard_labels(seal_id_hex, entry.index)
+    return replace(entry, locators=tuple(s.put(sealed, sha256=entry.sha256, labels=labels) for s in stores))
+
+
+def still_stored(stores: list[Store], entry: ShardEntry) -> bool:
+    """Whether every locator of a journaled shard still holds an object of the sealed size."""
+    for locator in entry.locators:
+        store = next((s for s in stores if any(locator.startswith(f"{x}:") for x in s.schemes)), None)
+        try:
+            if store is None or store.stat(locator).size != entry.sealed_size:
+                return False
+        except StorageError:
+            return False
+    return True
 
 
 class _ShardPipeline:
@@ -213,27 +309,19 @@ class _ShardPipeline:
     thread reuses one plaintext buffer, and sealed shards wait for the stores in a pool of
     `workers + io_threads` buffers (sealing pauses while all are queued for writing)."""
 
-    def __init__(self, stores: list[Store], journal: Journal, data_key: bytes, seal_id: bytes,
-                 schema: pa.Schema, segment_size: int, compression: str | None, workers: int | None,
-                 progress: Callable[[PublishProgress], None] | None, started: float) -> None:
-        self.stores = stores
-        self.journal = journal
+    def __init__(self, job: PublishJob, schema: pa.Schema, workers: int | None,
+                 progress: Callable[[PublishProgress], None] | None) -> None:
+        self.stores = job.stores
+        self.journal = job.journal
         self.schema = schema
-        self.sealer = ShardSealer(data_key, seal_id, segment_size)
-        self.seal_id_hex = seal_id.hex()
-        self.compression = compression
+        self.sealer = ShardSealer(job.data_key, job.seal_id, job.settings.segment_size)
+        self.seal_id_hex = job.seal_id.hex()
+        self.compression = job.settings.compression
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.io_threads = 2
         self.plaintexts = ReusableBuffers()
         self.sealed_buffers = BufferPool(self.workers + self.io_threads)
-        self.progress = progress
-        self.started = started
-        self.sealed = 0
-        self.reused = 0
-        self._records = 0
-        self._bytes = 0
-        self._done = 0
-        self._lock = threading.Lock()
+        self.progress = ProgressCounter(progress, job.started)
         self._failed = threading.Event()
 
     def run(self, shards: Iterable[list[pa.RecordBatch]]) -> list[ShardEntry]:
@@ -276,7 +364,7 @@ class _ShardPipeline:
             return
         buf = None
         try:
-            plaintext = encode_shard_into(batches, self.schema, self.compression,
+            plaintext = encode_shard_into(one_batch(batches, self.schema), self.schema, self.compression,
                                           lambda size: self.plaintexts.get("plaintext", size))
             rows = sum(b.num_rows for b in batches)
             buf = self.sealed_buffers.acquire(self.sealer.sealed_size(len(plaintext)))
@@ -284,15 +372,12 @@ class _ShardPipeline:
             # the fingerprint's by-product ciphertext lands in the sealed buffer, overwritten just after
             salt = self.sealer.salt(index, plaintext, out)
             entry = self.journal.finished(index, salt.hex())
-            if entry is not None and all(self._still_stored(loc, entry.sealed_size) for loc in entry.locators):
-                self._report(entry, reused=True)
+            if entry is not None and still_stored(self.stores, entry):
+                self.progress.add(entry, reused=True)
                 done.set_result(entry)
                 return
             sealed = self.sealer.seal_into(index, plaintext, salt, out)
-            sha = hashlib.sha256(sealed).hexdigest()
-            digest = blake3.blake3(sealed).hexdigest()
-            io.submit(self._store, ShardEntry(index, rows, len(plaintext), len(sealed), sha, (), digest), salt,
-                      sealed, buf, done)
+            io.submit(self._store, describe_sealed(index, rows, len(plaintext), sealed), salt, sealed, buf, done)
             buf = None  # now owned by the store stage
         except BaseException as exc:
             done.set_exception(exc)
@@ -304,11 +389,9 @@ class _ShardPipeline:
                done: Future[ShardEntry]) -> None:
         """I/O stage: put the sealed shard in every store, then journal it as finished."""
         try:
-            labels = {"Object-Type": "shard", "Seal-Id": self.seal_id_hex, "Shard-Index": str(entry.index)}
-            entry = replace(entry, locators=tuple(s.put(sealed, sha256=entry.sha256, labels=labels)
-                                                  for s in self.stores))
+            entry = store_sealed(self.stores, self.seal_id_hex, entry, sealed)
             self.journal.record(entry, salt.hex())
-            self._report(entry, reused=False)
+            self.progress.add(entry, reused=False)
             done.set_result(entry)
         except BaseException as exc:
             done.set_exception(exc)
@@ -316,23 +399,36 @@ class _ShardPipeline:
             del sealed
             self.sealed_buffers.release(buf)
 
-    def _still_stored(self, locator: str, size: int) -> bool:
-        store = next((s for s in self.stores if any(locator.startswith(f"{x}:") for x in s.schemes)), None)
-        try:
-            return store is not None and store.stat(locator).size == size
-        except StorageError:
-            return False
+    @property
+    def sealed(self) -> int:
+        return self.progress.sealed
 
-    def _report(self, entry: ShardEntry, *, reused: bool) -> None:
+    @property
+    def reused(self) -> int:
+        return self.progress.reused
+
+
+class ProgressCounter:
+    """Counts finished shards (thread-safe) and passes a `PublishProgress` to the callback after each."""
+
+    def __init__(self, callback: Callable[[PublishProgress], None] | None, started: float) -> None:
+        self.callback = callback
+        self.started = started
+        self.sealed = 0
+        self.reused = 0
+        self._records = 0
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, entry: ShardEntry, *, reused: bool) -> None:
         with self._lock:
             if reused:
                 self.reused += 1
             else:
                 self.sealed += 1
-            self._done += 1
             self._records += entry.records
             self._bytes += entry.plaintext_size
-            snapshot = PublishProgress(self._done, self._records, self._bytes, self.reused,
+            snapshot = PublishProgress(self.sealed + self.reused, self._records, self._bytes, self.reused,
                                        time.perf_counter() - self.started)
-        if self.progress is not None:
-            self.progress(snapshot)
+        if self.callback is not None:
+            self.callback(snapshot)

@@ -42,10 +42,14 @@ class RecordSource:
 def folder(path: str | Path) -> RecordSource:
     """One record per regular file under `path` (sorted walk): path, bytes, label (parent folder)."""
     root = Path(path)
+    return RecordSource(FOLDER_SCHEMA, _folder_batches(root, folder_files(root)), "folder", str(root.resolve()))
+
+
+def folder_files(root: Path) -> list[str]:
+    """The regular files under `root`, as paths relative to it with '/', in sorted-walk order."""
     if not root.is_dir():
         raise SourceError(f"{root} is not a directory")
-    files = sorted(_walk(root))
-    return RecordSource(FOLDER_SCHEMA, _folder_batches(root, files), "folder", str(root.resolve()))
+    return sorted(_walk(root))
 
 
 def _walk(root: Path) -> Iterator[str]:
@@ -58,25 +62,29 @@ def _walk(root: Path) -> Iterator[str]:
 
 
 def _folder_batches(root: Path, files: list[str]) -> Iterator[pa.RecordBatch]:
-    paths: list[str] = []
-    blobs: list[bytes] = []
+    chunk: list[str] = []
     size = 0
     for rel in files:
         try:
-            data = (root / rel).read_bytes()
+            size += (root / rel).stat().st_size
         except OSError as exc:
             raise SourceError(f"cannot read {root / rel}: {exc}") from exc
-        paths.append(rel)
-        blobs.append(data)
-        size += len(data)
-        if size >= _FOLDER_BATCH_BYTES or len(paths) >= _ROWS_PER_BATCH:
-            yield _folder_batch(paths, blobs)
-            paths, blobs, size = [], [], 0
-    if paths:
-        yield _folder_batch(paths, blobs)
+        chunk.append(rel)
+        if size >= _FOLDER_BATCH_BYTES or len(chunk) >= _ROWS_PER_BATCH:
+            yield folder_rows(root, chunk)
+            chunk, size = [], 0
+    if chunk:
+        yield folder_rows(root, chunk)
 
 
-def _folder_batch(paths: list[str], blobs: list[bytes]) -> pa.RecordBatch:
+def folder_rows(root: Path, paths: list[str]) -> pa.RecordBatch:
+    """The records of the files `paths` (relative to `root`): path, bytes, label (the parent folder's name)."""
+    blobs = []
+    for rel in paths:
+        try:
+            blobs.append((root / rel).read_bytes())
+        except OSError as exc:
+            raise SourceError(f"cannot read {root / rel}: {exc}") from exc
     labels = [p.rsplit("/", 2)[-2] if "/" in p else None for p in paths]
     return pa.record_batch([pa.array(paths, pa.string()), pa.array(blobs, pa.binary()),
                             pa.array(labels, pa.string())], schema=FOLDER_SCHEMA)

@@ -1,4 +1,4 @@
-"""`deai-indexer run|backfill|status|rebuild`: index a DataMarket's events into Parquet + DuckDB.
+"""`deai-indexer run|backfill|status|rebuild|push`: index a DataMarket's events into Parquet + DuckDB.
 
 Logs are structured (key=value) on stderr; `--json` prints machine-readable results on stdout.
 Exit codes: 0 success, 1 error, 11 chain unreachable, 130 interrupted.
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from deai_data import DeaiError, fetch_policy, run_command
+from deai_data import DeaiError, catalog_mirror, fetch_policy, run_command
 
 from .catalog import build_catalog
 from .indexer import Indexer, Progress
@@ -50,16 +50,31 @@ def _progress(args: argparse.Namespace) -> Callable[[Progress], None] | None:
     return show
 
 
+def _pusher(args: argparse.Namespace) -> Callable[[], None] | None:
+    """With --push-to: copy the index folder there (what changed) after every pass."""
+    if not args.push_to:
+        return None
+
+    def push() -> None:
+        report = catalog_mirror.push(args.root, args.push_to)
+        logging.getLogger("deai_indexer").info("pushed to=%s files=%d copied=%d deleted=%d bytes=%d", args.push_to,
+                                               report.files, report.copied, report.deleted, report.bytes_copied)
+    return push
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     indexer = _indexer(args)
     logging.getLogger("deai_indexer").info("following head=%s root=%s", indexer.head()[0], args.root)
-    indexer.follow(poll=args.poll, stop=threading.Event(), progress=_progress(args))
+    indexer.follow(poll=args.poll, stop=threading.Event(), progress=_progress(args), after_pass=_pusher(args))
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     indexer = _indexer(args)
     written = indexer.sync(args.to_block, start_block=args.from_block, progress=_progress(args))
+    push = _pusher(args)
+    if push is not None:
+        push()
     status = indexer.status()
     if not args.json and sys.stderr.isatty():
         print(file=sys.stderr)
@@ -77,6 +92,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     path = build_catalog(args.root)
     print(json.dumps({"catalog": str(path)}) if args.json else f"rebuilt {path} from the Parquet files")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    report = catalog_mirror.push(args.root, args.uri)
+    doc = {"uri": args.uri, "files": report.files, "copied": report.copied, "deleted": report.deleted,
+           "bytes": report.bytes_copied, "seconds": round(report.seconds, 3)}
+    print(json.dumps(doc) if args.json else f"pushed {args.root} to {args.uri}: {report.copied} of {report.files} "
+          f"files copied ({report.bytes_copied} bytes), {report.deleted} deleted")
     return 0
 
 
@@ -107,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="let registered manifest URIs name local files (file://; development only)")
             p.add_argument("--check-availability", action="store_true",
                            help="with enrichment, count the shards their locators serve")
+            p.add_argument("--push-to", metavar="URI",
+                           help="after every pass, copy the index folder to URI (s3://BUCKET/PREFIX or a folder; "
+                                "analysts open it with Catalog(URI))")
         p.set_defaults(func=func)
         return p
 
@@ -117,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("to_block", type=int, nargs="?", help="default: the head")
     command("status", "head, indexed, finalized and lag", cmd_status, indexing=False)
     command("rebuild", "recreate the DuckDB catalog from the Parquet files only", cmd_rebuild, chain=False)
+    p = command("push", "copy the index folder (what changed) to object storage or another folder", cmd_push,
+                chain=False)
+    p.add_argument("uri", help="s3://BUCKET/PREFIX (endpoint: ?endpoint=URL or $DEAI_S3_ENDPOINT), or a folder")
     return parser
 
 

@@ -395,12 +395,16 @@ class Indexer:
             return pa.concat_tables(good) if good else spec.schema.empty_table()
 
     def follow(self, *, poll: float = 2.0, stop: Any = None,
-               progress: Callable[[Progress], None] | None = None) -> None:
-        """Index to the head, then keep following it every `poll` seconds until `stop` (an Event) is set."""
+               progress: Callable[[Progress], None] | None = None,
+               after_pass: Callable[[], None] | None = None) -> None:
+        """Index to the head, then keep following it every `poll` seconds until `stop` (an Event) is set;
+        `after_pass` runs after every successful pass (say, a push of the catalog to object storage)."""
         failures = 0
         while stop is None or not stop.is_set():
             try:
                 self.sync(progress=progress)
+                if after_pass is not None:
+                    after_pass()
                 failures = 0
             except Exception as exc:
                 failures += 1
