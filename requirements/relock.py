@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RUNTIME, DEV, ANALYSIS = HERE / "runtime.lock", HERE / "dev.lock", HERE / "analysis.lock"
-EXTRAS = ".[torch,catalog,embedded-chain,pandas,images,charts,s3,ray]"
+EXTRAS = ".[torch,catalog,embedded-chain,pandas,images,charts,s3,ray,hf,polars]"
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s\\;]+)")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import blake3
+import numpy as np
 import pyarrow as pa
 
 from ..buffers import ReusableBuffers
@@ -31,6 +32,8 @@ from ..storage.failover import first_answer
 from ..storage.fetch_policy import FetchPolicy
 from ..storage.local import locator_from_path
 from ..storage.registry import store_for
+from . import ecosystem
+from .records import RecordIndex
 
 _HEX64 = re.compile(r"([0-9a-f]{64})$")
 _MIN_RANGE = 1 << 20  # ranged reads never split an object into parts smaller than this
@@ -92,6 +95,7 @@ class Dataset:
         self._key_given = key
         self._keystore = keystore
         self._key: bytes | None = None
+        self._records: RecordIndex | None = None
 
     def __repr__(self) -> str:
         return (f"Dataset({self.manifest.name!r}, records={self.manifest.records}, "
@@ -103,6 +107,7 @@ class Dataset:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         del state["_buffers"]  # per-thread scratch memory: each process makes its own
+        state["_records"] = None  # opened segments stay in this process
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -154,7 +159,7 @@ class Dataset:
         """The shard's own locators, then its address in every content-addressed mirror."""
         return list(entry.locators) + [f"{m}/{content_path(entry.sha256)}" for m in self.mirrors]
 
-    def _sources(self, entry: ShardEntry) -> list[tuple[str, FetchPolicy]]:
+    def sources(self, entry: ShardEntry) -> list[tuple[str, FetchPolicy]]:
         """Each locator with the policy it is fetched under: the manifest's under this dataset's policy, the
         caller's mirrors trusted."""
         return [(loc, self.policy) for loc in entry.locators] + \
@@ -232,7 +237,7 @@ class Dataset:
                 raise self._diagnose(entry, data, locator)
             return data
 
-        data = first_answer(self._sources(entry), fetch, what=f"dataset {self.label}: shard {index}",
+        data = first_answer(self.sources(entry), fetch, what=f"dataset {self.label}: shard {index}",
                             kind="locator")
         if self.cache is not None:
             self.cache.put(entry.sha256, bytes(data))
@@ -334,6 +339,44 @@ class Dataset:
 
     def to_pandas(self) -> Any:
         return self.to_arrow().to_pandas()
+
+    def take(self, indices: Sequence[int]) -> pa.Table:
+        """The records at `indices` (positions in the whole dataset; negative from the end), in that order.
+
+        Only the segments that hold them are fetched (byte ranges) and opened, each authenticated by its AES-GCM
+        tag (as verify="aead": the whole-shard hash needs the whole shard); a shard with compressed buffers,
+        dictionary or nested columns is read whole and fully verified (docs/loader.md, "Random access")."""
+        if self._records is None:
+            self._records = RecordIndex(self)
+        return self._records.take(indices)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Record `index` as a dict (see `take`)."""
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
+            raise TypeError(f"records are indexed by an integer, not {type(index).__name__}; use take([...])")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"record {index} out of range: the dataset has {len(self)} records")
+        return self.take([int(index)]).to_pylist()[0]
+
+    def to_polars(self) -> Any:
+        """The whole dataset as a Polars DataFrame (needs `polars`)."""
+        return ecosystem.to_polars(self.to_arrow())
+
+    def sql(self, query: str) -> pa.Table:
+        """Run DuckDB SQL over the records (the table `records`), streamed shard by shard: plaintext stays in
+        memory (`SELECT label, count(*) FROM records GROUP BY ALL`). Needs `duckdb` (the `catalog` extra)."""
+        return ecosystem.sql(self.iter_batches, self.schema, query)
+
+    def to_hf(self, split_column: str | None = None) -> Any:
+        """The records as a Hugging Face `datasets.Dataset` in memory (a `DatasetDict` by `split_column`)."""
+        return ecosystem.to_hf(self.to_arrow(), split_column)
+
+    def to_hf_iterable(self) -> Any:
+        """The records as a streaming Hugging Face `datasets.IterableDataset`."""
+        return ecosystem.to_hf_iterable(self.iter_batches)
+
+    def _repr_html_(self) -> str:
+        return self.manifest._repr_html_("Dataset")
 
     def verify(self, *, strict: bool = True,
                progress: Callable[[VerifyReport, int], None] | None = None) -> VerifyReport:

@@ -1,5 +1,5 @@
 """Publish sources -> Arrow record batches: a folder of files, Parquet files, Arrow tables or readers,
-pandas DataFrames, NumPy arrays (or a dict of them), and iterables of dicts.
+pandas DataFrames, Hugging Face datasets, NumPy arrays (or a dict of them), and iterables of dicts.
 
 Every source becomes a `RecordSource`: a schema plus an iterator of record batches, read lazily.
 """
@@ -149,6 +149,33 @@ def _dicts(records: Iterable[Mapping[str, Any]]) -> RecordSource:
     return RecordSource(schema, batches(), "records")
 
 
+def _hf_table(dataset: Any) -> pa.Table:
+    """A Hugging Face `datasets.Dataset`'s rows as Arrow, its features in the schema's metadata (no copy unless
+    the dataset has an index mapping, as after `shuffle` or `select`)."""
+    table = dataset.with_format("arrow")[:]
+    return table.replace_schema_metadata(dataset.features.arrow_schema.metadata)
+
+
+def _huggingface(source: Any) -> RecordSource:
+    """A `datasets.Dataset`, or a `DatasetDict` (every split's rows, in split order, with a `split` column)."""
+    try:
+        if hasattr(source, "features"):
+            return _table(_hf_table(source), "huggingface")
+        import datasets
+        parts = []
+        for name, split in source.items():
+            features = datasets.Features({**split.features, "split": datasets.Value("string")})
+            table = _hf_table(split)
+            parts.append(table.append_column("split", pa.array([name] * table.num_rows, pa.string()))
+                         .replace_schema_metadata(features.arrow_schema.metadata))
+        if not parts:
+            raise SourceError("the DatasetDict has no splits")
+        return _table(pa.concat_tables(parts), "huggingface")
+    except (pa.ArrowException, TypeError, ValueError, KeyError) as exc:
+        raise SourceError(f"cannot read the Hugging Face dataset: {exc}",
+                          hint="the splits of a DatasetDict must have the same features") from None
+
+
 def read_source(source: Any) -> RecordSource:
     """Turn any supported source into a `RecordSource` (see the module docstring for the kinds)."""
     if isinstance(source, RecordSource):
@@ -167,6 +194,8 @@ def read_source(source: Any) -> RecordSource:
         return _table(pa.Table.from_batches([source]), "table")
     if isinstance(source, pa.RecordBatchReader):
         return RecordSource(source.schema, iter(source), "reader")
+    if type(source).__module__.split(".")[0] == "datasets":
+        return _huggingface(source)
     if type(source).__module__.split(".")[0] == "pandas" and hasattr(source, "columns"):
         try:
             return _table(pa.Table.from_pandas(source, preserve_index=False), "pandas")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -134,6 +135,20 @@ class Manifest:
     def hash(self) -> str:
         """Hex SHA-256 of the canonical bytes: this version's identity (registered on-chain)."""
         return canonical.sha256_hex(self.to_bytes())
+
+    def _repr_html_(self, title: str = "Manifest") -> str:
+        """A small HTML summary (notebooks show it for a manifest, and for a dataset)."""
+        facts = [("records", f"{self.records:,}"), ("shards", f"{len(self.shards):,}"),
+                 ("plaintext", f"{self.plaintext_size:,} bytes"), ("sealed", f"{self.sealed_size:,} bytes"),
+                 ("manifest hash", self.hash), ("content root", self.content_root),
+                 ("author", self.author or "-"), ("license", self.license or "-"),
+                 ("previous version", self.previous_manifest or "-")]
+        rows = "".join(f"<tr><th style='text-align:left'>{name}</th><td><code>{html.escape(value)}</code></td></tr>"
+                       for name, value in facts)
+        fields = "".join(f"<li><code>{html.escape(f.name)}</code> {html.escape(str(f.type))}</li>" for f in self.schema)
+        return (f"<div><strong>{html.escape(title)}: {html.escape(self.name)}</strong>"
+                f"<p>{html.escape(self.description)}</p><table>{rows}</table>"
+                f"<details><summary>schema: {len(self.schema)} columns</summary><ul>{fields}</ul></details></div>")
 
     def with_locators(self, locators: Mapping[int, tuple[str, ...]]) -> Manifest:
         """A copy whose shards carry the given locators (by shard index)."""

@@ -35,7 +35,7 @@ def _value_sizes(values: pa.Array) -> np.ndarray:
         dtype = np.int64 if wide else np.int32
         offsets = np.frombuffer(values.buffers()[1], dtype=dtype)[values.offset:values.offset + n + 1]
         return np.diff(offsets).astype(np.int64) + dtype().itemsize
-    if isinstance(typ, pa.ExtensionType):
+    if isinstance(typ, pa.BaseExtensionType):
         return _value_sizes(values.storage)
     if pa.types.is_dictionary(typ):
         return _value_sizes(values.indices)
