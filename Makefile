@@ -4,8 +4,8 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 FORGE   = contracts/node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 
-.PHONY: setup contracts-deps services-deps contracts-test artifacts check-artifacts demo test lint bench clean \
-        fuzz fuzz-smoke test-fast typecheck analyse
+.PHONY: setup contracts-deps services-deps browser-deps contracts-test artifacts check-artifacts demo test lint bench \
+        clean fuzz fuzz-smoke test-fast typecheck analyse
 
 setup: $(VENV)/.installed
 
@@ -72,7 +72,13 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup contracts-deps services-deps lint typecheck contracts-test check-artifacts analyse fuzz-smoke
+# The browser the catalog page tests drive (tests/test_catalog_web.py): Debian's chromium (Playwright's own
+# download is not reachable here). Installed with apt when missing and this runs as root.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+test: setup contracts-deps services-deps browser-deps lint typecheck contracts-test check-artifacts analyse fuzz-smoke
 	$(BIN)/python -m pytest
 
 # The inner loop: no services (anvil, arlocal, IPFS) and nothing marked slow; `make test` runs everything.

@@ -1,4 +1,4 @@
-"""`deai-data catalog sql|show|tables`: the analysts' catalog from the command line."""
+"""`deai-data catalog sql|show|tables|top|serve|report`: the analysts' catalog from the command line."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -62,6 +63,8 @@ def _render(table: pa.Table, limit: int = 200) -> str:
 def cmd_catalog(args: argparse.Namespace) -> int:
     from ..catalog import Catalog
 
+    if args.catalog_command in ("serve", "report"):
+        return _web(args)
     fmt = "json" if args.json else args.format
     with Catalog(args.catalog) as catalog:
         if args.catalog_command == "sql":
@@ -84,6 +87,30 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _web(args: argparse.Namespace) -> int:
+    """`serve`: the catalog's pages on a local web server; `report`: the same pages as static files."""
+    from ..catalog import Catalog
+    from ..catalog.web import make_server, write_report
+
+    with Catalog(args.catalog) as catalog:
+        if args.catalog_command == "report":
+            files = write_report(catalog, args.out)
+            print(json.dumps({"out": args.out, "pages": len(files)}) if args.json else
+                  f"wrote {len(files)} pages to {args.out} (open {Path(args.out) / 'index.html'})")
+            return 0
+        server = make_server(catalog, args.host, args.port)
+        url = f"http://{server.server_address[0]!s}:{int(server.server_address[1])}/"
+        print(json.dumps({"url": url}) if args.json else f"serving the catalog at {url} (read-only; Ctrl-C stops)",
+              flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    return 0
+
+
 def add_catalog_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = command("catalog", "query the market catalog built by deai-indexer (SQL, top datasets, one dataset)")
     actions = p.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
@@ -101,4 +128,16 @@ def add_catalog_commands(command: Callable[[str, str], argparse.ArgumentParser])
     action("tables", "list the catalog's tables")
     action("top", "the top datasets by delivered sales").add_argument("-n", type=int, default=10)
     action("show", "one dataset version: its summary and its history").add_argument("dataset_id", type=int)
+    catalog_help = "catalog file, index folder, or a pushed copy (default $DEAI_CATALOG or ./deai-index)"
+    serve = actions.add_parser("serve", help="the catalog as web pages on a local, read-only server",
+                               description="the catalog as web pages on a local, read-only server")
+    serve.add_argument("--catalog", help=catalog_help)
+    serve.add_argument("--json", action="store_true", help="print the address as JSON")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8040, help="port (default 8040; 0 picks a free one)")
+    report = actions.add_parser("report", help="the catalog's pages as static HTML files",
+                                description="the catalog's pages as static HTML files")
+    report.add_argument("--catalog", help=catalog_help)
+    report.add_argument("--json", action="store_true", help="print what was written as JSON")
+    report.add_argument("--out", required=True, help="folder to write index.html, datasets.html, dataset-N.html")
     p.set_defaults(func=cmd_catalog)
