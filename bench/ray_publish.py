@@ -5,13 +5,14 @@
 The source is Parquet files on local disk (written once, uncompressed, 256 MiB each: every contender reads them
 from the page cache). Each contender runs in a fresh process and publishes to a fresh LocalStore on the same disk
 with the same settings (64 MiB shards, fsync on): `deai_data.publish(files)` with its default threads;
-`deai_data.ray.publish(ray.data.read_parquet(dir))` with 1 and 2 shard tasks at a time on a local Ray cluster of
-two CPUs started in that process (its start-up, and a small publish and read that start the job's worker
+`deai_data.ray.publish(dir)` (row groups read by Ray tasks) with 1 and 2 shard tasks at a time on a local Ray
+cluster of two CPUs started in that process (its start-up, and a small publish and read that start the job's worker
 processes, are timed apart: a real cluster is already running, and a large job pays this once); the same from
-blocks Ray Data has already read into the object store (what the distributed publish itself costs); and Ray Data's
-read alone (what reading costs). The rounds
-interleave the contenders; medians. Checks that every contender published the same records and plaintext bytes
-(Ray's Parquet reader decides its own row order, so the shards, and the content root, follow that order).
+`ray.data.read_parquet(dir)`; and from blocks Ray Data has already read into the object store (what the
+distributed publish itself costs). The rounds interleave
+the contenders; medians. Checks that every contender published the same records and plaintext bytes,
+and that the Ray publish of the files has the single-process content root (Ray Data's reader decides its own row
+order, so its shards differ).
 """
 
 from __future__ import annotations
@@ -56,16 +57,18 @@ def write_source(folder: Path, total: int, record: int) -> list[Path]:
 
 
 def contender(kind: str, source: Path, store: Path, workers: int) -> dict[str, Any]:
-    """One run in this (fresh) process: "single" publishes the files in this process; "ray" publishes
-    `ray.data.read_parquet(source)` (Ray Data reads the files as part of the timed work); "ray-blocks" has Ray Data
-    read the files into the object store first (untimed) and publishes those blocks; "ray-read" only reads."""
+    """One run in this (fresh) process: "single" publishes the files in this process; "ray" gives
+    `deai_data.ray.publish` the folder (row groups read by Ray tasks, in file order); "ray-data" gives it
+    `ray.data.read_parquet(folder)` (Ray Data reads, in its own order); "ray-blocks" has Ray Data read the files
+    into the object store first (untimed) and publishes those blocks."""
     settings = {"store": str(store), "name": "bench", "key": KEY, "seal_id": SEAL_ID, "keystore": False,
                 "resume": False}
     if kind == "single":
         from deai_data import publish
         started = time.perf_counter()
         result = publish(sorted(str(p) for p in source.glob("*.parquet")), **settings)
-        return {"seconds": time.perf_counter() - started, "rows": _totals(result), "startup": 0.0}
+        return {"seconds": time.perf_counter() - started, "root": result.content_root, "rows": _totals(result),
+                "startup": 0.0}
     import ray
 
     from deai_data import ray as deai_ray
@@ -73,22 +76,18 @@ def contender(kind: str, source: Path, store: Path, workers: int) -> dict[str, A
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     # warm the workers (a job's worker processes start and import on first use): a small publish, untimed
     warm = pa.table({"id": np.arange(64), "bytes": [b"x" * 65536] * 64})
-    deai_ray.publish(ray.data.from_arrow(warm).repartition(4), workers=workers or 2, shard_size=1 << 20,
+    deai_ray.publish(ray.data.from_arrow(warm).repartition(4), workers=workers, shard_size=1 << 20,
                      **{**settings, "store": str(store) + "-warm-up"})
     ray.data.read_parquet(str(source)).limit(1).materialize()
     startup = time.perf_counter() - started
-    dataset = ray.data.read_parquet(str(source))
+    dataset: Any = source if kind == "ray" else ray.data.read_parquet(str(source))
     if kind == "ray-blocks":
         dataset = dataset.materialize()
     started = time.perf_counter()
-    if kind == "ray-read":
-        dataset.materialize()
-        rows = None
-    else:
-        rows = _totals(deai_ray.publish(dataset, workers=workers, **settings))
+    result = deai_ray.publish(dataset, workers=workers, **settings)
     seconds = time.perf_counter() - started
     ray.shutdown()
-    return {"seconds": seconds, "rows": rows, "startup": startup}
+    return {"seconds": seconds, "root": result.content_root, "rows": _totals(result), "startup": startup}
 
 
 def _totals(result: Any) -> str:
@@ -112,9 +111,9 @@ def main() -> None:
     try:
         total = int(args.gib * (1 << 30))
         write_source(scratch / "source", total, args.record)
-        contenders = [("single", 0), ("ray", 1), ("ray", 2), ("ray-blocks", 1), ("ray-blocks", 2), ("ray-read", 0)]
+        contenders = [("single", 0), ("ray", 1), ("ray", 2), ("ray-data", 2), ("ray-blocks", 2)]
         seconds: dict[str, list[float]] = {f"{k}-{w}": [] for k, w in contenders}
-        startups, totals = [], set()
+        startups, totals, roots = [], set(), {}
         for _ in range(args.rounds):
             for kind, workers in contenders:
                 store = scratch / "store"
@@ -123,11 +122,12 @@ def main() -> None:
                                       str(workers)], capture_output=True, text=True, check=True)
                 doc = json.loads(out.stdout.strip().splitlines()[-1])
                 seconds[f"{kind}-{workers}"].append(doc["seconds"])
-                if doc["rows"] is not None:
-                    totals.add(doc["rows"])
+                totals.add(doc["rows"])
+                roots.setdefault(kind, set()).add(doc["root"])
                 if kind != "single":
                     startups.append(doc["startup"])
         assert len(totals) == 1, f"contenders published different data: {totals}"
+        assert roots["single"] == roots["ray"] and len(roots["single"]) == 1, f"content roots differ: {roots}"
         base = statistics.median(seconds["single-0"])
         rows = {name: {"seconds": statistics.median(s), "gb_per_s": total / statistics.median(s) / 1e9,
                        "vs_single": base / statistics.median(s), "runs": [round(x, 2) for x in s]}

@@ -15,7 +15,7 @@ import pytest
 import ray_publish_child as child
 import ray_stores
 
-from deai_data import IntegrityError, PublishError, publish
+from deai_data import IntegrityError, PublishError, SourceError, publish
 from deai_data.storage.local import content_path
 
 ray = pytest.importorskip("ray")  # the `ray` extra; installed by the dev lock, so CI always runs these
@@ -165,3 +165,20 @@ def test_an_empty_dataset_publishes_as_in_one_process(ray_cluster, tmp_path):
     expected = publish(empty, **settings)
     result = deai_ray.publish(ray.data.from_arrow(empty), **settings)
     assert result.manifest.records == 0 and result.manifest.to_bytes() == expected.manifest.to_bytes()
+
+
+def test_parquet_files_read_by_ray_tasks_publish_as_in_one_process(ray_cluster, tmp_path):
+    """Parquet row groups read by Ray tasks in file order: the manifest of a single-process publish of the same
+    files, row groups and shard boundaries falling differently."""
+    import pyarrow.parquet as pq
+    table = child.source_table()
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    for i, start in enumerate(range(0, 3000, 1100)):
+        pq.write_table(table.slice(start, 1100), folder / f"part-{i}.parquet", row_group_size=300)
+    settings = {**child.settings(str(tmp_path / "store"), str(tmp_path / "j")), "resume": False}
+    expected = publish(sorted(str(p) for p in folder.glob("*.parquet")), **settings)
+    result = deai_ray.publish(folder, workers=2, **settings)
+    assert len(result.manifest.shards) > 10 and result.manifest.to_bytes() == expected.manifest.to_bytes()
+    with pytest.raises(SourceError, match="neither"):
+        deai_ray.publish(tmp_path / "missing", **settings)

@@ -160,6 +160,27 @@ SELECT * FROM (
         FROM raw.refunded
 ) ORDER BY dataset_id, block_number, log_index;
 
+CREATE OR REPLACE TABLE dataset_record AS
+SELECT dataset_id, count(*) FILTER (WHERE event = 'purchased') AS purchases,
+       count(*) FILTER (WHERE event = 'key_delivered') AS delivered,
+       count(*) FILTER (WHERE event = 'settled') AS settled, count(*) FILTER (WHERE event = 'refunded') AS refunded,
+       count(*) FILTER (WHERE event LIKE 'dispute%') AS disputed,
+       count(*) FILTER (WHERE event = 'dispute_won_by_buyer') AS disputes_lost,
+       count(DISTINCT account) FILTER (WHERE event = 'purchased') AS buyers
+FROM dataset_events GROUP BY ALL ORDER BY dataset_id;
+
+CREATE OR REPLACE TABLE dataset_buyers AS
+SELECT dataset_id, buyer, count(*) AS purchases, sum(amount) AS paid
+FROM raw.purchased GROUP BY ALL ORDER BY dataset_id, purchases DESC, buyer;
+
+CREATE OR REPLACE TABLE dataset_daily AS
+SELECT dataset_id, date_trunc('day', block_time) AS day, count(*) AS sales, sum(seller_amount + fee) AS gross
+FROM raw.purchase_settled GROUP BY ALL ORDER BY dataset_id, day;
+
+CREATE OR REPLACE TABLE market_daily AS
+SELECT date_trunc('day', block_time) AS day, payment_token, count(*) AS sales, sum(seller_amount + fee) AS gross
+FROM raw.purchase_settled GROUP BY ALL ORDER BY day;
+
 CREATE OR REPLACE TABLE derived_state AS
 SELECT (SELECT next_block - 1 FROM read_json_auto('{state}')) AS derived_block, now() AS derived_at;
 """

@@ -19,6 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 from ..errors import CatalogError, UsageError
 from .reader import Catalog
 
+_CURRENT_OWNER = """owner AS (SELECT token_id AS dataset_id, arg_max("to", (block_number, log_index)) AS owner
+                  FROM raw.transfer GROUP BY ALL)"""
 SORTABLE = ("dataset_id", "name", "owner", "license_uri", "manifest_status", "records", "sealed_size",
             "registered_at", "sales", "gross")
 _STYLE = """body{font:14px system-ui,sans-serif;margin:0;color:#222}header{background:#1f3a5f;color:#fff;
@@ -114,20 +116,24 @@ class Pages:
         totals = self._rows("SELECT (SELECT count(*) FROM versions) AS versions, "
                             "(SELECT count(*) FROM raw.purchased) AS purchases, "
                             "(SELECT count(*) FROM raw.purchase_settled) AS settled, "
-                            "(SELECT count(*) FROM raw.refunded) AS refunded")[0]
-        volume = self._rows("SELECT strftime(date_trunc('day', block_time), '%Y-%m-%d') AS day, count(*) AS sales, "
-                            "sum(seller_amount + fee) AS gross FROM raw.purchase_settled GROUP BY ALL "
-                            "ORDER BY day DESC LIMIT 90")[::-1]
-        top = [{**r, "name": r["name"]} for r in self.catalog.top_datasets(10).to_pylist()]
-        owners = self._rows("SELECT seller AS owner, count(*) AS sales, sum(seller_amount) AS earned "
-                            "FROM raw.purchase_settled GROUP BY ALL ORDER BY earned DESC, owner LIMIT 10")
+                            "(SELECT count(*) FROM raw.refunded) AS refunded, "
+                            "(SELECT derived_block FROM derived_state) AS derived_to_block")[0]
+        volume = self._rows("SELECT strftime(day, '%Y-%m-%d') AS day, sum(sales) AS sales FROM market_daily "
+                            "GROUP BY ALL ORDER BY day DESC LIMIT 90")[::-1]
+        top = self.catalog.top_datasets(10).to_pylist()
+        owners = self._rows(f"""WITH {_CURRENT_OWNER}
+            SELECT coalesce(o.owner, v.registered_owner) AS owner, s.payment_token, sum(s.sales) AS sales,
+                   sum(s.owner_revenue) AS earned
+            FROM dataset_sales s JOIN versions v USING (dataset_id) LEFT JOIN owner o USING (dataset_id)
+            GROUP BY ALL ORDER BY earned DESC, owner LIMIT 10""")
         facts = "".join(f"<tr><th>{k}</th>{_cell(v)}</tr>" for k, v in totals.items())
         body = (f"<table id='totals'>{facts}</table>"
                 + bar_chart([(r["day"], float(r["sales"])) for r in volume], title="settled sales per day")
                 + "<h2>Top datasets (settled gross)</h2>"
                 + table_html(top, ["dataset_id", "name", "payment_token", "sales", "gross", "owner_revenue"],
                              table_id="top", link=self.dataset_link)
-                + "<h2>Top owners (earned)</h2>" + table_html(owners, ["owner", "sales", "earned"], table_id="owners"))
+                + "<h2>Top owners (settled sales of the datasets they hold)</h2>"
+                + table_html(owners, ["owner", "payment_token", "sales", "earned"], table_id="owners"))
         return page("Market", body, self.nav)
 
     # ---- the datasets -------------------------------------------------------------------------------
@@ -138,8 +144,7 @@ class Pages:
         if sort not in SORTABLE or order not in ("asc", "desc"):
             raise UsageError(f"sort by one of {', '.join(SORTABLE)}, order asc or desc")
         rows = self._rows(f"""
-            WITH owner AS (SELECT token_id AS dataset_id, arg_max("to", (block_number, log_index)) AS owner
-                           FROM raw.transfer GROUP BY ALL),
+            WITH {_CURRENT_OWNER},
                  sales AS (SELECT dataset_id, sum(sales) AS sales, sum(gross) AS gross FROM dataset_sales GROUP BY ALL)
             SELECT v.dataset_id, v.name, coalesce(o.owner, v.registered_owner) AS owner, v.license_uri,
                    v.manifest_status, v.records, v.sealed_size, v.registered_at,
@@ -174,20 +179,33 @@ class Pages:
         return page("Datasets", body, self.nav)
 
     def dataset(self, dataset_id: int) -> str:
-        found = self._rows("SELECT * FROM datasets WHERE dataset_id = $1", [dataset_id])
+        found = self._rows(f"""WITH {_CURRENT_OWNER},
+                price AS (SELECT arg_max(new_price, (block_number, log_index)) AS price FROM raw.price_changed
+                          WHERE dataset_id = $1),
+                paused AS (SELECT arg_max(paused, (block_number, log_index)) AS paused FROM raw.sales_paused
+                           WHERE dataset_id = $1)
+            SELECT v.*, coalesce(o.owner, v.registered_owner) AS owner,
+                   coalesce((SELECT price FROM price), v.initial_price) AS price,
+                   coalesce((SELECT paused FROM paused), false) AS paused
+            FROM versions v LEFT JOIN owner o USING (dataset_id) WHERE v.dataset_id = $1""", [dataset_id])
         if not found:
             raise CatalogError(f"dataset {dataset_id} is not in the catalog")
-        summary = found[0]
-        version = self._rows("SELECT * FROM versions WHERE dataset_id = $1", [dataset_id])[0]
+        version = found[0]
+        # the derived tables (DuckDB storage, sorted by dataset): milliseconds even for the busiest dataset
+        record = self._rows("""
+            SELECT r.purchases, r.delivered, r.settled, r.refunded, r.disputed, r.disputes_lost, r.buyers,
+                   (SELECT sum(owner_revenue) FROM dataset_sales WHERE dataset_id = $1) AS owner_revenue,
+                   (SELECT sum(fees) FROM dataset_sales WHERE dataset_id = $1) AS fees,
+                   (SELECT derived_block FROM derived_state) AS as_of_block
+            FROM (SELECT $1 AS dataset_id) d LEFT JOIN dataset_record r USING (dataset_id)""", [dataset_id])[0]
+        sales = self._rows("SELECT strftime(day, '%Y-%m-%d') AS day, sales FROM dataset_daily WHERE dataset_id = $1 "
+                           "ORDER BY day", [dataset_id])
+        prices = self._rows("SELECT block_time, 'registered' AS event, price FROM raw.dataset_registered "
+                            "WHERE dataset_id = $1 UNION ALL SELECT block_time, 'price_changed', new_price "
+                            "FROM raw.price_changed WHERE dataset_id = $1 ORDER BY block_time", [dataset_id])
+        buyers = self._rows("SELECT buyer, purchases, paid FROM dataset_buyers WHERE dataset_id = $1 "
+                            "ORDER BY purchases DESC, buyer LIMIT 20", [dataset_id])
         lineage = self._lineage(dataset_id)
-        sales = self._rows("SELECT strftime(date_trunc('day', block_time), '%Y-%m-%d') AS day, count(*) AS sales "
-                           "FROM raw.purchase_settled WHERE dataset_id = $1 GROUP BY ALL ORDER BY day", [dataset_id])
-        prices = self._rows("SELECT block_time, event, amount AS price FROM dataset_events WHERE dataset_id = $1 "
-                            "AND event IN ('registered', 'price_changed') ORDER BY block_number, log_index",
-                            [dataset_id])
-        buyers = self._rows("SELECT buyer, count(*) AS purchases, sum(amount) AS paid FROM raw.purchased "
-                            "WHERE dataset_id = $1 GROUP BY ALL ORDER BY purchases DESC, buyer LIMIT 20",
-                            [dataset_id])
         ok = version["manifest_status"] == "ok" and version["manifest_matches"]
         available = version.get("shards_available")
         storage = [{"backends": ", ".join(version.get("backends") or []) or "-",
@@ -196,41 +214,36 @@ class Pages:
                     "shards served": "not probed" if available is None else available}]
         facts = ["dataset_id", "name", "owner", "author", "price", "payment_token", "paused", "license_uri",
                  "records", "sealed_size", "manifest_hash", "registered_at"]
-        record = ["purchases", "delivered", "settled", "refunded", "disputed", "disputes_lost", "open", "buyers",
-                  "median_delivery_s", "owner_revenue", "fees"]
         status = ("<p class='ok'>stored and matching its registration</p>" if ok else
                   f"<p class='bad'>manifest {html.escape(_text(version['manifest_status']))}: "
                   f"{html.escape(_text(version.get('manifest_error')))}</p>")
         about = f"<p>{html.escape(version['description'])}</p>" if version.get("description") else ""
-        body = (about + "<table id='facts'>" + "".join(f"<tr><th>{k}</th>{_cell(summary.get(k))}</tr>" for k in facts)
+        body = (about + "<table id='facts'>"
+                + "".join(f"<tr><th>{k}</th>{_cell(version.get(k))}</tr>" for k in facts)
                 + "</table><h2>Storage</h2>" + status + table_html(storage, list(storage[0]), table_id="storage")
                 + "<h2>Versions</h2>" + table_html(lineage, ["dataset_id", "name", "registered_at", "supersedes"],
                                                     table_id="lineage", link=self.dataset_link)
                 + "<h2>Sales</h2>" + bar_chart([(r["day"], float(r["sales"])) for r in sales],
                                                title="settled sales per day")
                 + "<h2>Delivery record</h2>" + "<table id='record'>"
-                + "".join(f"<tr><th>{k}</th>{_cell(summary.get(k))}</tr>" for k in record) + "</table>"
+                + "".join(f"<tr><th>{k}</th>{_cell(v)}</tr>" for k, v in record.items()) + "</table>"
                 + "<h2>Price history</h2>" + table_html(prices, ["block_time", "event", "price"], table_id="prices")
                 + "<h2>Buyers</h2>" + table_html(buyers, ["buyer", "purchases", "paid"], table_id="buyers"))
-        return page(f"{summary['name'] or 'dataset'} (#{dataset_id})", body, self.nav)
+        return page(f"{version['name'] or 'dataset'} (#{dataset_id})", body, self.nav)
 
     def _lineage(self, dataset_id: int) -> list[dict[str, Any]]:
-        """Every version linked to this one through `supersedes`, oldest first."""
-        versions = {r["dataset_id"]: r for r in self._rows(
-            "SELECT dataset_id, name, registered_at, supersedes FROM versions")}
-        chain, seen = [], set()
-        current: int | None = dataset_id
-        while current in versions and current not in seen:  # back to the first version
-            seen.add(current)
-            chain.append(versions[current])
-            current = versions[current]["supersedes"]
-        later = {r["supersedes"]: r for r in versions.values() if r["supersedes"] is not None}
-        current = dataset_id
-        while current in later and later[current]["dataset_id"] not in seen:  # forward to the newest
-            current = later[current]["dataset_id"]
-            seen.add(current)
-            chain.insert(0, versions[current])
-        return chain[::-1]
+        """Every version linked to this one through `supersedes` (back to the first, on to the newest), oldest
+        first."""
+        return self._rows("""
+            WITH RECURSIVE back(id) AS (
+                    SELECT $1::BIGINT UNION SELECT nullif(r.supersedes, 0) FROM raw.dataset_registered r
+                    JOIN back ON r.dataset_id = back.id),
+                 later(id) AS (
+                    SELECT $1::BIGINT UNION SELECT r.dataset_id FROM raw.dataset_registered r
+                    JOIN later ON r.supersedes = later.id)
+            SELECT dataset_id, name, registered_at, supersedes FROM versions
+            WHERE dataset_id IN (SELECT id FROM back UNION SELECT id FROM later)
+            ORDER BY registered_block, dataset_id""", [dataset_id])
 
     def dataset_ids(self) -> list[int]:
         return [int(r["dataset_id"]) for r in self._rows("SELECT dataset_id FROM versions ORDER BY 1")]

@@ -38,7 +38,7 @@ from ..formats.manifest import ShardEntry
 from ..formats.shard import DEFAULT_SHARD_SIZE, ShardCutter, encode_shard_into, one_batch
 from ..storage.base import Store
 from ..storage.registry import open_store
-from .blocks import block_row_sizes, block_table, ordered_block_refs
+from .blocks import block_row_sizes, block_table, ordered_block_refs, parquet_block_refs, parquet_files
 
 _SIZES_AHEAD = 4  # blocks whose row sizes are computed ahead of the cutting
 # A worker process runs its tasks one after another: they reuse its plaintext and (page-aligned) sealed buffers.
@@ -132,19 +132,28 @@ def publish(
     workers: int | None = None,
     progress: Callable[[PublishProgress], None] | None = None,
 ) -> PublishResult:
-    """Publish the rows of a `ray.data.Dataset` (in its row order) from the cluster `ray.init` connected to.
+    """Publish the rows of a `ray.data.Dataset` (in its row order), or of Parquet files (a file, a folder of them,
+    or a list: read by Ray tasks row group by row group, in the order a single-process publish of the same files
+    reads them), from the cluster `ray.init` connected to.
 
     Arguments as `deai_data.publish`. At most `workers` shard tasks run at a time (default: the cluster's CPUs;
     more than the CPUs share them); they receive the data key and the stores (URIs, or picklable Store objects),
     so every node must reach the stores (a LocalStore path must be shared). `source_id` names the source for
     resuming (default: the settings and stores alone).
     """
-    if not isinstance(dataset, ray.data.Dataset):
-        raise PublishError(f"deai_data.ray.publish takes a ray.data.Dataset, not {type(dataset).__name__}",
+    if isinstance(dataset, ray.data.Dataset):
+        kind = "ray"
+    elif isinstance(dataset, (str, Path)) or (isinstance(dataset, (list, tuple)) and dataset and
+                                               all(isinstance(p, (str, Path)) for p in dataset)):
+        kind, dataset = "parquet", parquet_files(dataset)
+    else:
+        raise PublishError(f"deai_data.ray.publish takes a ray.data.Dataset or Parquet paths, not "
+                           f"{type(dataset).__name__}",
                            hint="read it with ray.data.read_parquet(...), ray.data.from_arrow(...), ...")
     settings = PublishSettings(name, description, license, dict(metadata or {}), shard_size, segment_size,
                                compression, previous_manifest, author, owner)
-    job = start_publish(settings, store=store, source_kind="ray", source_fingerprint=source_id, key=key,
+    fingerprint = source_id or ("|".join(dataset) if kind == "parquet" else "")
+    job = start_publish(settings, store=store, source_kind=kind, source_fingerprint=fingerprint, key=key,
                         seal_id=seal_id, keystore=keystore, resume=resume, journal_dir=journal_dir)
     targets = [store] if isinstance(store, (str, Path, Store)) else list(store)
     cpus = max(1.0, float(ray.cluster_resources().get("CPU", 1)))
@@ -189,7 +198,8 @@ class _Run:
         pieces: list[tuple[Any, int, int]] = []
         index = 0
         ahead: deque[tuple[Any, Any]] = deque()
-        blocks = ordered_block_refs(dataset)
+        blocks = parquet_block_refs(dataset, 2 * self.limit) if isinstance(dataset, list) \
+            else ordered_block_refs(dataset)
         while True:
             while len(ahead) < _SIZES_AHEAD and (ref := next(blocks, None)) is not None:
                 ahead.append((ref, sizes_task.remote(ref)))

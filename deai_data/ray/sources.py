@@ -1,5 +1,5 @@
-"""Publish sources as Ray datasets: a folder of files (the rows `deai_data.folder` gives, read on the workers)
-and Parquet files or folders (`ray.data.read_parquet`). Every node must see the paths (a shared filesystem)."""
+"""Publish sources on Ray: a folder of files as a Ray dataset (the rows `deai_data.folder` gives, read on the
+workers); Parquet files are passed to `publish` as paths. Every node must see the paths (a shared filesystem)."""
 
 from __future__ import annotations
 
@@ -32,13 +32,11 @@ def folder_dataset(path: str | Path) -> Any:
 
 
 def ray_source(path: str | Path, kind: str = "auto") -> Any:
-    """A folder of files or Parquet (a file, or a folder of them with kind="parquet") as a Ray dataset."""
+    """What `deai_data.ray.publish` takes for a folder of files (a Ray dataset) or Parquet (a file, or a folder of
+    them with kind="parquet": the path itself)."""
     target = Path(path)
     if kind == "parquet" or (kind == "auto" and target.suffix.lower() in (".parquet", ".pq")):
-        try:
-            return ray.data.read_parquet(str(target.resolve()))
-        except (OSError, pa.ArrowException, ValueError) as exc:
-            raise SourceError(f"cannot read Parquet at {target}: {exc}") from exc
+        return str(target)  # `publish` reads Parquet row groups in Ray tasks, in file order
     if kind == "folder" or (kind == "auto" and target.is_dir()):
         return folder_dataset(target)
     raise SourceError(f"{target} is neither a folder nor a Parquet file",
