@@ -110,3 +110,24 @@ def test_random_access_from_s3_uses_ranged_reads(s3, tmp_path):
     opened = sum(len(s.opened) for s in dataset._records.shards.values())
     read = sum(s.sealed_bytes_read for s in dataset._records.shards.values())
     assert opened < 40 and read < result.manifest.sealed_size / 4
+
+
+@pytest.mark.parametrize("where", ["footer length", "schema message length"])
+def test_a_key_holders_broken_layout_is_an_integrity_error(published, tmp_path, where):
+    """An owner (who holds the key) seals a shard whose Arrow lengths point outside it: every segment
+    authenticates, and random access still answers with an IntegrityError, not a crash or a bare ValueError."""
+    from deai_data.crypto.sealing import ShardSealer, open_shard
+    _, store, result = published
+    entry, seal_id = result.manifest.shards[0], bytes.fromhex(result.manifest.seal_id)
+    plain = bytearray(open_shard((store / content_path(entry.sha256)).read_bytes(), data_key=result.key,
+                                 seal_id=seal_id, shard_index=0))
+    at = len(plain) - 10 if where == "footer length" else 12
+    plain[at:at + 4] = (0x7FFFFFF0).to_bytes(4, "little")
+    sealer = ShardSealer(result.key, seal_id, SEGMENT)
+    out = memoryview(bytearray(sealer.sealed_size(len(plain))))
+    sealed = sealer.seal_into(0, memoryview(plain), sealer.salt(0, memoryview(plain), out), out)
+    forged = tmp_path / "forged"
+    forged.write_bytes(bytes(sealed))
+    dataset = Dataset(result.manifest.with_locators({0: (forged.as_uri(),)}), result.manifest_uri, key=result.key)
+    with pytest.raises(IntegrityError, match="outside"):
+        dataset.take([1])

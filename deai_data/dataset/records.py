@@ -72,6 +72,10 @@ class SparseShard:
         """Make plaintext bytes [start, end) readable: fetch and open the segments that hold them."""
         if end <= start:
             return
+        if start < 0 or end > self.size:  # lengths and offsets inside an (authenticated) shard point elsewhere
+            raise IntegrityError(f"the shard's layout points at bytes {start}-{end}, outside its {self.size} bytes",
+                                 dataset=self.dataset.label, shard=self.entry.index,
+                                 hint="the owner published a broken shard")
         wanted = [i for i in range(start // self.segment_size, (end - 1) // self.segment_size + 1)
                   if i not in self.opened]
         runs: list[list[int]] = []
