@@ -166,3 +166,27 @@ def test_what_owners_wrote_is_escaped_and_the_server_binds_loopback(catalog_root
             assert server.server_address[0] == "127.0.0.1"
         finally:
             server.server_close()
+
+
+def test_a_catalog_older_than_the_pages_says_how_to_rebuild(catalog_root, tmp_path):
+    import threading
+
+    import duckdb
+
+    from deai_data import Catalog
+    from deai_data.catalog.web import make_server
+    old = tmp_path / "old-index"
+    shutil.copytree(catalog_root, old)
+    con = duckdb.connect(str(old / "catalog.duckdb"))
+    con.execute("DROP TABLE dataset_record")
+    con.close()
+    with Catalog(old) as catalog:
+        server = make_server(catalog, port=0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with pytest.raises(urllib.error.HTTPError) as failure:
+                urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/datasets/1", timeout=10)
+            assert failure.value.code == 500 and b"deai-indexer rebuild" in failure.value.read()
+        finally:
+            server.shutdown()
+            server.server_close()

@@ -35,6 +35,10 @@ function(){var q=box.value.toLowerCase();document.querySelectorAll(box.dataset.f
 function(r){r.style.display=r.textContent.toLowerCase().indexOf(q)>=0?'':'none';});});});"""
 
 
+class PageNotFound(CatalogError):
+    """No such page (an unknown dataset id)."""
+
+
 def _text(value: Any) -> str:
     if value is None:
         return "-"
@@ -189,7 +193,7 @@ class Pages:
                    coalesce((SELECT paused FROM paused), false) AS paused
             FROM versions v LEFT JOIN owner o USING (dataset_id) WHERE v.dataset_id = $1""", [dataset_id])
         if not found:
-            raise CatalogError(f"dataset {dataset_id} is not in the catalog")
+            raise PageNotFound(f"dataset {dataset_id} is not in the catalog")
         version = found[0]
         # the derived tables (DuckDB storage, sorted by dataset): milliseconds even for the busiest dataset
         record = self._rows("""
@@ -280,8 +284,12 @@ def make_server(catalog: Catalog, host: str = "127.0.0.1", port: int = 8040) -> 
                     body, code = page("Not found", "<p>No such page.</p>", pages.nav), 404
             except UsageError as exc:
                 body, code = page("Bad request", f"<p>{html.escape(exc.message)}</p>", pages.nav), 400
-            except CatalogError as exc:
+            except PageNotFound as exc:
                 body, code = page("Not found", f"<p>{html.escape(exc.message)}</p>", pages.nav), 404
+            except CatalogError as exc:  # a catalog older than these pages lacks their derived tables
+                body, code = page("Catalog error", f"<p>{html.escape(str(exc))}</p><p>A catalog built by an older "
+                                  "indexer lacks tables these pages read: <code>deai-indexer rebuild</code>.</p>",
+                                  pages.nav), 500
             data = body.encode()
             self.send_response(code)
             self.send_header("Content-Type", "text/html; charset=utf-8")
