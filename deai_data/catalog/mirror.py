@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from ..errors import CatalogError, LimitError
+from ..storage.base import sha256_file
 from ..storage.s3 import ENDPOINT_ENV, REGION_ENV
 
 LISTING = "mirror.json"
@@ -71,14 +72,6 @@ def _local_files(root: Path) -> list[str]:
     return sorted(found)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _hashes(root: Path, files: list[str]) -> dict[str, str]:
     """SHA-256 of every file, recomputed only for files whose size or mtime changed since the last push."""
     cache_path = root / _HASH_CACHE
@@ -91,7 +84,7 @@ def _hashes(root: Path, files: list[str]) -> dict[str, str]:
         st = (root / rel).stat()
         known = cache.get(rel)
         digest = known[2] if isinstance(known, list) and known[:2] == [st.st_size, st.st_mtime_ns] \
-            else _sha256_file(root / rel)
+            else sha256_file(root / rel).hexdigest()
         result[rel], fresh[rel] = digest, [st.st_size, st.st_mtime_ns, digest]
     cache_path.write_text(json.dumps(fresh))
     return result

@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..dataset.ecosystem import duckdb_arrow
 from ..errors import CatalogError
 from ..home import deai_home
 from . import mirror
@@ -76,7 +77,7 @@ class Catalog:
             relation = self._con.sql(query, params=params or None)
             if relation is None:  # a statement without a result
                 return None
-            return relation.df() if pandas else _to_arrow(relation)
+            return relation.df() if pandas else duckdb_arrow(relation)
         except self._duckdb.Error as exc:
             raise CatalogError(f"query failed: {exc}", hint="the tables and columns are in docs/catalog.md") from exc
 
@@ -108,9 +109,3 @@ class Catalog:
     def buyer_purchases(self, buyer: str) -> pa.Table:
         """A buyer's purchases with their status, newest first."""
         return self.sql("SELECT * FROM purchases WHERE buyer = lower($1) ORDER BY purchase_id DESC", [buyer])
-
-
-def _to_arrow(relation: Any) -> pa.Table:
-    """DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table."""
-    convert = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
-    return convert()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import SourceError
+from ..storage.base import sha256_file
 
 
 def cmd_piece(args: argparse.Namespace) -> int:
@@ -24,10 +24,7 @@ def cmd_piece(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {path}: {exc}", file=sys.stderr)
         return 2
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(8 << 20):
-            digest.update(chunk)
+    digest = sha256_file(path)
     print(json.dumps({"piece_cid": str(piece.cid), "piece_cid_v1": str(piece.cid_v1),
                       "padded_size": piece.padded_size, "payload_size": piece.payload_size,
                       "cid": str(CID(1, RAW, SHA2_256, digest.digest()))}))

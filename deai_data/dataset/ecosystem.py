@@ -39,12 +39,17 @@ def sql(batches: Callable[[], Iterator[pa.RecordBatch]], schema: pa.Schema, quer
         relation = con.sql(query)
         if relation is None:
             raise UsageError("the query returned nothing: use a SELECT over `records`")
-        convert = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
-        return convert()
+        return duckdb_arrow(relation)
     except duckdb.Error as exc:
         raise UsageError(f"query failed: {exc}", hint=f"the records are the table `{RECORDS_TABLE}`") from None
     finally:
         con.close()
+
+
+def duckdb_arrow(relation: Any) -> pa.Table:
+    """A DuckDB relation's result as an Arrow table (DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table)."""
+    convert = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+    return convert()
 
 
 def to_hf(table: pa.Table, split_column: str | None = None) -> Any:

@@ -23,6 +23,7 @@ import pyarrow as pa
 from ..crypto.sealing import HEADER_SIZE, TAG_SIZE, ShardCipher, ShardHeader, segment_span
 from ..errors import IntegrityError, StorageError, UsageError
 from ..formats.manifest import Manifest, ShardEntry
+from ..formats.shard import fixed_width
 from ..storage import fetch_policy
 from ..storage.failover import first_answer
 from ..storage.fetch_policy import FetchPolicy
@@ -188,17 +189,20 @@ def _value_reader(column: pa.Array, base: int, shard: SparseShard) -> Callable[[
 
     validity = where(buffers[0])
 
+    def valid_bit(row: int) -> None:
+        if validity >= 0:
+            shard.ensure(validity + (first + row) // 8, validity + (first + row) // 8 + 1)
+
     def fixed(values: int, bits: int) -> Callable[[int], None]:
         def read(row: int) -> None:
-            if validity >= 0:
-                shard.ensure(validity + (first + row) // 8, validity + (first + row) // 8 + 1)
+            valid_bit(row)
             start, end = (first + row) * bits, (first + row + 1) * bits
             shard.ensure(values + start // 8, values + -(-end // 8))
         return read
 
     if pa.types.is_fixed_size_list(typ) and len(buffers) == 3 and buffers[1] is None and \
-            _width(typ.value_type) % 8 == 0 and _width(typ.value_type) > 0:
-        return fixed(where(buffers[2]), typ.list_size * _width(typ.value_type))
+            fixed_width(typ.value_type) % 8 == 0 and fixed_width(typ.value_type) > 0:
+        return fixed(where(buffers[2]), typ.list_size * fixed_width(typ.value_type))
     if pa.types.is_binary(typ) or pa.types.is_string(typ) or pa.types.is_large_binary(typ) \
             or pa.types.is_large_string(typ):
         wide = pa.types.is_large_binary(typ) or pa.types.is_large_string(typ)
@@ -206,8 +210,7 @@ def _value_reader(column: pa.Array, base: int, shard: SparseShard) -> Callable[[
         offsets, values = where(buffers[1]), where(buffers[2])
 
         def read(row: int) -> None:
-            if validity >= 0:
-                shard.ensure(validity + (first + row) // 8, validity + (first + row) // 8 + 1)
+            valid_bit(row)
             at = offsets + (first + row) * size
             shard.ensure(at, at + 2 * size)
             start, end = struct.unpack_from(code, shard.plaintext, at)
@@ -216,16 +219,9 @@ def _value_reader(column: pa.Array, base: int, shard: SparseShard) -> Callable[[
                                      dataset=shard.dataset.label, shard=shard.entry.index)
             shard.ensure(values + start, values + end)
         return read
-    if len(buffers) == 2 and _width(typ) > 0 and (_width(typ) % 8 == 0 or pa.types.is_boolean(typ)):
-        return fixed(where(buffers[1]), _width(typ))
+    if len(buffers) == 2 and fixed_width(typ) > 0 and (fixed_width(typ) % 8 == 0 or pa.types.is_boolean(typ)):
+        return fixed(where(buffers[1]), fixed_width(typ))
     return None
-
-
-def _width(typ: pa.DataType) -> int:
-    try:
-        return typ.bit_width
-    except ValueError:
-        return 0
 
 
 class RecordIndex:

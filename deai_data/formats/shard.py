@@ -17,7 +17,8 @@ DEFAULT_SHARD_SIZE = 64 << 20
 COMPRESSIONS = (None, "zstd", "lz4")
 
 
-def _fixed_width(typ: pa.DataType) -> int:
+def fixed_width(typ: pa.DataType) -> int:
+    """A type's width in bits (0 when it has none)."""
     try:
         return typ.bit_width
     except ValueError:
@@ -47,7 +48,7 @@ def _value_sizes(values: pa.Array) -> np.ndarray:
         return _value_sizes(values.flatten()).reshape(n, typ.list_size).sum(axis=1) if n else np.zeros(0, np.int64)
     if pa.types.is_struct(typ):
         return sum((_value_sizes(field) for field in values.flatten()), np.zeros(n, dtype=np.int64))
-    width = _fixed_width(typ)
+    width = fixed_width(typ)
     return np.full(n, max(1, width // 8) if width else 8, dtype=np.int64)
 
 

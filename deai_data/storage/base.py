@@ -5,10 +5,11 @@ A store is untrusted: it moves bytes, and the reader verifies everything it retu
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import ParseResult, urlparse
 
 from ..errors import NotFoundError, StorageError, UsageError
@@ -121,6 +122,15 @@ def check_range(start: int, end: int | None) -> None:
     """Validate a requested byte range."""
     if start < 0 or (end is not None and end < start):
         raise UsageError(f"invalid byte range [{start}, {end})")
+
+
+def sha256_file(path: str | Path) -> Any:
+    """The SHA-256 of a file, read in 8 MiB chunks (`.hexdigest()` or `.digest()`)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            digest.update(chunk)
+    return digest
 
 
 def content_path(sha256: str) -> str:

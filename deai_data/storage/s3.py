@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from ..errors import LimitError, NotFoundError, StorageError, UsageError
 from ..formats import limits
-from .base import Buffer, ExistsByStat, ObjectStat, check_range, content_path, parse_uri
+from .base import Buffer, ExistsByStat, ObjectStat, check_range, content_path, parse_uri, sha256_file
 from .store_uri import StoreQuery
 
 MiB = 1 << 20
@@ -149,11 +149,7 @@ class S3Store(ExistsByStat):
         """Upload a local file (streamed, in parts when large) under its SHA-256; returns the locator."""
         try:
             if sha256 is None:
-                digest = hashlib.sha256()
-                with open(path, "rb") as fh:
-                    while chunk := fh.read(8 * MiB):
-                        digest.update(chunk)
-                sha256 = digest.hexdigest()
+                sha256 = sha256_file(path).hexdigest()
             size = os.stat(path).st_size
             key, locator = self._target(sha256)
             if self._has(locator, size):
