@@ -12,6 +12,8 @@ from .crypto.keystore import Keystore
 from .dataset.publish import PublishProgress, PublishResult, publish
 from .dataset.reader import Dataset, VerifyReport, fetch_manifest, open_dataset
 from .dataset.sources import folder, parquet
+from .dataset.storage_check import StorageReport, check_storage
+from .display import ProgressBar, register_formatters
 from .errors import (
     CatalogError,
     ChainError,
@@ -56,6 +58,9 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'deai_data' has no attribute {name!r}")
 
+
+register_formatters()  # in IPython: Arrow tables (catalog results, records) shown as HTML tables
+
 __all__ = [
     "Catalog",
     "CatalogError",
@@ -80,6 +85,7 @@ __all__ = [
     "Market",
     "MarketError",
     "NotFoundError",
+    "ProgressBar",
     "PublishError",
     "PublishProgress",
     "PublishResult",
@@ -87,6 +93,7 @@ __all__ = [
     "ShardEntry",
     "SourceError",
     "StorageError",
+    "StorageReport",
     "Store",
     "StoreReader",
     "UnsupportedLocatorError",
@@ -94,6 +101,7 @@ __all__ = [
     "VerifyReport",
     "catalog_mirror",
     "catalog_schema",
+    "check_storage",
     "connect",
     "fetch_manifest",
     "fetch_policy",

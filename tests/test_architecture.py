@@ -11,8 +11,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 # deai_data's layers as docs/architecture.md lists them, lowest first: a module may import its own package
 # or any lower layer.
-LAYERS = [{"errors", "version", "buffers", "home"}, {"crypto"}, {"formats"}, {"storage"}, {"dataset"}, {"chain"},
-          {"market"}, {"loader"}, {"torch", "ray"}, {"catalog"}, {"cli"}]
+LAYERS = [{"errors", "version", "buffers", "home", "display"}, {"crypto"}, {"formats"}, {"storage"}, {"dataset"},
+          {"chain"}, {"market"}, {"loader"}, {"torch", "ray"}, {"catalog"}, {"cli"}]
 
 
 def modules() -> dict[str, Path]:

@@ -89,9 +89,10 @@ def test_cli_wallet_estimate_publish_status_find(arlocal, tmp_path):
     assert shown["winston"] == 10**15
     assert cli("arweave", "wallet", "new", "--name", "cli", check=6).stderr.count("already holds") == 1
 
-    quote = json.loads(cli("estimate", "1MiB", "--backend", "arweave", "--gateway", arlocal.url, "--json").stdout)
+    quote = json.loads(cli("estimate", "1MiB", "--backend", "arweave", "--gateway", arlocal.url,
+                           "--json").stdout)["quotes"][0]
     assert quote["winston"] == ArweaveStore([arlocal.url]).estimate(1 << 20)
-    assert quote["ar"] == f"{quote['winston'] / 10**12:.12f}".rstrip("0").rstrip(".")
+    assert quote["total"] == f"{quote['winston'] / 10**12:.12f}".rstrip("0").rstrip(".")
 
     pq_file = tmp_path / "t.parquet"
     pq.write_table(images(50, seed=5), pq_file)

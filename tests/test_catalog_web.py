@@ -105,6 +105,12 @@ def test_datasets_search_filter_and_sort(server, page):
     assert page.locator("#datasets tbody tr").count() == 7
     page.goto(server + "/datasets?license=MIT")
     assert page.locator("#datasets tbody tr").count() == 0
+    page.goto(server + "/datasets?storage=not+probed")  # no probe has run on this catalog
+    assert page.locator("#datasets tbody tr").count() == 7
+    page.select_option("select[name=storage]", "flagged")
+    page.click("button:text('Filter')")
+    page.wait_for_url("**storage=flagged**")
+    assert page.locator("#datasets tbody tr").count() == 0
     page.goto(server + "/datasets")
     shot(page, "datasets")
     page.click("#datasets tbody tr:first-child a")

@@ -25,6 +25,7 @@ from rpcfaults import RpcFaultProxy
 from web3 import Web3
 
 from deai_data import Catalog, Keystore, publish
+from deai_data.catalog.web import Pages
 from deai_data.chain.connect import anvil_dev_accounts
 from deai_data.storage.staging import staged_name
 from deai_indexer import Indexer, RpcClient
@@ -304,6 +305,24 @@ def test_enrichment_records_ok_mismatch_and_unreachable(w3, node, tmp_path):
     assert rows[0]["name"] == "good" and rows[0]["records"] == 5000 and rows[0]["backends"] == ["file"]
     assert rows[0]["manifest_shards"] > 2 and rows[0]["shards_available"] == rows[0]["manifest_shards"] - 1
     assert rows[1]["name"] is None
+
+    # deai-indexer probe: the lost shard flags the dataset (exit 3), in the storage views and on its page
+    probe = subprocess.run([sys.executable, "-m", "deai_indexer", "probe", "--root", str(root), "--json",
+                            "--hash-shards", "2"], capture_output=True, text=True, env=env_without_pythonpath())
+    assert probe.returncode == 3, probe.stderr
+    assert json.loads(probe.stdout)["flagged"] == [good.manifest_hash]
+    with Catalog(root) as cat:
+        status = cat.sql("SELECT * FROM storage_status").to_pylist()
+        health = cat.sql("SELECT * FROM storage_health").to_pylist()
+        listed = cat.sql("SELECT dataset_id, storage_flagged FROM datasets ORDER BY dataset_id").to_pylist()
+        assert [(r["backend"], r["status"], r["missing"], r["hashed"] <= 2) for r in status] == [
+            ("file", "missing", 1, True)]
+        assert health[0]["flagged"] and health[0]["shards_fetchable"] == health[0]["shards_checked"] - 1
+        assert [r["storage_flagged"] for r in listed] == [True, None, None]
+        page = Pages(cat).dataset(listed[0]["dataset_id"])
+        assert "flagged: " in page and "id='backends'" in page
+        assert "<td>flagged</td>" in Pages(cat).datasets({"storage": "flagged"})
+        assert "0 versions" in Pages(cat).datasets({"storage": "ok"})
 
 
 def test_catalog_api_and_cli(w3, node, tmp_path):

@@ -50,6 +50,36 @@ SELECT r.dataset_id, r.owner AS registered_owner, r.author, nullif(r.supersedes,
        m.schema_json, m.metadata_json, m.shard_count AS manifest_shards, m.shards_available
 FROM raw.dataset_registered r LEFT JOIN manifests m USING (manifest_hash);
 
+CREATE OR REPLACE VIEW storage_status AS
+WITH latest AS (SELECT manifest_hash, max(probed_at) AS probed_at FROM storage_observations GROUP BY ALL)
+SELECT manifest_hash, backend, probed_at, count(*) AS objects,
+       count(*) FILTER (WHERE state = 'available') AS available, count(*) FILTER (WHERE state = 'pending') AS pending,
+       count(*) FILTER (WHERE state = 'missing') AS missing,
+       count(*) FILTER (WHERE state IN ('wrong_size', 'corrupt')) AS altered,
+       count(*) FILTER (WHERE state IN ('unreachable', 'refused')) AS unchecked,
+       count(*) FILTER (WHERE hashed AND state = 'available') AS hashed,
+       min(confirmations) AS min_confirmations,
+       CASE WHEN count(*) FILTER (WHERE state IN ('wrong_size', 'corrupt')) > 0 THEN 'altered'
+            WHEN count(*) FILTER (WHERE state = 'missing') > 0 THEN 'missing'
+            WHEN count(*) FILTER (WHERE state IN ('unreachable', 'refused')) > 0 THEN 'unreachable'
+            WHEN count(*) FILTER (WHERE state = 'pending') > 0 THEN 'pending' ELSE 'ok' END AS status
+FROM storage_observations JOIN latest USING (manifest_hash, probed_at)
+WHERE shard IS NOT NULL GROUP BY ALL;
+
+CREATE OR REPLACE VIEW storage_health AS
+WITH latest AS (SELECT manifest_hash, max(probed_at) AS probed_at FROM storage_observations GROUP BY ALL),
+     seen AS (SELECT o.* FROM storage_observations o JOIN latest USING (manifest_hash, probed_at)),
+     shards AS (SELECT manifest_hash, shard, bool_or(state IN ('available', 'pending')) AS fetchable,
+                       bool_or(state IN ('wrong_size', 'corrupt')) AS altered
+                FROM seen WHERE shard IS NOT NULL GROUP BY ALL),
+     manifest AS (SELECT manifest_hash, probed_at, any_value(state) AS manifest_state
+                  FROM seen WHERE shard IS NULL GROUP BY ALL)
+SELECT m.manifest_hash, m.probed_at, m.manifest_state, count(s.shard) AS shards_checked,
+       count(s.shard) FILTER (WHERE s.fetchable) AS shards_fetchable,
+       count(s.shard) FILTER (WHERE s.altered) AS shards_altered,
+       m.manifest_state <> 'available' OR count(s.shard) FILTER (WHERE NOT s.fetchable OR s.altered) > 0 AS flagged
+FROM manifest m LEFT JOIN shards s USING (manifest_hash) GROUP BY m.manifest_hash, m.probed_at, m.manifest_state;
+
 CREATE OR REPLACE VIEW purchases AS
 SELECT p.purchase_id, p.dataset_id, p.buyer, p.seller, p.payment_token, p.amount,
        to_timestamp(p.deadline) AS delivery_deadline, p.block_time AS purchased_at,
@@ -96,10 +126,12 @@ SELECT v.dataset_id, v.name, owner.owner, v.author, coalesce(price.price, v.init
        coalesce(sales.settled, 0) AS settled, coalesce(sales.refunded, 0) AS refunded,
        coalesce(sales.disputed, 0) AS disputed, coalesce(sales.disputes_lost, 0) AS disputes_lost,
        coalesce(sales.open, 0) AS open, coalesce(sales.buyers, 0) AS buyers,
-       coalesce(sales.owner_revenue, 0) AS owner_revenue, coalesce(sales.fees, 0) AS fees, sales.median_delivery_s
+       coalesce(sales.owner_revenue, 0) AS owner_revenue, coalesce(sales.fees, 0) AS fees, sales.median_delivery_s,
+       health.flagged AS storage_flagged, health.probed_at AS storage_probed_at
 FROM versions v
 LEFT JOIN owner USING (dataset_id) LEFT JOIN price USING (dataset_id)
-LEFT JOIN paused USING (dataset_id) LEFT JOIN sales USING (dataset_id);
+LEFT JOIN paused USING (dataset_id) LEFT JOIN sales USING (dataset_id)
+LEFT JOIN storage_health health USING (manifest_hash);
 
 CREATE OR REPLACE VIEW payouts AS
 SELECT 'withdrawal' AS kind, account, "to", payment_token, TRY_CAST(amount AS DECIMAL(38, 0)) AS amount,

@@ -21,7 +21,7 @@ from .reader import Catalog
 
 _CURRENT_OWNER = """owner AS (SELECT token_id AS dataset_id, arg_max("to", (block_number, log_index)) AS owner
                   FROM raw.transfer GROUP BY ALL)"""
-SORTABLE = ("dataset_id", "name", "owner", "license_uri", "manifest_status", "records", "sealed_size",
+SORTABLE = ("dataset_id", "name", "owner", "license_uri", "manifest_status", "storage", "records", "sealed_size",
             "registered_at", "sales", "gross")
 _STYLE = """body{font:14px system-ui,sans-serif;margin:0;color:#222}header{background:#1f3a5f;color:#fff;
 padding:10px 20px}header a{color:#fff;margin-right:16px;text-decoration:none}main{padding:16px 20px}
@@ -144,6 +144,7 @@ class Pages:
     def datasets(self, query: dict[str, str] | None = None) -> str:
         query = query or {}
         search, status, licence = query.get("q", ""), query.get("status", ""), query.get("license", "")
+        storage = query.get("storage", "")
         sort, order = query.get("sort", "gross"), query.get("order", "desc")
         if sort not in SORTABLE or order not in ("asc", "desc"):
             raise UsageError(f"sort by one of {', '.join(SORTABLE)}, order asc or desc")
@@ -151,13 +152,17 @@ class Pages:
             WITH {_CURRENT_OWNER},
                  sales AS (SELECT dataset_id, sum(sales) AS sales, sum(gross) AS gross FROM dataset_sales GROUP BY ALL)
             SELECT v.dataset_id, v.name, coalesce(o.owner, v.registered_owner) AS owner, v.license_uri,
-                   v.manifest_status, v.records, v.sealed_size, v.registered_at,
-                   coalesce(s.sales, 0) AS sales, coalesce(s.gross, 0) AS gross
+                   v.manifest_status, CASE WHEN h.flagged THEN 'flagged' WHEN NOT h.flagged THEN 'ok'
+                                           ELSE 'not probed' END AS storage,
+                   v.records, v.sealed_size, v.registered_at, coalesce(s.sales, 0) AS sales,
+                   coalesce(s.gross, 0) AS gross
             FROM versions v LEFT JOIN owner o USING (dataset_id) LEFT JOIN sales s USING (dataset_id)
+            LEFT JOIN storage_health h USING (manifest_hash)
             WHERE ($1 = '' OR v.name ILIKE '%' || $1 || '%' OR CAST(v.dataset_id AS VARCHAR) = $1
                    OR coalesce(o.owner, v.registered_owner) = lower($1))
               AND ($2 = '' OR v.manifest_status = $2) AND ($3 = '' OR v.license_uri = $3)
-            ORDER BY {sort} {order} NULLS LAST, v.dataset_id LIMIT 1000""", [search, status, licence])
+              AND ($4 = '' OR storage = $4)
+            ORDER BY {sort} {order} NULLS LAST, v.dataset_id LIMIT 1000""", [search, status, licence, storage])
         statuses = [r["s"] for r in self._rows("SELECT DISTINCT manifest_status AS s FROM versions "
                                                "WHERE s IS NOT NULL ORDER BY 1")]
         licences = [r["s"] for r in self._rows("SELECT DISTINCT license_uri AS s FROM versions "
@@ -172,11 +177,14 @@ class Pages:
             if self.static:
                 return f"<th>{column}</th>"
             return (f"<th><a href='?q={html.escape(search)}&status={html.escape(status)}&license="
-                    f"{html.escape(licence)}&sort={column}&order={flip}'>{column}</a></th>")
+                    f"{html.escape(licence)}&storage={html.escape(storage)}&sort={column}&order={flip}'>{column}</a>"
+                    "</th>")
 
         form = ("<form method='get'><input name='q' placeholder='name, id or owner' data-filter='#datasets' "
                 f"value='{html.escape(search)}'>{options('status', statuses, status)}"
-                f"{options('license', licences, licence)}<input type='hidden' name='sort' value='{sort}'>"
+                f"{options('license', licences, licence)}"
+                f"{options('storage', ['ok', 'flagged', 'not probed'], storage)}"
+                f"<input type='hidden' name='sort' value='{sort}'>"
                 f"<input type='hidden' name='order' value='{order}'><button>Filter</button></form>")
         body = form + f"<p>{len(rows)} versions</p>" + table_html(
             rows, SORTABLE, table_id="datasets", link=self.dataset_link, headers=[header(c) for c in SORTABLE])
@@ -211,20 +219,33 @@ class Pages:
                             "ORDER BY purchases DESC, buyer LIMIT 20", [dataset_id])
         lineage = self._lineage(dataset_id)
         ok = version["manifest_status"] == "ok" and version["manifest_matches"]
-        available = version.get("shards_available")
         storage = [{"backends": ", ".join(version.get("backends") or []) or "-",
                     "manifest": version["manifest_status"], "matches the chain": version["manifest_matches"],
-                    "shards": version.get("manifest_shards"),
-                    "shards served": "not probed" if available is None else available}]
+                    "shards": version.get("manifest_shards")}]
+        probed = self._rows("SELECT backend, status, objects, available, pending, missing, altered, unchecked, "
+                            "hashed, min_confirmations, probed_at FROM storage_status WHERE manifest_hash = $1 "
+                            "ORDER BY backend", [version["manifest_hash"]])
+        health = self._rows("SELECT flagged, shards_fetchable, shards_checked, shards_altered, manifest_state "
+                            "FROM storage_health WHERE manifest_hash = $1", [version["manifest_hash"]])
         facts = ["dataset_id", "name", "owner", "author", "price", "payment_token", "paused", "license_uri",
                  "records", "sealed_size", "manifest_hash", "registered_at"]
-        status = ("<p class='ok'>stored and matching its registration</p>" if ok else
+        status = ("<p class='ok'>manifest stored and matching its registration</p>" if ok else
                   f"<p class='bad'>manifest {html.escape(_text(version['manifest_status']))}: "
                   f"{html.escape(_text(version.get('manifest_error')))}</p>")
+        if not health:
+            status += "<p id='probe'>not probed yet (<code>deai-indexer probe</code>)</p>"
+        elif health[0]["flagged"]:
+            h = health[0]
+            status += (f"<p id='probe' class='bad'>flagged: {h['shards_fetchable']} of {h['shards_checked']} shards "
+                       f"fetchable, {h['shards_altered']} with an altered copy (manifest "
+                       f"{html.escape(_text(h['manifest_state']))})</p>")
+        else:
+            status += "<p id='probe' class='ok'>every shard fetchable at the last probe</p>"
         about = f"<p>{html.escape(version['description'])}</p>" if version.get("description") else ""
         body = (about + "<table id='facts'>"
                 + "".join(f"<tr><th>{k}</th>{_cell(version.get(k))}</tr>" for k in facts)
                 + "</table><h2>Storage</h2>" + status + table_html(storage, list(storage[0]), table_id="storage")
+                + (table_html(probed, list(probed[0]), table_id="backends") if probed else "")
                 + "<h2>Versions</h2>" + table_html(lineage, ["dataset_id", "name", "registered_at", "supersedes"],
                                                     table_id="lineage", link=self.dataset_link)
                 + "<h2>Sales</h2>" + bar_chart([(r["day"], float(r["sales"])) for r in sales],

@@ -1,4 +1,4 @@
-"""`deai-data estimate` and `deai-data arweave wallet|status|find`: Arweave from the command line.
+"""`deai-data arweave wallet|status|find`: Arweave from the command line.
 
 Wallets live encrypted in the keystore (kind `arweave-wallet`); no command prints a private key.
 """
@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ..errors import DeaiError, StorageError
 from .output import emit
-from .sizes import parse_size
 
 WINSTON_PER_AR = 10**12
 
@@ -26,17 +25,6 @@ def _gateways(args: argparse.Namespace) -> list[str]:
 
 def _ar(winston: int) -> str:
     return f"{Decimal(winston) / WINSTON_PER_AR:f}"
-
-
-def cmd_estimate(args: argparse.Namespace) -> int:
-    from ..storage.arweave import GatewayClient
-    client = GatewayClient(_gateways(args))
-    winston = client.price(args.size)
-    doc = {"backend": args.backend, "bytes": args.size, "winston": winston, "ar": _ar(winston),
-           "gateway": client.gateways[0], "payment": "one-time, permanent storage"}
-    emit(args, doc, [f"storing {args.size} bytes on Arweave costs {winston} winston ({_ar(winston)} AR), "
-                      f"paid once (quoted by {client.gateways[0]})"])
-    return 0
 
 
 def cmd_wallet(args: argparse.Namespace) -> int:
@@ -98,12 +86,6 @@ def add_arweave_commands(command: Callable[[str, str], argparse.ArgumentParser])
     def gateway(p: argparse.ArgumentParser) -> None:
         p.add_argument("--gateway", action="append",
                        help="Arweave gateway URL (repeat for failover; default DEAI_ARWEAVE_GATEWAYS or arweave.net)")
-
-    p = command("estimate", "what storing SIZE bytes costs on a backend, quoted by its gateway")
-    p.add_argument("size", type=parse_size, help="bytes (e.g. 64MiB, 1GB)")
-    p.add_argument("--backend", choices=("arweave",), default="arweave")
-    gateway(p)
-    p.set_defaults(func=cmd_estimate)
 
     p = command("arweave", "Arweave wallets, confirmations and discovery")
     sub = p.add_subparsers(dest="arweave_command", required=True, metavar="ACTION")

@@ -25,6 +25,7 @@ from ..crypto.sealing import DEFAULT_SEGMENT_SIZE
 from ..dataset.publish import PublishProgress, PublishResult, publish
 from ..dataset.reader import Dataset, fetch_manifest, open_dataset
 from ..dataset.sources import folder, parquet, read_source
+from ..display import ProgressLine
 from ..errors import DeaiError, KeystoreError, UsageError
 from ..formats.manifest import is_hex_digest
 from ..formats.shard import DEFAULT_SHARD_SIZE
@@ -32,10 +33,10 @@ from ..version import __version__
 from .arweave import add_arweave_commands
 from .catalog import add_catalog_commands
 from .entry import run_command
+from .estimate import add_estimate_command
 from .filecoin import add_filecoin_commands
 from .market import add_market_commands
 from .output import emit
-from .progress import ProgressLine
 from .sizes import human_bytes, parse_size
 
 
@@ -374,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_market_commands(command)
     add_catalog_commands(command)
+    add_estimate_command(command)
     add_arweave_commands(command)
     add_filecoin_commands(command)
     return parser

@@ -34,6 +34,7 @@ from ..storage.local import locator_from_path
 from ..storage.registry import store_for
 from . import ecosystem
 from .records import RecordIndex
+from .storage_check import StorageReport, check_storage
 
 _HEX64 = re.compile(r"([0-9a-f]{64})$")
 _MIN_RANGE = 1 << 20  # ranged reads never split an object into parts smaller than this
@@ -377,6 +378,12 @@ class Dataset:
 
     def _repr_html_(self) -> str:
         return self.manifest._repr_html_("Dataset")
+
+    def check_storage(self, *, hash_shards: int = 0, concurrency: int = 8, deadline: float = 300.0) -> StorageReport:
+        """Whether every shard is still stored where the manifest says, without downloading it (see
+        `storage_check.check_storage`); no key needed."""
+        return check_storage(self.manifest, policy=self.policy, concurrency=concurrency, hash_shards=hash_shards,
+                             deadline=deadline)
 
     def verify(self, *, strict: bool = True,
                progress: Callable[[VerifyReport, int], None] | None = None) -> VerifyReport:

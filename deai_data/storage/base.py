@@ -73,6 +73,24 @@ class ReadsInto(Protocol):
     def read_into(self, locator: str, buf: memoryview) -> int: ...
 
 
+class Confirmation(Protocol):
+    """Where a write stands on a chain of blocks."""
+
+    @property
+    def confirmed(self) -> bool: ...
+
+    @property
+    def confirmations(self) -> int: ...
+
+
+@runtime_checkable
+class Confirming(Protocol):
+    """A store whose writes become final as blocks confirm them (Arweave): `status(locator)` says `confirmed`
+    (with `confirmations`) or not yet, and raises NotFoundError for an unknown object."""
+
+    def status(self, locator: str) -> Confirmation: ...
+
+
 @runtime_checkable
 class Located(Protocol):
     """A store with a URI that opens it again (`open_store(store.uri)`), used to name it in journals."""

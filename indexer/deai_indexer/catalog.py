@@ -19,6 +19,8 @@ from .enrich import SCHEMA as MANIFEST_SCHEMA
 from .enrich import manifests_path
 from .events import event_specs
 from .layout import events_dir, write_atomic
+from .probe import SCHEMA as PROBE_SCHEMA
+from .probe import probes_dir
 from .quarantine import SCHEMA as QUARANTINE_SCHEMA
 from .quarantine import quarantine_path
 
@@ -66,6 +68,10 @@ def build_catalog(root: str | Path) -> Path:
         manifests = manifests_path(root)
         table = manifests.relative_to(root) if manifests.is_file() else _empty_file(root, "manifests", MANIFEST_SCHEMA)
         con.execute(f"CREATE OR REPLACE VIEW manifests AS SELECT * FROM read_parquet('{table}')")
+        probes = probes_dir(root)
+        observed = (f"{probes.relative_to(root)}/*.parquet" if any(probes.glob("*.parquet"))
+                    else _empty_file(root, "probes", PROBE_SCHEMA))
+        con.execute(f"CREATE OR REPLACE VIEW storage_observations AS SELECT * FROM read_parquet('{observed}')")
         held = quarantine_path(root)
         table = held.relative_to(root) if held.is_file() else _empty_file(root, "quarantine", QUARANTINE_SCHEMA)
         con.execute(f"""CREATE OR REPLACE VIEW quarantine AS

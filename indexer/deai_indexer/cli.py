@@ -1,7 +1,7 @@
-"""`deai-indexer run|backfill|status|rebuild|push`: index a DataMarket's events into Parquet + DuckDB.
+"""`deai-indexer run|backfill|status|rebuild|push|probe`: index a DataMarket's events into Parquet + DuckDB.
 
 Logs are structured (key=value) on stderr; `--json` prints machine-readable results on stdout.
-Exit codes: 0 success, 1 error, 11 chain unreachable, 130 interrupted.
+Exit codes: 0 success, 1 error, 3 a probe flagged a dataset, 11 chain unreachable, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from deai_data import DeaiError, catalog_mirror, fetch_policy, run_command
 
 from .catalog import build_catalog
 from .indexer import Indexer, Progress
+from .probe import probe_storage
 
 
 def _indexer(args: argparse.Namespace) -> Indexer:
@@ -31,12 +32,17 @@ def _indexer(args: argparse.Namespace) -> Indexer:
     confirmations = None if args.finality == "tag" else args.confirmations
     if not hasattr(args, "chunk"):  # `status` reads the chain and the checkpoint only
         return Indexer(rpc, market, args.root, confirmations=confirmations)
+    _widen_fetch_policy(args)
+    return Indexer(rpc, market, args.root, confirmations=confirmations, chunk=args.chunk,
+                   enrich=not args.no_enrich, check_availability=args.check_availability)
+
+
+def _widen_fetch_policy(args: argparse.Namespace) -> None:
+    """--allow-private-networks / --allow-local-files: widen the policy for registered (untrusted) URIs."""
     if args.allow_private_networks or args.allow_local_files:
         base = fetch_policy.configured()
         fetch_policy.configure(replace(base, private_networks=base.private_networks or args.allow_private_networks,
                                        local_files=base.local_files or args.allow_local_files))
-    return Indexer(rpc, market, args.root, confirmations=confirmations, chunk=args.chunk,
-                   enrich=not args.no_enrich, check_availability=args.check_availability)
 
 
 def _progress(args: argparse.Namespace) -> Callable[[Progress], None] | None:
@@ -104,6 +110,27 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    _widen_fetch_policy(args)
+    push = _pusher(args)
+    stop = threading.Event()
+    while True:
+        found = probe_storage(args.root, concurrency=args.concurrency, hash_shards=args.hash_shards,
+                              deadline=args.deadline)
+        if found.path is not None and len(list(found.path.parent.glob("*.parquet"))) == 1:
+            build_catalog(args.root)  # the first observations: the storage views switch to reading them
+        if push is not None:
+            push()
+        doc = {"manifests": found.manifests, "objects": found.objects, "flagged": found.flagged,
+               "file": None if found.path is None else str(found.path)}
+        print(json.dumps(doc) if args.json else
+              f"checked {found.manifests} manifests ({found.objects} objects): "
+              + (f"{len(found.flagged)} flagged: {', '.join(found.flagged)}" if found.flagged else "none flagged"),
+              flush=True)
+        if not args.every or stop.wait(args.every):
+            return 3 if found.flagged and not args.every else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deai-indexer", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -124,13 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--chunk", type=int, default=2000,
                            help="first getLogs range in blocks (adapts; default 2000)")
             p.add_argument("--no-enrich", action="store_true", help="do not fetch manifests")
+            p.add_argument("--check-availability", action="store_true",
+                           help="with enrichment, count the shards their locators serve")
+        if indexing:
             p.add_argument("--allow-private-networks", action="store_true",
                            help="let registered manifest URIs reach loopback and private addresses (default: "
                                 "public only; $DEAI_FETCH_ALLOW=private does the same)")
             p.add_argument("--allow-local-files", action="store_true",
                            help="let registered manifest URIs name local files (file://; development only)")
-            p.add_argument("--check-availability", action="store_true",
-                           help="with enrichment, count the shards their locators serve")
             p.add_argument("--push-to", metavar="URI",
                            help="after every pass, copy the index folder to URI (s3://BUCKET/PREFIX or a folder; "
                                 "analysts open it with Catalog(URI))")
@@ -143,10 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("from_block", type=int)
     p.add_argument("to_block", type=int, nargs="?", help="default: the head")
     command("status", "head, indexed, finalized and lag", cmd_status, indexing=False)
-    command("rebuild", "recreate the DuckDB catalog from the Parquet files only", cmd_rebuild, chain=False)
+    command("rebuild", "recreate the DuckDB catalog from the Parquet files only", cmd_rebuild, chain=False,
+            indexing=False)
     p = command("push", "copy the index folder (what changed) to object storage or another folder", cmd_push,
-                chain=False)
+                chain=False, indexing=False)
     p.add_argument("uri", help="s3://BUCKET/PREFIX (endpoint: ?endpoint=URL or $DEAI_S3_ENDPOINT), or a folder")
+    p = command("probe", "check that every registered dataset is still stored (exit 3 when one is flagged)",
+                cmd_probe, chain=False)
+    p.add_argument("--every", type=float, default=0, metavar="SECONDS",
+                   help="probe again every SECONDS until interrupted (default: once)")
+    p.add_argument("--concurrency", type=int, default=8, help="checks at a time (default 8)")
+    p.add_argument("--hash-shards", type=int, default=1, metavar="N",
+                   help="shards per dataset, picked at random, read whole and hashed (default 1; 0: none)")
+    p.add_argument("--deadline", type=float, default=300.0, metavar="SECONDS",
+                   help="per dataset: checks not done by then are recorded as timed out (default 300)")
     return parser
 
 

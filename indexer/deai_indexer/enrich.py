@@ -24,9 +24,9 @@ from deai_data import (
     Manifest,
     ManifestError,
     NotFoundError,
+    check_storage,
     fetch_manifest,
     fetch_policy,
-    store_for,
 )
 
 from .layout import events_dir, write_atomic
@@ -68,19 +68,8 @@ def _registered(root: Path) -> dict[str, list[str]]:
 def _shards_available(manifest: Manifest, source: str) -> int:
     """How many shards at least one locator serves with the size the manifest says (a stat, no download),
     under the fetch policy widened for where the manifest came from."""
-    policy = fetch_policy.configured().widened_for(source)
-    available = 0
-    for shard in manifest.shards:
-        for locator in shard.locators:
-            try:
-                policy.check(locator)
-                with fetch_policy.applied(policy):
-                    if store_for(locator).stat(locator).size == shard.sealed_size:
-                        available += 1
-                        break
-            except DeaiError:
-                continue
-    return available
+    report = check_storage(manifest, policy=fetch_policy.configured().widened_for(source))
+    return len(manifest.shards) - len(report.unfetchable_shards)
 
 
 def _reason(exc: BaseException) -> tuple[str, str]:
