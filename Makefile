@@ -36,7 +36,7 @@ services/%/node_modules/.installed: services/%/package.json services/%/package-l
 contracts-test: contracts-deps
 	cd contracts && ../$(FORGE) test --summary
 
-# Rebuild the contract and copy its ABI + bytecode into deai_data (commit the result).
+# Rebuild the contract and copy its ABI + bytecode into deai_data, the test tokens' into tests/data (commit both).
 artifacts: contracts-deps setup
 	cd contracts && ../$(FORGE) build
 	$(BIN)/python contracts/tools/export_artifact.py
@@ -57,7 +57,7 @@ analyse: contracts-deps $(ANALYSIS_VENV)/.installed
 	    cd "$$scratch" && PATH="$(CURDIR)/$(dir $(FORGE)):$$PATH" "$(CURDIR)/$(ANALYSIS_VENV)/bin/slither" . \
 	        >slither.log 2>&1 || { cat slither.log; exit 1; }; grep "analyzed" "$$scratch/slither.log"
 
-# CI: fail when deai_data/market/DataMarket.json differs from what the sources compile to.
+# CI: fail when deai_data/market/DataMarket.json or tests/data/tokens.json differs from what the sources compile to.
 check-artifacts: contracts-deps setup
 	cd contracts && ../$(FORGE) build
 	$(BIN)/python contracts/tools/export_artifact.py --check

@@ -1,6 +1,6 @@
 """Ray publish next to single-process publish on the same data in the same run (not a test).
 
-    .venv/bin/python bench/ray_publish.py [--gib 2] [--record 1MiB] [--rounds 2] [--dir DIR]
+    .venv/bin/python bench/ray_publish.py [--gib 2] [--record 1MiB] [--rounds 3] [--dir DIR] [--only single-0,ray-2]
 
 The source is Parquet files on local disk (written once, uncompressed, 256 MiB each: every contender reads them
 from the page cache). Each contender runs in a fresh process and publishes to a fresh LocalStore on the same disk
@@ -98,8 +98,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gib", type=float, default=2.0)
     parser.add_argument("--record", type=int, default=1 << 20, help="record size in bytes (default 1 MiB)")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", type=Path, help="scratch folder on the disk to measure (default: a temp dir)")
+    parser.add_argument("--only", help="a comma-separated subset of the contenders (single-0 is always run)")
     parser.add_argument("--run", nargs=4, metavar=("KIND", "SOURCE", "STORE", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
@@ -112,6 +113,9 @@ def main() -> None:
         total = int(args.gib * (1 << 30))
         write_source(scratch / "source", total, args.record)
         contenders = [("single", 0), ("ray", 1), ("ray", 2), ("ray-data", 2), ("ray-blocks", 2)]
+        if args.only:
+            chosen = {"single-0", *args.only.split(",")}
+            contenders = [(k, w) for k, w in contenders if f"{k}-{w}" in chosen]
         seconds: dict[str, list[float]] = {f"{k}-{w}": [] for k, w in contenders}
         startups, totals, roots = [], set(), {}
         for _ in range(args.rounds):
@@ -127,7 +131,8 @@ def main() -> None:
                 if kind != "single":
                     startups.append(doc["startup"])
         assert len(totals) == 1, f"contenders published different data: {totals}"
-        assert roots["single"] == roots["ray"] and len(roots["single"]) == 1, f"content roots differ: {roots}"
+        assert roots["single"] == roots.get("ray", roots["single"]) and len(roots["single"]) == 1, \
+            f"content roots differ: {roots}"
         base = statistics.median(seconds["single-0"])
         rows = {name: {"seconds": statistics.median(s), "gb_per_s": total / statistics.median(s) / 1e9,
                        "vs_single": base / statistics.median(s), "runs": [round(x, 2) for x in s]}

@@ -1,4 +1,5 @@
-"""Chains for the market tests: the embedded in-process EVM and a real anvil started on a free loopback port.
+"""Chains for the market tests: the embedded in-process EVM and a real anvil started on a free loopback port; test
+ERC-20 tokens deployed on either.
 
 anvil comes from contracts/node_modules (installed by `make contracts-deps`); a missing binary is a test
 failure, never a skip. It is stopped by the PID this module started.
@@ -6,6 +7,7 @@ failure, never a skip. It is stopped by the PID this module started.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,8 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from deai_data.chain import RevertDecoder, Transactor
 
 REPO = Path(__file__).resolve().parent.parent
+# real ERC-20s (OpenZeppelin's), compiled from contracts/test/helpers/Tokens.sol by `make artifacts`
+TOKENS = json.loads((REPO / "tests" / "data" / "tokens.json").read_text())
 ANVIL = REPO / "contracts" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 
 
@@ -88,3 +96,19 @@ class Anvil:
         if self.proc.stderr:
             self.proc.stderr.close()
 
+
+class Token:
+    """A deployed test token (TestToken or FeeOnTransferToken: open `mint`)."""
+
+    def __init__(self, w3: Web3, deployer: LocalAccount, name: str) -> None:
+        abi = TOKENS[name]["abi"]
+        self.tx = Transactor(w3, deployer, RevertDecoder(abi))
+        factory = w3.eth.contract(abi=abi, bytecode=TOKENS[name]["bytecode"])
+        self.address = self.tx.send(factory.constructor(), f"deploy {name}")["contractAddress"]
+        self.contract = w3.eth.contract(address=self.address, abi=abi)
+
+    def mint(self, to: str, amount: int) -> None:
+        self.tx.send(self.contract.functions.mint(to, amount), "mint")
+
+    def balance(self, account: str) -> int:
+        return self.contract.functions.balanceOf(account).call()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from chains import Token
 from conftest import env_without_pythonpath
 from web3 import Web3
 
@@ -111,3 +112,38 @@ def _lifecycle(anvil, w3: Web3, tmp_path: Path) -> None:
     refused = subprocess.run([*CLI, "market", "refund", str(purchases[0])], env=buyer, capture_output=True,
                              text=True, timeout=120)
     assert refused.returncode == 12 and "WrongStatus" in refused.stderr
+
+
+def test_cli_pays_settles_and_withdraws_in_an_erc20(anvil, tmp_path):
+    """`market register --token`, `market buy` (approval, then the purchase), `serve-keys`, `market withdraw
+    --token`, against a real ERC-20 on anvil; a buyer short of the token is told so and sends nothing."""
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    try:
+        dev = anvil_dev_accounts()
+        owner = _party(tmp_path, "owner", dev[6].key.to_0x_hex(), anvil.url)
+        buyer = _party(tmp_path, "buyer", dev[7].key.to_0x_hex(), anvil.url)
+        token = Token(w3, dev[5], "TestToken")
+        token.mint(dev[7].address, 3 * 10**6)
+        source = tmp_path / "rows"
+        source.mkdir()
+        (source / "a.bin").write_bytes(os.urandom(5000))
+        published = _run(owner, "publish", str(source), "--store", str(tmp_path / "store"), "--sign")
+        owner["DEAI_MARKET"] = buyer["DEAI_MARKET"] = _run(owner, "market", "deploy", "--fee-bps", "100")["market"]
+        dataset_id = _run(owner, "market", "register", published["manifest_uri"], "--price", "2000000", "--token",
+                          token.address, "--window", "3600", "--challenge-period", "600")["dataset_id"]
+        assert _run(buyer, "market", "show", str(dataset_id))["payment_token"] == token.address
+
+        _run(buyer, "market", "buy", str(dataset_id))
+        assert token.balance(dev[7].address) == 10**6
+        short = subprocess.run([*CLI, "market", "buy", str(dataset_id)], env=buyer, capture_output=True, text=True,
+                               timeout=120)
+        assert short.returncode == 12 and "holds 1000000 of the payment token" in short.stderr
+        _run(owner, "serve-keys", "--confirmations", "0", "--state", str(tmp_path / "agent.json"), "--once")
+        w3.provider.make_request("evm_increaseTime", [601])
+        w3.provider.make_request("evm_mine", [])
+        _run(owner, "serve-keys", "--confirmations", "0", "--state", str(tmp_path / "agent.json"), "--once")
+        assert _run(owner, "market", "withdraw", "--token", token.address)["withdrawn"] == 2 * 10**6 * 99 // 100
+        assert token.balance(dev[6].address) == 2 * 10**6 * 99 // 100
+    finally:
+        w3.provider.make_request("evm_revert", [snapshot])

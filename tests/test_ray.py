@@ -180,5 +180,8 @@ def test_parquet_files_read_by_ray_tasks_publish_as_in_one_process(ray_cluster, 
     expected = publish(sorted(str(p) for p in folder.glob("*.parquet")), **settings)
     result = deai_ray.publish(folder, workers=2, **settings)
     assert len(result.manifest.shards) > 10 and result.manifest.to_bytes() == expected.manifest.to_bytes()
+    pq.write_table(table.slice(0, 0), tmp_path / "empty.parquet")  # no rows: the file's schema, no shard
+    empty = publish(str(tmp_path / "empty.parquet"), **settings)
+    assert deai_ray.publish(tmp_path / "empty.parquet", **settings).manifest.to_bytes() == empty.manifest.to_bytes()
     with pytest.raises(SourceError, match="neither"):
         deai_ray.publish(tmp_path / "missing", **settings)

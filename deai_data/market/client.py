@@ -382,7 +382,7 @@ class Market:
         meta = {"chain_id": self.chain_id, "market": self.address, "dataset_id": dataset_id}
         self.keystore.put(PURCHASE_KEY, public_key.hex(), secret, meta)
         if listing.payment_token is not None:
-            self._approve(listing.payment_token, limit)
+            self._approve(listing.payment_token, listing.price, limit)
         value = limit if listing.payment_token is None else 0
         fn = self.contract.functions.purchase(dataset_id, public_key[:32], public_key[32:], limit)
         receipt = self._send(fn, f"purchase dataset {dataset_id}", value=value)
@@ -393,11 +393,19 @@ class Market:
             self.withdraw()  # the price fell before the purchase was mined: take the difference back
         return self.purchase_info(event["purchaseId"])
 
-    def _approve(self, token: str, amount: int) -> None:
+    def _approve(self, token: str, price: int, limit: int) -> None:
+        """Let the market pull up to `limit` of `token`, after checking that this account holds the price (a token
+        that is no ERC-20, or a balance short of the price, is a MarketError before anything is sent)."""
+        if not self.w3.eth.get_code(Web3.to_checksum_address(token)):
+            raise MarketError(f"the payment token {token} is not a contract on chain {self.chain_id}")
         erc20 = self.w3.eth.contract(address=Web3.to_checksum_address(token), abi=_ERC20_ABI)
         owner = self._sender().account.address
-        if erc20.functions.allowance(owner, self.address).call() < amount:
-            self._send(erc20.functions.approve(self.address, amount), f"approve {token}")
+        held = self._view(erc20.functions.balanceOf(owner), f"read the balance of {token}")
+        if held < price:
+            raise MarketError(f"{owner} holds {held} of the payment token {token}; the price is {price}",
+                              hint="get more of the token, then buy again (nothing was sent)")
+        if self._view(erc20.functions.allowance(owner, self.address), f"read the allowance of {token}") < limit:
+            self._send(erc20.functions.approve(self.address, limit), f"approve {token}")
 
     def purchase_event(self, info: PurchaseInfo) -> dict[str, Any]:
         """The `Purchased` event of a purchase (its buyer key, block), searched from the dataset's registration."""
@@ -571,6 +579,8 @@ _REGISTRATION_FIELDS = (
 )
 
 _ERC20_ABI = [
+    {"type": "function", "name": "balanceOf", "stateMutability": "view",
+     "inputs": [{"name": "account", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]},
     {"type": "function", "name": "allowance", "stateMutability": "view",
      "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
      "outputs": [{"name": "", "type": "uint256"}]},

@@ -1,9 +1,9 @@
-"""The blocks to publish, in row order: a Ray Data dataset's, or Parquet row groups read by Ray tasks; as Arrow
-tables, with their rows' sizes (for cutting shards)."""
+"""The blocks to publish, in row order: a Ray Data dataset's (object references), or Parquet row groups (named by
+file and index, each read by one task into the object store); as Arrow tables, with their rows' sizes (for cutting
+shards)."""
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,14 +11,25 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import ray
 
 from ..errors import SourceError
 from ..formats.shard import row_sizes
 
+RowGroup = tuple[str, int]  # (Parquet file, row group index)
+
+
+def read_row_group(unit: RowGroup) -> tuple[pa.Table, tuple[np.ndarray, pa.Schema]]:
+    """A row group as a table and its rows' sizes (two results: the shard tasks take the table from the object
+    store, the driver only the sizes)."""
+    try:
+        table = pq.ParquetFile(unit[0]).read_row_group(unit[1])
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"cannot read row group {unit[1]} of {unit[0]}: {exc}") from exc
+    return table, block_row_sizes(table)
+
 
 def block_table(block: Any) -> pa.Table:
-    """A block as an Arrow table (Ray Data keeps blocks as Arrow tables or pandas DataFrames)."""
+    """A block as an Arrow table (a Ray Data block is an Arrow table or a pandas DataFrame)."""
     if isinstance(block, pa.Table):
         return block
     try:
@@ -59,21 +70,13 @@ def parquet_files(source: str | Path | Sequence[str | Path]) -> list[str]:
     return files
 
 
-def _row_group(path: str, index: int) -> pa.Table:
-    return pq.ParquetFile(path).read_row_group(index)
-
-
-def parquet_block_refs(files: list[str], ahead: int) -> Iterator[Any]:
-    """The files' row groups as blocks, in file order then row-group order (the order `deai_data.parquet` reads
-    them in one process), each read by a Ray task, at most `ahead` read ahead of the caller."""
+def parquet_row_groups(files: list[str]) -> Iterator[RowGroup]:
+    """The files' row groups in file order then row-group order (the order `deai_data.parquet` reads them in one
+    process)."""
     try:
-        units = [(path, i) for path in files for i in range(pq.ParquetFile(path).num_row_groups)]
+        counts = [(path, pq.ParquetFile(path).num_row_groups) for path in files]
     except (OSError, pa.ArrowException) as exc:
         raise SourceError(f"cannot open the Parquet source: {exc}") from exc
-    read = ray.remote(num_cpus=0.25)(_row_group)
-    pending: deque[Any] = deque()
-    for unit in units:
-        pending.append(read.remote(*unit))
-        if len(pending) > ahead:
-            yield pending.popleft()
-    yield from pending
+    for path, count in counts:
+        for index in range(count):
+            yield path, index

@@ -8,13 +8,14 @@ the rows, not on the blocks); a restarted driver resumes from its journal withou
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 
 from ..buffers import BufferPool, ReusableBuffers
@@ -38,9 +39,10 @@ from ..formats.manifest import ShardEntry
 from ..formats.shard import DEFAULT_SHARD_SIZE, ShardCutter, encode_shard_into, one_batch
 from ..storage.base import Store
 from ..storage.registry import open_store
-from .blocks import block_row_sizes, block_table, ordered_block_refs, parquet_block_refs, parquet_files
+from .blocks import block_row_sizes, block_table, ordered_block_refs, parquet_files, parquet_row_groups, read_row_group
 
-_SIZES_AHEAD = 4  # blocks whose row sizes are computed ahead of the cutting
+_SIZES_AHEAD = 4  # blocks read (or sized) ahead of the cutting
+_READ_CPUS = 0.25  # what a task reading a block, or its row sizes, reserves
 # A worker process runs its tasks one after another: they reuse its plaintext and (page-aligned) sealed buffers.
 _PLAINTEXT = ReusableBuffers()
 _SEALED = BufferPool(1)
@@ -159,9 +161,12 @@ def publish(
     cpus = max(1.0, float(ray.cluster_resources().get("CPU", 1)))
     limit = max(1, workers or int(cpus))
     run = _Run(job.journal, ProgressCounter(progress, job.started), limit)
-    sizes_task = ray.remote(num_cpus=0.25)(block_row_sizes)
-    # more tasks than CPUs share them (one seals while another waits on a store)
-    seal_task = ray.remote(num_cpus=min(1.0, cpus / limit), max_retries=3)(_seal_shard)
+    # reading and row sizes reserve a quarter CPU each, and the shard tasks leave room for them (no bubble while
+    # the next blocks are read); more shard tasks than CPUs share them (one seals while another waits on a store)
+    sizes_task = ray.remote(num_cpus=_READ_CPUS)(block_row_sizes)
+    read_task = ray.remote(num_cpus=_READ_CPUS, num_returns=2)(read_row_group)
+    seal_task = ray.remote(num_cpus=min(1.0, max(_READ_CPUS, cpus - 2 * _READ_CPUS) / limit),
+                           max_retries=3)(_seal_shard)
     sent_stores = tuple(str(t) if isinstance(t, Path) else t for t in targets)
 
     def sealing_for(schema: pa.Schema) -> _Sealing:
@@ -169,7 +174,9 @@ def publish(
                         schema)
 
     try:
-        schema = run.cut_and_seal(dataset, sizes_task, seal_task, job.settings.shard_size, sealing_for)
+        blocks = ((read_task.remote(unit) for unit in parquet_row_groups(dataset)) if kind == "parquet"
+                  else ((ref, sizes_task.remote(ref)) for ref in ordered_block_refs(dataset)))
+        schema = run.cut_and_seal(dataset, blocks, seal_task, job.settings.shard_size, sealing_for)
     except BaseException:
         for ref in run.in_flight:
             ray.cancel(ref)
@@ -191,18 +198,17 @@ class _Run:
         self.in_flight: dict[Any, int] = {}
         self.entries: dict[int, ShardEntry] = {}
 
-    def cut_and_seal(self, dataset: Any, sizes_task: Any, seal_task: Any, shard_size: int,
+    def cut_and_seal(self, dataset: Any, blocks: Iterator[Any], seal_task: Any, shard_size: int,
                      sealing_for: Callable[[pa.Schema], _Sealing]) -> pa.Schema:
+        """`blocks` gives (block, row sizes) object references in row order; at most `_SIZES_AHEAD` are pending."""
         cutter = ShardCutter(shard_size)
         sealing: _Sealing | None = None
         pieces: list[tuple[Any, int, int]] = []
         index = 0
         ahead: deque[tuple[Any, Any]] = deque()
-        blocks = parquet_block_refs(dataset, 2 * self.limit) if isinstance(dataset, list) \
-            else ordered_block_refs(dataset)
         while True:
-            while len(ahead) < _SIZES_AHEAD and (ref := next(blocks, None)) is not None:
-                ahead.append((ref, sizes_task.remote(ref)))
+            while len(ahead) < _SIZES_AHEAD and (pair := next(blocks, None)) is not None:
+                ahead.append(pair)
             if not ahead:
                 break
             ref, sizes_ref = ahead.popleft()
@@ -244,7 +250,9 @@ class _Run:
 
 
 def _empty_schema(dataset: Any) -> pa.Schema:
-    """The schema of a dataset without rows (Ray's schema wraps Arrow's)."""
+    """The schema of a dataset without rows (Parquet files' own; Ray's schema wraps Arrow's)."""
+    if isinstance(dataset, list):
+        return pq.read_schema(dataset[0])
     schema = dataset.schema()
     base = getattr(schema, "base_schema", schema)
     return base if isinstance(base, pa.Schema) else pa.schema([])
