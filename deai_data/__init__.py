@@ -35,6 +35,7 @@ from .errors import (
     UsageError,
     network_reason,
 )
+from .formats.license import License, license_reference, parse_license
 from .formats.limits import Limits
 from .formats.manifest import Manifest, ShardEntry
 from .storage import HttpStore, LocalStore, Store, StoreReader, fetch_policy, register_store, staging, store_for
@@ -76,6 +77,7 @@ __all__ = [
     "KeyDeliveryError",
     "Keystore",
     "KeystoreError",
+    "License",
     "LimitError",
     "Limits",
     "Listing",
@@ -106,11 +108,13 @@ __all__ = [
     "fetch_manifest",
     "fetch_policy",
     "folder",
+    "license_reference",
     "load_account",
     "market_abi",
     "network_reason",
     "open_dataset",
     "parquet",
+    "parse_license",
     "publish",
     "register_store",
     "run_command",

@@ -27,6 +27,7 @@ from ..dataset.reader import Dataset, fetch_manifest, open_dataset
 from ..dataset.sources import folder, parquet, read_source
 from ..display import ProgressLine
 from ..errors import DeaiError, KeystoreError, UsageError
+from ..formats.license import license_reference
 from ..formats.manifest import is_hex_digest
 from ..formats.shard import DEFAULT_SHARD_SIZE
 from ..version import __version__
@@ -64,13 +65,22 @@ def cmd_publish(args: argparse.Namespace) -> int:
                    f"{human_bytes(p.plaintext_bytes)}, {rate:.0f} MB/s")
 
     metadata = dict(args.meta or ())
+    licence = args.license
+    if args.license_text:
+        if "://" not in licence:
+            raise UsageError("--license-text needs --license URI: the address where the licence text is published")
+        try:
+            text = Path(args.license_text).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read the licence text {args.license_text}: {exc.strerror}") from None
+        licence = license_reference(licence, text)
     author = None
     if args.sign:
         from ..chain import load_account
         author = load_account()
     with bar:
         result = run(source, store=args.store, name=args.name or Path(args.source).stem,
-                         description=args.description, license=args.license, metadata=metadata,
+                         description=args.description, license=licence, metadata=metadata,
                          shard_size=args.shard_size, segment_size=args.segment_size,
                          compression=None if args.compression == "none" else args.compression,
                          previous_manifest=args.previous_manifest, author=author, owner=args.owner,
@@ -312,7 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", action="append", required=True, help="store directory or URI (repeat for mirrors)")
     p.add_argument("--name", help="dataset name (default: the source's name)")
     p.add_argument("--description", default="")
-    p.add_argument("--license", default="", help="license identifier or URI")
+    p.add_argument("--license", default="", help="SPDX licence expression (CC-BY-4.0, MIT OR Apache-2.0), or the "
+                   "URI of the licence text: with --license-text, or ending #sha256=HEX")
+    p.add_argument("--license-text", metavar="FILE", help="the licence text published at the --license URI "
+                   "(its SHA-256 goes into the manifest)")
     p.add_argument("--meta", action="append", metavar="KEY=VALUE", type=key_value, help="extra metadata (repeatable)")
     p.add_argument("--format", choices=("auto", "folder", "parquet"), default="auto")
     p.add_argument("--shard-size", type=parse_size, default=DEFAULT_SHARD_SIZE, help="target shard size (64MiB)")

@@ -31,7 +31,8 @@ from ..crypto.keys import key_commitment
 from ..crypto.keystore import DATA_KEY, Keystore
 from ..dataset.publish import PublishResult
 from ..dataset.reader import Dataset, fetch_manifest
-from ..errors import ChainError, DeaiError, IntegrityError, KeyDeliveryError, MarketError
+from ..errors import ChainError, DeaiError, FormatError, IntegrityError, KeyDeliveryError, MarketError
+from ..formats.license import parse_license
 from ..formats.manifest import Manifest
 from .artifact import artifact
 from .defaults import DEFAULT_CHALLENGE_PERIOD, DEFAULT_DELIVERY_WINDOW
@@ -218,6 +219,11 @@ class Market:
             raise MarketError(f"manifest {manifest.hash} is unsigned: only an author-signed manifest can be sold",
                               hint="publish with author=account (CLI: deai-data publish --sign)")
         authorship = manifest.authorship
+        if license_uri:  # what the chain records must be machine-readable, as a new manifest's licence is
+            try:
+                license_uri = str(parse_license(license_uri))
+            except FormatError as exc:
+                raise MarketError(f"license_uri: {exc.message}", hint=exc.hint) from None
         registration = {
             "manifestHash": _hex32(manifest.hash),
             "contentRoot": _hex32(manifest.content_root),
