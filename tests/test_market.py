@@ -16,7 +16,7 @@ from deai_data import Keystore, publish
 from deai_data.chain import dev_accounts, dev_advance_time
 from deai_data.crypto.authorship import sign_authorship
 from deai_data.crypto.key_delivery import DeliveryContext, buyer_key_hash, new_purchase_key, seal_key
-from deai_data.errors import IntegrityError, KeyDeliveryError, MarketError
+from deai_data.errors import IntegrityError, KeyDeliveryError, MarketError, UsageError
 from deai_data.formats.merkle import inclusion_proof, merkle_root, verify_inclusion
 from deai_data.market import KeyAgent, Market
 
@@ -576,3 +576,31 @@ def test_streaming_loader_opens_by_dataset_id_checked_against_the_chain(owner_ma
                            keystore=owner_market.keystore, author=parties["owner"])
     with pytest.raises(IntegrityError, match="not registered"):
         StreamingDataset(unregistered.manifest_uri, market=buyer_market, key=unregistered.key)
+
+
+def test_latest_version_follows_the_lineage_and_a_stranger_cannot_join_it(owner_market, buyer_market,
+                                                                          attacker_market, published, store_dir,
+                                                                          parties, tmp_path):
+    def version(seed: int, market: Market = owner_market, author: str = "owner"):
+        return publish(sample_table(60, seed=seed), store=store_dir, name="market-test", keystore=market.keystore,
+                       author=parties[author])
+
+    v1 = _register(owner_market, published)
+    v2 = _register(owner_market, version(11), supersedes=v1)
+    _register(owner_market, version(12))  # another dataset of the same owner: not in the lineage
+    v3 = _register(owner_market, version(13), supersedes=v2)
+    assert buyer_market.lineage(v1) == [v1, v2, v3] and buyer_market.lineage(v2) == [v2, v3]
+    assert buyer_market.latest_version(v1) == buyer_market.latest_version(v3) == v3
+
+    # a stranger cannot add a "newer version" to someone else's lineage: the contract checks the replaced
+    # version's owner
+    with pytest.raises(MarketError, match="NotDatasetOwner"):
+        _register(attacker_market, version(14, attacker_market, "attacker"), supersedes=v3)
+    assert buyer_market.latest_version(v1) == v3
+
+    purchase = buyer_market.purchase(v3)
+    _agent(owner_market, tmp_path).run_once()
+    buyer_market.receive_key(purchase.purchase_id)
+    assert buyer_market.open_dataset(v1, version="latest").to_arrow().equals(sample_table(60, seed=13))
+    with pytest.raises(UsageError, match='takes "latest"'):
+        buyer_market.open_dataset(v1, version="2")

@@ -31,7 +31,7 @@ from ..crypto.keys import key_commitment
 from ..crypto.keystore import DATA_KEY, Keystore
 from ..dataset.publish import PublishResult
 from ..dataset.reader import Dataset, fetch_manifest
-from ..errors import ChainError, DeaiError, FormatError, IntegrityError, KeyDeliveryError, MarketError
+from ..errors import ChainError, DeaiError, FormatError, IntegrityError, KeyDeliveryError, MarketError, UsageError
 from ..formats.license import parse_license
 from ..formats.manifest import Manifest
 from .artifact import artifact
@@ -356,10 +356,32 @@ class Market:
         check_listing(self.listing(dataset_id), manifest)
         return manifest, uri
 
-    def open_dataset(self, dataset: int | str, *, key: bytes | str | None = None, **kwargs: Any) -> Dataset:
+    def lineage(self, dataset_id: int) -> list[int]:
+        """`dataset_id` and every version that descends from it through `supersedes` (each registered by the owner,
+        at that time, of the version it replaces: the contract checks), in registration order."""
+        registered = self._view(self.contract.functions.datasetInfo(dataset_id), f"read dataset {dataset_id}")[6]
+        family = {dataset_id}
+        for log in sorted(self._logs("DatasetRegistered", registered, self.w3.eth.block_number),
+                          key=lambda log: log["args"]["datasetId"]):
+            if log["args"]["supersedes"] in family:
+                family.add(log["args"]["datasetId"])
+        return sorted(family)
+
+    def latest_version(self, dataset_id: int) -> int:
+        """The newest version in `dataset_id`'s lineage (the highest id: with two versions replacing one, the one
+        registered last)."""
+        return self.lineage(dataset_id)[-1]
+
+    def open_dataset(self, dataset: int | str, *, key: bytes | str | None = None, version: str | None = None,
+                     **kwargs: Any) -> Dataset:
         """Open a purchased dataset by its on-chain id (or a manifest URI registered here): manifest from the
         chain's URIs, checked against the on-chain record; key from `key` or the keystore (where
-        `receive_key` put it)."""
+        `receive_key` put it). `version="latest"` opens the newest version that descends from the id instead."""
+        if version is not None:
+            if version != "latest" or not isinstance(dataset, int):
+                raise UsageError('version= takes "latest", with a dataset id',
+                                 hint="open an earlier version by its own dataset id")
+            dataset = self.latest_version(dataset)
         manifest, uri = self.checked_manifest(dataset)
         return Dataset(manifest, uri, key=key, keystore=None if key is not None else self.keystore, **kwargs)
 
