@@ -102,6 +102,10 @@ def test_numpy_arrays(store_dir, keystore):
     assert np.array_equal(back.column("label").to_numpy(), labels)
     vector = round_trip(np.linspace(0, 1, 1000), store_dir, keystore)[2]
     assert np.array_equal(vector.column("data").to_numpy(), np.linspace(0, 1, 1000))
+    no_images = round_trip({"image": images[:0]}, store_dir, keystore)[2]  # no rows: still a tensor column
+    assert no_images.num_rows == 0 and no_images.schema.field("image").type.shape == [8, 8, 3]
+    with pytest.raises(SourceError, match="cannot build Arrow columns"):
+        publish({"x": np.array([[object(), 1], [2, 3]], dtype=object)}, store=store_dir, name="x", keystore=keystore)
 
 
 def test_empty_and_single_record(store_dir, keystore):

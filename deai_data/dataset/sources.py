@@ -109,17 +109,23 @@ def parquet(paths: str | Path | Iterable[str | Path]) -> RecordSource:
 
 
 def _arrays(columns: Mapping[str, Any]) -> RecordSource:
-    arrays = {}
-    for name, value in columns.items():
-        arr = np.asarray(value) if not isinstance(value, (pa.Array, pa.ChunkedArray)) else value
-        if isinstance(arr, np.ndarray) and arr.ndim > 1:
-            arr = pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(arr))
-        arrays[name] = arr
     try:
-        table = pa.table(arrays)
+        table = pa.table({name: _column(value) for name, value in columns.items()})
     except (pa.ArrowException, ValueError, TypeError) as exc:
         raise SourceError(f"cannot build Arrow columns from the arrays: {exc}") from exc
     return _table(table, "arrays")
+
+
+def _column(value: Any) -> Any:
+    """An array as an Arrow column: N-d NumPy arrays as fixed-shape tensors (rows of shape `shape[1:]`), even
+    with no rows."""
+    arr = np.asarray(value) if not isinstance(value, (pa.Array, pa.ChunkedArray)) else value
+    if not isinstance(arr, np.ndarray) or arr.ndim < 2:
+        return arr
+    if len(arr):
+        return pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(arr))
+    tensor = pa.fixed_shape_tensor(pa.from_numpy_dtype(arr.dtype), list(arr.shape[1:]))
+    return pa.ExtensionArray.from_storage(tensor, pa.array([], type=tensor.storage_type))
 
 
 def _table(table: pa.Table, kind: str) -> RecordSource:
