@@ -470,3 +470,39 @@ def test_catalog_pushed_to_s3_is_queried_from_another_machine(w3, node, tmp_path
     with pytest.raises(CatalogError, match="outside its folder"):
         catalog_mirror.pull(uri, tmp_path / "fresh-copy")
     assert not (tmp_path / "outside.txt").exists()
+
+
+def test_probe_passes_are_merged_into_one_file_without_duplicates(tmp_path):
+    """A probe every hour would leave thousands of files for the catalog view to open: past `COMPACT_AFTER` the
+    older passes become one file, and a merge cut off before it removed its inputs is repaired by the next."""
+    from datetime import datetime, timedelta, timezone
+
+    import pyarrow.parquet as pq
+
+    from deai_indexer.layout import write_atomic
+    from deai_indexer.probe import SCHEMA, compact_probes, probes_dir
+
+    start = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    folder = probes_dir(tmp_path)
+
+    def a_pass(hour: int) -> dict:
+        when = start + timedelta(hours=hour)
+        row = {"probed_at": when, "manifest_hash": "ab" * 32, "shard": 0, "backend": "local", "locator": "file:///x",
+               "state": "available" if hour % 5 else "missing", "size": 10, "confirmations": None, "hashed": False,
+               "seconds": 0.01, "detail": ""}
+        write_atomic(folder / f"{when:%Y%m%dT%H%M%SZ}.parquet", pa.Table.from_pylist([row], schema=SCHEMA))
+        return row
+
+    rows = [a_pass(h) for h in range(8)]
+    assert compact_probes(tmp_path, keep=8) is None and len(list(folder.glob("*.parquet"))) == 8
+    rows.append(a_pass(8))
+    merged = compact_probes(tmp_path, keep=8)
+    assert merged is not None and merged.name == "20261201T000000Z-20261201T070000Z.parquet"
+    assert sorted(p.name for p in folder.glob("*.parquet")) == [merged.name, "20261201T080000Z.parquet"]
+    assert pq.read_table(merged).to_pylist() == rows[:8]
+
+    shutil.copy(merged, folder / "20261201T000000Z-20261201T050000Z.parquet")  # a merge cut off before cleaning up
+    rows += [a_pass(h) for h in range(9, 16)]
+    final = compact_probes(tmp_path, keep=8)
+    assert final is not None and final.name == "20261201T000000Z-20261201T140000Z.parquet"
+    assert pq.read_table(final).to_pylist() == rows[:15]  # each observation once, in time order

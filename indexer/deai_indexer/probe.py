@@ -1,6 +1,7 @@
 """`deai-indexer probe`: is every registered dataset still stored? Each manifest fetched again (hash-checked)
 and each shard locator checked where the manifest says it lives (deai_data.check_storage: no download but for a
-few shards hashed whole); one Parquet file of observations per pass under `metadata/probes/`.
+few shards hashed whole); one Parquet file of observations per pass under `metadata/probes/`, older passes merged
+into one file once there are more than `COMPACT_AFTER`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ SCHEMA = pa.schema([
     ("confirmations", pa.int64()), ("hashed", pa.bool_()), ("seconds", pa.float64()), ("detail", pa.string()),
 ])
 """One row per object checked; `shard` is null for the manifest itself."""
+COMPACT_AFTER = 32  # pass files kept apart before the older ones are merged (a catalog view reads every file)
 
 
 def probes_dir(root: Path) -> Path:
@@ -105,4 +107,24 @@ def probe_storage(root: str | Path, *, concurrency: int = 8, hash_shards: int = 
         return ProbePass(0, 0, [], None)
     target = probes_dir(root) / f"{when:%Y%m%dT%H%M%SZ}.parquet"
     write_atomic(target, pa.Table.from_pylist(rows, schema=SCHEMA))
+    compact_probes(root)
     return ProbePass(len(checked), len(rows), flagged, target)
+
+
+def compact_probes(root: str | Path, *, keep: int = COMPACT_AFTER) -> Path | None:
+    """With more than `keep` files under `metadata/probes/`, merge all but the newest into one file named by the
+    first and last pass it holds (`<first>-<last>.parquet`); returns it. Rows are merged without duplicates, so
+    a merge cut off between writing the new file and removing the old ones is repaired by the next."""
+    files = sorted(probes_dir(Path(root)).glob("*.parquet"))
+    if len(files) <= keep:
+        return None
+    older = files[:-1]
+    merged = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in older])
+    merged = merged.group_by(merged.column_names, use_threads=False).aggregate([])
+    merged = merged.select(SCHEMA.names).sort_by([("probed_at", "ascending"), ("manifest_hash", "ascending")])
+    target = older[0].with_name(f"{older[0].stem[:16]}-{older[-1].stem[-16:]}.parquet")
+    write_atomic(target, merged)
+    for f in older:
+        if f != target:
+            f.unlink()
+    return target
