@@ -121,6 +121,7 @@ def test_datasets_search_filter_and_sort(server, page):
 def test_dataset_page(server, page):
     page.goto(server + "/datasets/6")  # the first new version: it supersedes dataset 1
     assert page.locator("#lineage tbody tr").count() == 2
+    assert "records_added" in page.locator("#lineage thead").inner_text()  # what each version added
     assert page.locator("p.bad").inner_text().startswith("manifest refused")
     assert page.locator("#record").inner_text().count("purchases") == 1
     assert page.locator("#prices tbody tr").count() >= 1

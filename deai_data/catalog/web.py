@@ -246,7 +246,8 @@ class Pages:
                 + "".join(f"<tr><th>{k}</th>{_cell(version.get(k))}</tr>" for k in facts)
                 + "</table><h2>Storage</h2>" + status + table_html(storage, list(storage[0]), table_id="storage")
                 + (table_html(probed, list(probed[0]), table_id="backends") if probed else "")
-                + "<h2>Versions</h2>" + table_html(lineage, ["dataset_id", "name", "registered_at", "supersedes"],
+                + "<h2>Versions</h2>" + table_html(lineage, ["dataset_id", "name", "registered_at", "supersedes",
+                                                              "records", "records_added", "sealed_size"],
                                                     table_id="lineage", link=self.dataset_link)
                 + "<h2>Sales</h2>" + bar_chart([(r["day"], float(r["sales"])) for r in sales],
                                                title="settled sales per day")
@@ -258,7 +259,7 @@ class Pages:
 
     def _lineage(self, dataset_id: int) -> list[dict[str, Any]]:
         """Every version linked to this one through `supersedes` (back to the first, on to the newest), oldest
-        first."""
+        first, with how many records each added to the version it replaces."""
         return self._rows("""
             WITH RECURSIVE back(id) AS (
                     SELECT $1::BIGINT UNION SELECT nullif(r.supersedes, 0) FROM raw.dataset_registered r
@@ -266,9 +267,11 @@ class Pages:
                  later(id) AS (
                     SELECT $1::BIGINT UNION SELECT r.dataset_id FROM raw.dataset_registered r
                     JOIN later ON r.supersedes = later.id)
-            SELECT dataset_id, name, registered_at, supersedes FROM versions
-            WHERE dataset_id IN (SELECT id FROM back UNION SELECT id FROM later)
-            ORDER BY registered_block, dataset_id""", [dataset_id])
+            SELECT v.dataset_id, v.name, v.registered_at, v.supersedes, v.records,
+                   v.records - p.records AS records_added, v.sealed_size
+            FROM versions v LEFT JOIN versions p ON p.dataset_id = nullif(v.supersedes, 0)
+            WHERE v.dataset_id IN (SELECT id FROM back UNION SELECT id FROM later)
+            ORDER BY v.registered_block, v.dataset_id""", [dataset_id])
 
     def dataset_ids(self) -> list[int]:
         return [int(r["dataset_id"]) for r in self._rows("SELECT dataset_id FROM versions ORDER BY 1")]
