@@ -116,7 +116,8 @@ def _lifecycle(anvil, w3: Web3, tmp_path: Path) -> None:
 
 def test_cli_pays_settles_and_withdraws_in_an_erc20(anvil, tmp_path):
     """`market register --token`, `market buy` (approval, then the purchase), `serve-keys`, `market withdraw
-    --token`, against a real ERC-20 on anvil; a buyer short of the token is told so and sends nothing."""
+    --token`, against a real ERC-20 on anvil; a buyer short of the token is told so and sends nothing; then a
+    second version and `market show --latest`."""
     w3 = Web3(Web3.HTTPProvider(anvil.url))
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
     try:
@@ -145,5 +146,12 @@ def test_cli_pays_settles_and_withdraws_in_an_erc20(anvil, tmp_path):
         _run(owner, "serve-keys", "--confirmations", "0", "--state", str(tmp_path / "agent.json"), "--once")
         assert _run(owner, "market", "withdraw", "--token", token.address)["withdrawn"] == 2 * 10**6 * 99 // 100
         assert token.balance(dev[6].address) == 2 * 10**6 * 99 // 100
+
+        (source / "b.bin").write_bytes(os.urandom(3000))  # a second version, replacing the first
+        newer = _run(owner, "publish", str(source), "--store", str(tmp_path / "store"), "--sign")
+        v2 = _run(owner, "market", "register", newer["manifest_uri"], "--price", "1", "--supersedes",
+                  str(dataset_id))["dataset_id"]
+        latest = _run(buyer, "market", "show", str(dataset_id), "--latest")
+        assert latest["dataset_id"] == v2 and latest["lineage"] == [dataset_id, v2]
     finally:
         w3.provider.make_request("evm_revert", [snapshot])

@@ -175,9 +175,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         doc = {k: getattr(p, k) for k in p.__dataclass_fields__}
         lines = [f"{k:<16} {v}" for k, v in doc.items()]
     else:
-        listing = market.listing(args.id)
+        lineage = market.lineage(args.id) if args.latest else [args.id]
+        listing = market.listing(lineage[-1])
         doc = {k: getattr(listing, k) for k in listing.__dataclass_fields__}
         doc["manifest_uris"] = list(listing.manifest_uris)
+        if args.latest:
+            doc["lineage"] = lineage
         lines = [f"{k:<16} {v}" for k, v in doc.items()]
     emit(args, doc, lines)
     return 0
@@ -236,7 +239,7 @@ def add_market_commands(command: Callable[[str, str], argparse.ArgumentParser]) 
     a.add_argument("--window", type=int, default=86_400, help="delivery window in seconds (default 1 day)")
     a.add_argument("--challenge-period", type=int, default=DEFAULT_CHALLENGE_PERIOD,
                    help="seconds a buyer may dispute a delivered key before the seller is paid (default 3 days)")
-    a.add_argument("--license-uri", help="license URI (default: the manifest's license)")
+    a.add_argument("--license-uri", help="licence, SPDX or URI#sha256=HEX (default: the manifest's)")
     a.add_argument("--supersedes", type=int, metavar="DATASET_ID", help="dataset id of the version this one replaces")
     a.add_argument("--uri", action="append", help="manifest URI to record (repeat for mirrors)")
     a = action("buy", "pay a dataset's price into escrow with a fresh sealing key", cmd_buy)
@@ -270,7 +273,10 @@ def add_market_commands(command: Callable[[str, str], argparse.ArgumentParser]) 
     a.add_argument("--revoke", action="store_true")
     a = action("show", "show a dataset version (or, with --purchase, a purchase)", cmd_show)
     a.add_argument("id", type=int)
-    a.add_argument("--purchase", action="store_true", help="ID is a purchase id")
+    kind = a.add_mutually_exclusive_group()
+    kind.add_argument("--purchase", action="store_true", help="ID is a purchase id")
+    kind.add_argument("--latest", action="store_true",
+                      help="show the newest version descending from dataset ID (with the lineage)")
 
     p = command("serve-keys", "deliver keys to buyers of your datasets (the owner's key agent)")
     chain_options(p, json_flag=False)
