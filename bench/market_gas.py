@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from deai_data import Keystore, publish
+from deai_data import Keystore, fetch_policy, publish
 from deai_data.chain import connect, dev_accounts, dev_advance_time
 from deai_data.crypto.key_delivery import DeliveryContext, buyer_key_hash, dispute_proof, seal_key
 from deai_data.market import Market
@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     w3 = connect(args.rpc)
+    # the manifests live in a local store; the second URI registered (ar://...) is never fetched
+    fetch_policy.configure(fetch_policy.FetchPolicy(schemes=frozenset({"file"}), local_files=True))
     treasury, owner, buyer = dev_accounts(w3)[:3]
     gas: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,11 +97,22 @@ def main() -> None:
             seller.deliver_key(pid)
         dev_advance_time(w3, CHALLENGE + 1)
         measure("settleMany (10 purchases)", lambda: seller.settle(list(range(6, 16))))
+
+        # the same trade in an ERC-20 (OpenZeppelin's, as the tests deploy it: tests/data/tokens.json)
+        token = _deploy_test_token(w3, treasury)
+        token.functions.mint(buyer.address, 10 * PRICE).transact({"from": treasury.address})
+        sold_in_token = seller.register(published(20_000), payment_token=token.address, **terms)
+        measure("ERC-20 approve (the buyer's first)", lambda: shopper._send(
+            token.functions.approve(market.address, 2**256 - 1), "approve"))
+        measure("purchase in an ERC-20 (the token's escrow at zero)", lambda: shopper.purchase(sold_in_token))
+        measure("purchase in an ERC-20 (escrow non-zero)", lambda: shopper.purchase(sold_in_token))
     steady = gas["purchase (escrow non-zero)"] + gas["deliverKey (second)"] + gas["settle (balances non-zero)"]
     first_ever = gas["purchase (the token's escrow at zero)"] + gas["deliverKey"] + \
         gas["settle (seller's and treasury's first credit)"]
     gas["purchase + deliverKey + settle (steady state)"] = steady
     gas["purchase + deliverKey + settle (first ever)"] = first_ever
+    gas["the same in an ERC-20 (steady state, after one approval)"] = \
+        gas["purchase in an ERC-20 (escrow non-zero)"] + gas["deliverKey (second)"] + gas["settle (balances non-zero)"]
     print(f"| operation | gas ({'embedded chain' if not args.rpc else args.rpc}) |")
     print("| --- | ---: |")
     for name, used in gas.items():
@@ -109,6 +122,16 @@ def main() -> None:
           f"{disputes[0]:,} / {disputes[1]:,} < 120,000: {max(disputes) < 120_000}")
     if args.json:
         Path(args.json).write_text(json.dumps(gas, indent=1) + "\n")
+
+
+def _deploy_test_token(w3, deployer):
+    """TestToken (an OpenZeppelin ERC20 with an open mint) from the tests' compiled artifact."""
+    built = json.loads((Path(__file__).resolve().parents[1] / "tests" / "data" / "tokens.json").read_text())
+    token = built["TestToken"]
+    factory = w3.eth.contract(abi=token["abi"], bytecode=token["bytecode"])
+    address = w3.eth.wait_for_transaction_receipt(factory.constructor().transact({"from": deployer.address}))[
+        "contractAddress"]
+    return w3.eth.contract(address=address, abi=token["abi"])
 
 
 if __name__ == "__main__":
