@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from deai_data import Keystore, fetch_policy, publish
 from deai_data.chain import connect, dev_accounts, dev_advance_time
 from deai_data.crypto.key_delivery import DeliveryContext, buyer_key_hash, dispute_proof, seal_key
 from deai_data.market import Market
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from chains import Token  # the tests' ERC-20 deployer (tests/data/tokens.json)
 
 PRICE = 10**16
 CHALLENGE = 600
@@ -98,12 +102,12 @@ def main() -> None:
         dev_advance_time(w3, CHALLENGE + 1)
         measure("settleMany (10 purchases)", lambda: seller.settle(list(range(6, 16))))
 
-        # the same trade in an ERC-20 (OpenZeppelin's, as the tests deploy it: tests/data/tokens.json)
-        token = _deploy_test_token(w3, treasury)
-        token.functions.mint(buyer.address, 10 * PRICE).transact({"from": treasury.address})
+        # the same trade in an ERC-20 (OpenZeppelin's, deployed as the tests deploy it)
+        token = Token(w3, treasury, "TestToken")
+        token.mint(buyer.address, 10 * PRICE)
         sold_in_token = seller.register(published(20_000), payment_token=token.address, **terms)
         measure("ERC-20 approve (the buyer's first)", lambda: shopper._send(
-            token.functions.approve(market.address, 2**256 - 1), "approve"))
+            token.contract.functions.approve(market.address, 2**256 - 1), "approve"))
         measure("purchase in an ERC-20 (the token's escrow at zero)", lambda: shopper.purchase(sold_in_token))
         measure("purchase in an ERC-20 (escrow non-zero)", lambda: shopper.purchase(sold_in_token))
     steady = gas["purchase (escrow non-zero)"] + gas["deliverKey (second)"] + gas["settle (balances non-zero)"]
@@ -122,16 +126,6 @@ def main() -> None:
           f"{disputes[0]:,} / {disputes[1]:,} < 120,000: {max(disputes) < 120_000}")
     if args.json:
         Path(args.json).write_text(json.dumps(gas, indent=1) + "\n")
-
-
-def _deploy_test_token(w3, deployer):
-    """TestToken (an OpenZeppelin ERC20 with an open mint) from the tests' compiled artifact."""
-    built = json.loads((Path(__file__).resolve().parents[1] / "tests" / "data" / "tokens.json").read_text())
-    token = built["TestToken"]
-    factory = w3.eth.contract(abi=token["abi"], bytecode=token["bytecode"])
-    address = w3.eth.wait_for_transaction_receipt(factory.constructor().transact({"from": deployer.address}))[
-        "contractAddress"]
-    return w3.eth.contract(address=address, abi=token["abi"])
 
 
 if __name__ == "__main__":

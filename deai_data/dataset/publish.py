@@ -25,9 +25,9 @@ from ..crypto.authorship import sign_authorship
 from ..crypto.keys import check_key, key_commitment, new_data_key, new_seal_id
 from ..crypto.keystore import DATA_KEY, PENDING_DATA_KEY, Keystore
 from ..crypto.sealing import DEFAULT_SEGMENT_SIZE, ShardSealer, check_segment_size
-from ..errors import FormatError, LimitError, ManifestError, PublishError, StorageError
+from ..errors import LimitError, ManifestError, PublishError, StorageError
 from ..formats import canonical
-from ..formats.license import parse_license
+from ..formats.license import canonical_license
 from ..formats.manifest import Manifest, ShardEntry, is_hex_digest
 from ..formats.merkle import merkle_root
 from ..formats.shard import COMPRESSIONS, DEFAULT_SHARD_SIZE, cut_into_shards, encode_shard_into, one_batch
@@ -99,11 +99,8 @@ class PublishSettings:
         for label, text in (("name", self.name), ("description", self.description), ("license", self.license)):
             if not isinstance(text, str):
                 raise PublishError(f"{label} must be a string")
-        if self.license:  # "" publishes without a licence; anything else must be machine-readable
-            try:
-                object.__setattr__(self, "license", str(parse_license(self.license)))
-            except FormatError as exc:
-                raise PublishError(f"license: {exc.message}", hint=exc.hint) from None
+        # "" publishes without a licence; anything else must be machine-readable
+        object.__setattr__(self, "license", canonical_license(self.license, field="license", error=PublishError))
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.metadata.items()):
             raise PublishError("metadata keys and values must be strings")
         if self.previous_manifest is not None and not is_hex_digest(self.previous_manifest):

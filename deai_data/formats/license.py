@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
 
-from ..errors import FormatError
+from ..errors import DeaiError, FormatError
 
 _MAX_LENGTH = 256  # bytes: what the market contract records
 _REFERENCE = re.compile(r"^(?P<uri>(?:https?|ar|ipfs)://[^\s#]+)#sha256=(?P<sha256>[0-9a-f]{64})$")
@@ -48,6 +48,16 @@ def parse_license(text: str) -> License:
         raise FormatError(f"{text!r} is not an SPDX licence expression: {exc}",
                           hint="an identifier of https://spdx.org/licenses/ (CC-BY-4.0, MIT OR Apache-2.0, "
                                "LicenseRef-...), or a URI#sha256=HEX of the licence text") from None
+
+
+def canonical_license(text: str, *, field: str, error: type[DeaiError]) -> str:
+    """`text` as the canonical licence string ("" stays ""); otherwise `error`, naming `field`."""
+    if not text:
+        return ""
+    try:
+        return str(parse_license(text))
+    except FormatError as exc:
+        raise error(f"{field}: {exc.message}", hint=exc.hint) from None
 
 
 def license_reference(uri: str, text: bytes) -> str:

@@ -31,8 +31,8 @@ from ..crypto.keys import key_commitment
 from ..crypto.keystore import DATA_KEY, Keystore
 from ..dataset.publish import PublishResult
 from ..dataset.reader import Dataset, fetch_manifest
-from ..errors import ChainError, DeaiError, FormatError, IntegrityError, KeyDeliveryError, MarketError, UsageError
-from ..formats.license import parse_license
+from ..errors import ChainError, DeaiError, IntegrityError, KeyDeliveryError, MarketError, UsageError
+from ..formats.license import canonical_license
 from ..formats.manifest import Manifest
 from .artifact import artifact
 from .defaults import DEFAULT_CHALLENGE_PERIOD, DEFAULT_DELIVERY_WINDOW
@@ -220,10 +220,7 @@ class Market:
                               hint="publish with author=account (CLI: deai-data publish --sign)")
         authorship = manifest.authorship
         if license_uri:  # what the chain records must be machine-readable, as a new manifest's licence is
-            try:
-                license_uri = str(parse_license(license_uri))
-            except FormatError as exc:
-                raise MarketError(f"license_uri: {exc.message}", hint=exc.hint) from None
+            license_uri = canonical_license(license_uri, field="license_uri", error=MarketError)
         registration = {
             "manifestHash": _hex32(manifest.hash),
             "contentRoot": _hex32(manifest.content_root),
