@@ -1,12 +1,14 @@
 """A JSON-RPC proxy for indexer tests: forwards POSTs to a real node (anvil) and injects what real
 providers do: 429 / 500 answers, stalls past the client's timeout, a cap on eth_getLogs block ranges
-and on the number of results (with the error messages geth- and Alchemy-style nodes use)."""
+and on the number of results (with the error messages geth- and Alchemy-style nodes use); and what a
+hostile node can do: eth_getLogs results rewritten by a function of the test's."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 
 import requests
@@ -39,16 +41,20 @@ class _RpcProxyHandler(BaseHTTPRequestHandler):
             return
         upstream = requests.post(proxy.upstream, data=body, headers={"Content-Type": "application/json"},
                                  timeout=30)
-        if proxy.max_results is not None:
+        if proxy.max_results is not None or proxy.reshape is not None:
             replies = upstream.json()
             for reply in replies if isinstance(replies, list) else [replies]:
                 result = reply.get("result")
-                if isinstance(result, list) and len(result) > proxy.max_results and result and "topics" in result[0]:
+                if proxy.max_results is not None and isinstance(result, list) and len(result) > proxy.max_results \
+                        and "topics" in result[0]:
                     proxy.refusals += 1
                     reply.pop("result")
                     message = f"query returned more than {proxy.max_results} results"
                     reply["error"] = {"code": -32005, "message": message}
-            self._send(200, json.dumps(replies).encode())
+                if proxy.reshape is not None and isinstance(result, list) and "result" in reply:
+                    reply["result"] = proxy.reshape(result)
+            # compact, as nodes write it, when reshaping: the indexer's fast reader must step aside by itself
+            self._send(200, json.dumps(replies, separators=(",", ":") if proxy.reshape else None).encode())
             return
         self._send(upstream.status_code, upstream.content)
 
@@ -63,17 +69,20 @@ class _RpcProxyHandler(BaseHTTPRequestHandler):
 
 
 class RpcFaultProxy(_Service):
-    """`faults`: a repeating script of None / "429" / "500" / "stall", one entry per request."""
+    """`faults`: a repeating script of None / "429" / "500" / "stall", one entry per request; `reshape`: what a
+    hostile node does to eth_getLogs results."""
 
     handler = _RpcProxyHandler
 
     def __init__(self, upstream: str, *, faults: list[str | None] = (), max_range: int | None = None,
-                 max_results: int | None = None, stall_seconds: float = 3.0) -> None:
+                 max_results: int | None = None, stall_seconds: float = 3.0,
+                 reshape: Callable[[list], list] | None = None) -> None:
         self.upstream = upstream
         self.faults = list(faults)
         self.max_range = max_range
         self.max_results = max_results
         self.stall_seconds = stall_seconds
+        self.reshape = reshape  # applied to every list result (eth_getLogs)
         self.cap_message = f"block range is too wide (maximum {max_range} blocks)"
         self.refusals = 0
         self.requests = 0

@@ -278,6 +278,38 @@ def test_rpc_errors_rate_limits_caps_and_stalls(w3, node, tmp_path):
     _check(root, scenario.truth)
 
 
+def test_odd_logs_from_a_hostile_node_are_quarantined_alone(w3, node, tmp_path):
+    """A node that sends one log with a numeric block number, one without topics, and unknown nested fields in
+    the others: the indexer's fast reader steps aside, the two logs are quarantined, and every other log is
+    indexed exactly as from the honest node."""
+    scenario = Scenario(w3, seed=12)
+    scenario.run(datasets=2, purchases=40, versions=0)
+    damaged: list[dict] = []
+
+    def reshape(logs: list) -> list:
+        logs = [{**entry, "extra": {"by": [{"a": 1}, {"b": [2]}]}} for entry in logs]
+        if len(logs) > 20:
+            damaged.extend([logs[7], logs[13]])
+            logs[7] = {**logs[7], "blockNumber": int(logs[7]["blockNumber"], 16)}
+            logs[13] = {k: v for k, v in logs[13].items() if k != "topics"}
+        return logs
+
+    honest, hostile = tmp_path / "honest", tmp_path / "hostile"
+    Indexer(node.url, scenario.market.address, honest, confirmations=0, enrich=False, chunk=100_000).sync()
+    with RpcFaultProxy(node.url, reshape=reshape) as proxy:
+        Indexer(proxy.url, scenario.market.address, hostile, confirmations=0, enrich=False, chunk=100_000).sync()
+    assert len(damaged) == 2
+    lost = {(int(e["blockNumber"], 16), int(e["logIndex"], 16)) for e in damaged}
+    with Catalog(honest) as good, Catalog(hostile) as cat:
+        held = cat.sql("SELECT log_index, tx_hash, reason FROM quarantine ORDER BY log_index").to_pylist()
+        assert [h["log_index"] for h in held] == sorted(i for _, i in lost)
+        assert all("without its fields" in h["reason"] for h in held)
+        for table in ("purchased", "key_delivered", "dataset_registered", "transfer"):
+            want = [r for r in good.sql(f"SELECT * FROM raw.{table} ORDER BY block_number, log_index").to_pylist()
+                    if (r["block_number"], r["log_index"]) not in lost]
+            assert cat.sql(f"SELECT * FROM raw.{table} ORDER BY block_number, log_index").to_pylist() == want
+
+
 def test_enrichment_records_ok_mismatch_and_unreachable(w3, node, tmp_path):
     owner = anvil_dev_accounts()[1]
     scenario = Scenario(w3, seed=9)

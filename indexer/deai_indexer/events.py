@@ -11,18 +11,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
 from deai_data import market_abi
 
-from .hexcols import bool_column, decimal_column, hex_matrix, int64_column, string_column
+from .hexcols import bool_column, decimal_column, hex_ints, hex_matrix, int64_column, string_column
 
 AMOUNT = pa.decimal128(38, 0)
 _DECIMAL_BITS = 126  # 2**126 < 10**38: every value of a narrower uint fits decimal(38, 0) exactly
@@ -107,32 +107,44 @@ class EventSpec:
     def types(self) -> dict[str, pa.DataType]:
         return {f.name: f.type for f in self.schema}
 
-    def decode(self, logs: list[dict[str, Any]], times: dict[int, int]) -> pa.Table:
-        """Decode raw logs (all of this event) into a table; `times` maps block number -> unix time."""
-        columns: dict[str, Any] = {f.name: [] for f in self.schema}
-        numbers = [int(log["blockNumber"], 16) for log in logs]
-        columns["block_number"] = numbers
-        if all(n in times for n in numbers):
-            columns["block_time"] = pa.array(np.array([times[n] for n in numbers], dtype="datetime64[s]"),
-                                             pa.timestamp("s", tz="UTC"))
-        else:
-            columns["block_time"] = [_utc(times.get(n)) for n in numbers]
-        columns["log_index"] = [int(log["logIndex"], 16) for log in logs]
-        for name, key in (("block_hash", "blockHash"), ("tx_hash", "transactionHash")):
-            texts = [log[key] for log in logs]
-            matrix = hex_matrix(texts, 66)
-            columns[name] = string_column(matrix, 0, 66) if matrix is not None else [t.lower() for t in texts]
+    def decode(self, logs: pa.Table, times: dict[int, int]) -> pa.Table:
+        """Decode raw logs (a table of `logtable.LOG_SCHEMA`, all of this event) into a table; `times` maps
+        block number -> unix time."""
+        columns: dict[str, Any] = {}
+        field = {name: logs[name].combine_chunks() for name in ("blockNumber", "logIndex", "blockHash",
+                                                                "transactionHash", "topics", "data")}
+        numbers = columns["block_number"] = hex_ints(field["blockNumber"])
+        blocks, where = np.unique(numbers, return_inverse=True)
+        stamps = np.array([times.get(int(n), 0) for n in blocks], np.int64)[where]
+        unknown = np.array([int(n) not in times for n in blocks], bool)[where]
+        columns["block_time"] = pa.array(stamps.astype("datetime64[s]"), pa.timestamp("s", tz="UTC"), mask=unknown)
+        log_index = hex_ints(field["logIndex"])
+        if len(log_index) and log_index.max() >= 1 << 31:
+            raise ValueError("a log index does not fit int32")
+        columns["log_index"] = log_index.astype(np.int32)
+        columns["block_hash"] = pc.utf8_lower(field["blockHash"])
+        columns["tx_hash"] = pc.utf8_lower(field["transactionHash"])
+        topics = field["topics"]
+        count = len(self.indexed) + 1
+        # Every log with the event's topic count: one matrix of all topics, each topic a slice of it.
+        uniform = len(topics) and pc.all(pc.equal(pc.list_value_length(topics), count)).as_py()
+        every = hex_matrix(pc.list_flatten(topics), 66) if uniform else None
         for position, (name, abi_type) in enumerate(self.indexed, start=1):
-            texts = [log["topics"][position] for log in logs]
-            matrix = hex_matrix(texts, 66)
+            matrix = every.reshape(len(topics), count * 66)[:, 66 * position:66 * position + 66] \
+                if every is not None else None
             column = _word_column(matrix, 2, abi_type, self.types[name]) if matrix is not None else None
-            columns[name] = column if column is not None else _words(texts, abi_type, 2)
-        datas = [log["data"] for log in logs]
+            columns[name] = column if column is not None else \
+                _words(pc.list_element(topics, position).to_pylist(), abi_type, 2)
+        head = 2 + 64 * len(self.data)
         # Data of static fields only, all of the event's length: every word decoded at once.
-        matrix = hex_matrix(datas, 2 + 64 * len(self.data)) \
-            if not any(t in _DYNAMIC for _, t in self.data) else None
+        matrix = hex_matrix(field["data"], head) if not any(t in _DYNAMIC for _, t in self.data) else None
+        datas = field["data"].to_pylist() if matrix is None else None  # the per-value paths read texts
+
+        def texts() -> list[str]:
+            return datas if datas is not None else field["data"].to_pylist()
+
         try:
-            if datas and min(map(len, datas)) < 2 + 64 * len(self.data):
+            if datas and min(map(len, datas)) < head:
                 raise ValueError("log data shorter than the event's head")
             for i, (name, abi_type) in enumerate(self.data):
                 column = _word_column(matrix, 2 + 64 * i, abi_type, self.types[name]) if matrix is not None else None
@@ -140,12 +152,12 @@ class EventSpec:
                     columns[name] = column
                 elif abi_type in _DYNAMIC:
                     read = _dynamic_reader(abi_type, i)
-                    columns[name] = [read(d) for d in datas]
+                    columns[name] = [read(d) for d in texts()]
                 else:
-                    columns[name] = _words(datas, abi_type, 2 + 64 * i)
+                    columns[name] = _words(texts(), abi_type, 2 + 64 * i)
         except (ValueError, IndexError, UnicodeDecodeError):  # malformed data: eth_abi says exactly what
             types = [t for _, t in self.data]
-            rows = [abi_decode(types, bytes.fromhex(d[2:])) for d in datas]
+            rows = [abi_decode(types, bytes.fromhex(d[2:])) for d in texts()]
             for i, (name, abi_type) in enumerate(self.data):
                 columns[name] = [_python_value(abi_type, row[i]) for row in rows]
         abi_types = dict(self.indexed + self.data)
@@ -219,10 +231,6 @@ def _dynamic_reader(abi_type: str, index: int) -> Callable[[str], Any]:
                 for j in range(count)]
 
     return read
-
-
-def _utc(seconds: int | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
 def event_specs(abi: list[dict[str, Any]] | None = None) -> dict[str, EventSpec]:

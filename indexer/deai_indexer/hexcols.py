@@ -4,8 +4,11 @@ word a slice of it, turned into a string, integer or decimal column with NumPy (
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 _NIBBLE = np.full(256, 16, np.uint8)  # ASCII code -> hex digit value; 16 marks a character that is not one
 for _digit, _char in enumerate(b"0123456789abcdef"):
@@ -13,16 +16,47 @@ for _digit, _char in enumerate(b"0123456789abcdef"):
 _DECIMAL_HIGH, _DECIMAL_LOW = divmod(10**38, 1 << 64)  # decimal(38, 0) holds values below 10**38
 
 
-def hex_matrix(texts: list[str], width: int) -> np.ndarray | None:
-    """Strings all `width` characters long as an (n, width) matrix of lowercase ASCII codes; None when any
-    has another length or a character outside ASCII."""
-    if set(map(len, texts)) - {width}:
+def hex_matrix(texts: pa.Array | pa.ChunkedArray, width: int) -> np.ndarray | None:
+    """A string column whose values are all `width` ASCII characters long as an (n, width) matrix of their
+    lowercase codes (a view of the column's bytes); None when any value has another length or is not ASCII."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if not len(texts):
+        return np.empty((0, width), np.uint8)
+    if texts.null_count:
         return None
+    matrix = _bytes(texts, width)
+    if matrix is None or matrix.max() >= 128:
+        return None
+    return _bytes(pc.ascii_lower(texts), width)
+
+
+def _bytes(texts: pa.Array, width: int) -> np.ndarray | None:
+    _, offsets, data = texts.buffers()
+    ends = np.frombuffer(offsets, np.int32)[texts.offset:texts.offset + len(texts) + 1]
+    if (np.diff(ends) != width).any():
+        return None
+    return np.frombuffer(data, np.uint8)[ends[0]:ends[-1]].reshape(len(texts), width)
+
+
+def hex_ints(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """0x-hex quantities (block numbers, log indexes) as int64; each distinct text is parsed once. Raises
+    ValueError for a text that is not one or a value past int64."""
+    encoded = texts.dictionary_encode()
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    values = [int(text, 16) for text in encoded.dictionary.to_pylist()]
+    if values and (max(values) >= 1 << 63 or min(values) < 0):
+        raise ValueError("a quantity does not fit int64")
+    return np.array(values, np.int64)[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def quantity(text: Any) -> int | None:
+    """One 0x-hex quantity as an int; None when it is not one."""
     try:
-        joined = "".join(texts).encode("ascii")
-    except UnicodeEncodeError:
+        return int(text, 16)
+    except (TypeError, ValueError):
         return None
-    return np.frombuffer(joined.lower(), np.uint8).reshape(len(texts), width)
 
 
 def string_column(matrix: np.ndarray, start: int, end: int, prefix: bytes = b"") -> pa.Array:

@@ -20,14 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from deai_data import ChainError, catalog_schema
 
 from .catalog import build_catalog, refresh_derived
 from .enrich import enrich_manifests, manifests_path
 from .events import EventSpec, event_specs
+from .hexcols import hex_ints, quantity
 from .layout import abandoned_temp_files, range_file, range_files, write_atomic, write_text_atomic
+from .logtable import table_from_body, table_from_logs, well_formed
 from .quarantine import Quarantine, quarantine_path
 from .rpc import RangeTooLarge, RpcClient
 
@@ -35,13 +39,15 @@ log = logging.getLogger("deai_indexer")
 STATE_VERSION = 2  # 2: the market with verifiable key delivery (its events differ from the first contract's)
 
 
-def _well_formed(entry: Any) -> bool:
-    """A log with its fields, of their JSON types (unrolled: this runs once per log)."""
-    if type(entry) is not dict:
-        return False
-    get = entry.get
-    return (type(get("blockNumber")) is str and type(get("blockHash")) is str and type(get("logIndex")) is str
-            and type(get("transactionHash")) is str and type(get("topics")) is list and type(get("data")) is str)
+@dataclass
+class Part:
+    """One getLogs request's events, decoded: tables per topic, the hashes of the blocks whose headers were
+    read, and whether every log's block was still the node's (False: read the chunk again)."""
+
+    count: int
+    tables: dict[str, list[pa.Table]]
+    hashes: dict[int, str]
+    unchanged: bool = True
 
 
 @dataclass
@@ -153,32 +159,47 @@ class Indexer:
                     found[n] = block
         return found
 
-    def _log_parts(self, start: int, end: int) -> Iterator[list[dict[str, Any]]]:
-        """The market's logs in [start, end], in order, as parts: a wide range is split into up to
-        `parts` requests, `parallel` of them in flight at once, and each part is handed over as soon as it
-        (and those before it) arrived, so decoding one part overlaps with the node answering the next."""
+    def _parts(self, start: int, end: int, finalized: int) -> Iterator[Part]:
+        """The market's events in [start, end], in order, as parts: a wide range is split into up to
+        `parts` requests, `parallel` of them read and decoded at once on threads (the node answers one while
+        another is decoded), each handed over as soon as it and those before it are done."""
         width = end - start + 1
         count = min(self.parts, width)
         if self.parallel <= 1 or count <= 1:
-            yield self._logs_range(start, end)
+            yield self._read_part(start, end, finalized)
             return
         step = -(-width // count)
-        ranges = [(a, min(end, a + step - 1)) for a in range(start, end + 1, step)]
-        pending = deque(self._pool.submit(self._logs_range, *r) for r in ranges[:self.parallel])
+        ranges = [(a, min(end, a + step - 1), finalized) for a in range(start, end + 1, step)]
+        pending = deque(self._pool.submit(self._read_part, *r) for r in ranges[:self.parallel])
         following = iter(ranges[self.parallel:])
         try:
             while pending:
-                logs = pending.popleft().result()
+                part = pending.popleft().result()
                 nxt = next(following, None)
                 if nxt is not None:
-                    pending.append(self._pool.submit(self._logs_range, *nxt))
-                yield logs
+                    pending.append(self._pool.submit(self._read_part, *nxt))
+                yield part
         finally:
             for future in pending:
                 future.cancel()
 
-    def _logs_range(self, start: int, end: int) -> list[dict[str, Any]]:
-        return self.rpc.call("eth_getLogs", {"address": self.market, "fromBlock": hex(start), "toBlock": hex(end)})
+    def _read_part(self, start: int, end: int, finalized: int) -> Part:
+        logs = self._logs_range(start, end)
+        part = Part(len(logs), defaultdict(list), {})
+        part.unchanged = self._decode_part(logs, finalized, part.hashes, part.tables)
+        return part
+
+    def _logs_range(self, start: int, end: int) -> pa.Table | list[Any]:
+        """The logs of [start, end]: a table when the reply is in the usual layout, else the parsed list."""
+        body = self.rpc.call_body("eth_getLogs", {"address": self.market, "fromBlock": hex(start),
+                                                  "toBlock": hex(end)})
+        table = table_from_body(body)
+        if table is not None:
+            return table
+        logs = self.rpc.result(body, "eth_getLogs")
+        if not isinstance(logs, list):
+            raise ChainError(f"{self.rpc.url}: eth_getLogs did not answer a list")
+        return logs
 
     # ------------------------------------------------------------------ reorgs
 
@@ -315,23 +336,30 @@ class Indexer:
         tables: dict[str, list[pa.Table]] = defaultdict(list)
         count = 0
         try:
-            for logs in self._log_parts(start, end):
-                count += len(logs)
+            for part in self._parts(start, end, finalized):
+                count += part.count
                 if count > self.max_logs and end > start:  # bound the memory one chunk takes
                     self.chunk = max(1, (end - start + 1) // 2)
                     return 0
-                if not self._decode_part(logs, finalized, hashes, tables):
+                if not part.unchanged:
                     log.info("blocks %d-%d changed while being read; reading them again", start, end)
                     return 0
+                hashes.update(part.hashes)
+                for topic, decoded in part.tables.items():
+                    tables[topic] += decoded
         except RangeTooLarge:
             if end == start:
                 raise
             self.chunk = max(1, self.chunk // 2)
             log.info("node refused blocks %d-%d; chunk now %d blocks", start, end, self.chunk)
             return 0
-        for topic, parts in tables.items():
+        def write(topic: str) -> None:  # on the pool: Parquet encoding and fsync release the GIL
+            parts = tables[topic]
             table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
             write_atomic(range_file(self.root, self.specs[topic].table, start, end), table)  # logs come in order
+
+        for _ in self._pool.map(write, list(tables)):
+            pass
         self.quarantine.flush()
         for n, block_hash in hashes.items():
             if n > finalized:
@@ -343,55 +371,64 @@ class Indexer:
             self.chunk = min(self.max_chunk, self.chunk * 2)
         return count
 
-    def _decode_part(self, logs: list[dict[str, Any]], finalized: int, hashes: dict[int, str],
+    def _decode_part(self, logs: pa.Table | list[Any], finalized: int, hashes: dict[int, str],
                      tables: dict[str, list[pa.Table]]) -> bool:
         """Check and decode one part of a chunk's logs into `tables`; False when a block changed meanwhile.
 
         Headers are fetched for blocks whose logs are unfinalized (hash checks) or carry no blockTimestamp;
         finalized history with timestamps in its logs needs none."""
-        times: dict[int, int] = {}
-        seen: dict[str, int] = {}  # block number as the node wrote it -> int
-        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        specs = self.specs
-        for entry in logs:  # one pass: block numbers, times, reorg flags, grouping by event
-            if not _well_formed(entry):
-                self.quarantine.event(entry, "the node returned a log without its fields")
-                continue
-            if entry.get("removed"):
-                raise ChainError(f"block {int(entry['blockNumber'], 16)} was reorganised during the read")
-            number_hex = entry["blockNumber"]
-            if number_hex not in seen:
-                number = seen[number_hex] = int(number_hex, 16)
-                if entry.get("blockTimestamp"):
-                    times[number] = int(entry["blockTimestamp"], 16)
-            topics = entry["topics"]
-            if topics and topics[0] in specs:
-                groups[topics[0]].append(entry)
-        need = {n for n in seen.values() if n > finalized or n not in times}
-        headers = self._headers(sorted(need)) if need else {}
-        if headers:
+        if isinstance(logs, list):  # an odd reply, parsed as JSON: each log judged on its own
             for entry in logs:
-                block = headers.get(seen[entry["blockNumber"]])
-                if block is not None and block["hash"].lower() != entry["blockHash"].lower():
-                    return False
+                if not well_formed(entry):
+                    self.quarantine.event(entry, "the node returned a log without its fields")
+            logs = table_from_logs([entry for entry in logs if well_formed(entry)])
+        if not logs.num_rows:
+            return True
+        removed = logs["removed"].fill_null(False)
+        if pc.any(removed).as_py():
+            raise ChainError(f"block {logs['blockNumber'].filter(removed)[0]} was reorganised during the read")
+        try:
+            numbers = hex_ints(logs["blockNumber"])
+        except ValueError:  # not a block number: every log of the part is suspect
+            for entry in logs.to_pylist():
+                self.quarantine.event(entry, "the node returned a log with a malformed block number")
+            return True
+        blocks, first, where = np.unique(numbers, return_index=True, return_inverse=True)
+        stamps = map(quantity, logs["blockTimestamp"].take(first).to_pylist())  # absent or malformed: headers say
+        times = {n: t for n, t in zip(blocks.tolist(), stamps, strict=True) if t is not None}
+        need = [n for n in blocks.tolist() if n > finalized or n not in times]
+        headers = self._headers(need) if need else {}
+        if headers:
+            expected = pa.array([headers[n]["hash"].lower() if n in headers else None for n in blocks.tolist()],
+                                pa.string()).take(where)
+            if pc.any(pc.not_equal(pc.utf8_lower(logs["blockHash"]), expected)).as_py():
+                return False
         times.update({n: int(b["timestamp"], 16) for n, b in headers.items()})
         hashes.update({n: b["hash"].lower() for n, b in headers.items()})
-        for topic, entries in groups.items():
-            tables[topic].append(self._decode(self.specs[topic], entries, times))
+        with_topics = pc.greater(pc.list_value_length(logs["topics"]), 0)
+        if not pc.all(with_topics).as_py():  # anonymous events: none of the market's
+            logs = logs.filter(with_topics)
+        topic0 = pc.list_element(logs["topics"], 0)
+        found = pc.unique(topic0).to_pylist()
+        for topic in found:
+            if topic in self.specs:
+                chosen = logs if len(found) == 1 else logs.filter(pc.equal(topic0, topic))
+                tables[topic].append(self._decode(self.specs[topic], chosen, times))
         return True
 
-    def _decode(self, spec: EventSpec, entries: list[dict[str, Any]], times: dict[int, int]) -> pa.Table:
+    def _decode(self, spec: EventSpec, entries: pa.Table, times: dict[int, int]) -> pa.Table:
         """Decode logs in bulk; when the bulk fails, log by log, quarantining each that does not decode (one
         bad event never stops the indexer, and never comes back to stop it again)."""
         try:
             return spec.decode(entries, times)
         except Exception:
             good = []
-            for entry in entries:
+            for i in range(entries.num_rows):
+                entry = entries.slice(i, 1)
                 try:
-                    good.append(spec.decode([entry], times))
+                    good.append(spec.decode(entry, times))
                 except Exception as exc:
-                    self.quarantine.event(entry, f"{spec.name} does not decode: {type(exc).__name__}")
+                    self.quarantine.event(entry.to_pylist()[0], f"{spec.name} does not decode: {type(exc).__name__}")
             return pa.concat_tables(good) if good else spec.schema.empty_table()
 
     def follow(self, *, poll: float = 2.0, stop: Any = None,

@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .hexcols import quantity
 from .layout import write_atomic
 
 log = logging.getLogger("deai_indexer.quarantine")
@@ -24,13 +25,6 @@ def quarantine_path(root: Path) -> Path:
     return root / "metadata" / "quarantine.parquet"
 
 
-def _hex_int(value: Any) -> int | None:
-    try:
-        return int(value, 16)
-    except (TypeError, ValueError):
-        return None
-
-
 class Quarantine:
     """Collects quarantined events during a chunk; `flush()` adds them to the file (once per log)."""
 
@@ -41,7 +35,7 @@ class Quarantine:
     def event(self, entry: Any, reason: str) -> None:
         fields = entry if isinstance(entry, dict) else {}
         topics = fields.get("topics") if isinstance(fields.get("topics"), list) else []
-        row = {"block_number": _hex_int(fields.get("blockNumber")), "log_index": _hex_int(fields.get("logIndex")),
+        row = {"block_number": quantity(fields.get("blockNumber")), "log_index": quantity(fields.get("logIndex")),
                "tx_hash": str(fields.get("transactionHash"))[:66] if fields.get("transactionHash") else None,
                "topic": str(topics[0])[:66] if topics else None, "reason": reason[:300],
                "quarantined_at": datetime.now(timezone.utc).replace(microsecond=0)}
