@@ -1,7 +1,7 @@
 """Loader throughput: our StreamingDataset against a plain file loop, MosaicML Streaming and WebDataset, on
 the same samples in the same run, every loader in a fresh process (not a test).
 
-    .venv/bin/python bench/loader.py [--small 200000] [--large 2000] [--peers-python PYTHON] [--http]
+    .venv/bin/python bench/loader.py [--small 200000] [--large 2000] [--peers-python PYTHON] [--http] [--rounds N]
 
 Data: `--small` samples of 4 KiB and `--large` samples of 1 MiB of random bytes, each with its id. For each
 size this writes one file per sample (the plain loop's input), publishes them (encrypted, 64 MiB shards)
@@ -9,8 +9,9 @@ to a LocalStore, and has the Python given by --peers-python (an environment with
 webdataset, which need torchvision: see docs/benchmarks.md) write MDS and tar shards of the same bytes.
 Then every loader runs in its own fresh process (bench/loader_run.py): batch 32, DataLoader workers 0
 and 2 (persistent), a warm-up epoch that checks every sample's bytes and id, and the median of two timed
-epochs that check every id came exactly once. Ratios are against the fastest peer configuration and the
-plain loop of the same run.
+epochs that check every id came exactly once. With --rounds N every loader runs N times, the rounds
+interleaved, and its median run counts. Ratios are against the fastest peer configuration and the plain
+loop of the same run, and for workers against the same loader without workers, round by round (median).
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def run_one(python: str, root: Path, loader: str, workers: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_size(label: str, count: int, size: int, root: Path, peers_python: str | None, http: bool) -> list[dict]:
+def run_size(label: str, count: int, size: int, root: Path, peers_python: str | None, http: bool,
+             rounds: int) -> list[dict]:
     meta = prepare(root, count, size, peers_python)
     server = None
     if http:
@@ -98,17 +100,27 @@ def run_size(label: str, count: int, size: int, root: Path, peers_python: str | 
         plan.append((sys.executable, "deai-data batched, loopback HTTP", 0))
     if peers_python:
         plan += [(peers_python, name, w) for w in (0, 2) for name in PEERS]
-    rows = []
+    runs: dict[tuple[str, int], list[dict]] = {}
     try:
-        for python, name, workers in plan:
-            row = run_one(python, root, name, workers)
-            row["samples"] = label
-            rows.append(row)
-            print(f"  {label}  {name:<36} workers {workers}: {row['samples_per_s']:>10,.0f} samples/s", flush=True)
+        for _ in range(rounds):  # rounds interleaved: a slow spell of the machine hits every loader alike
+            for python, name, workers in plan:
+                row = run_one(python, root, name, workers)
+                runs.setdefault((name, workers), []).append(row)
+                print(f"  {label}  {name:<36} workers {workers}: {row['samples_per_s']:>10,.0f} samples/s",
+                      flush=True)
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)
             server.wait()
+    rows = []
+    for done in runs.values():  # the median run of each loader
+        row = sorted(done, key=lambda r: r["samples_per_s"])[len(done) // 2]
+        rows.append({**row, "samples": label, "runs": [round(r["samples_per_s"]) for r in done]})
+    own = {(r["loader"], r["workers"]): r for r in rows}
+    for r in rows:  # workers against no workers, round by round (the goal: at least 1.0x)
+        if r["workers"] and (r["loader"], 0) in own:
+            ratios = sorted(a / b for a, b in zip(r["runs"], own[r["loader"], 0]["runs"], strict=True))
+            r["vs_workers_0"] = ratios[len(ratios) // 2]
     fastest_peer = max((r["samples_per_s"] for r in rows if r["loader"] in PEERS), default=None)
     plain = next(r["samples_per_s"] for r in rows if r["loader"] == "plain file loop")
     for row in rows:
@@ -124,6 +136,7 @@ def main() -> None:
     parser.add_argument("--peers-python", help="a Python with mosaicml-streaming and webdataset")
     parser.add_argument("--http", action="store_true", help="also ours over loopback HTTP (python -m http.server)")
     parser.add_argument("--dir", help="scratch directory")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of every loader, interleaved; the median counts")
     args = parser.parse_args()
     rows = []
     for label, count, size in ((f"{args.small:,} x 4 KiB", args.small, 4096),
@@ -132,15 +145,17 @@ def main() -> None:
             continue
         root = Path(tempfile.mkdtemp(prefix="deai-loader-bench-", dir=args.dir))
         try:
-            rows += run_size(label, count, size, root, args.peers_python, args.http)
+            rows += run_size(label, count, size, root, args.peers_python, args.http, args.rounds)
         finally:
             shutil.rmtree(root, ignore_errors=True)
     print(f"batch 32, cores {os.cpu_count()}, every loader in a fresh process")
-    print(f"{'samples':>16}  {'loader':<36} {'workers':>7} {'samples/s':>10} {'GB/s':>6} {'x peer':>7} {'x plain':>7}")
+    print(f"{'samples':>16}  {'loader':<36} {'workers':>7} {'samples/s':>10} {'GB/s':>6} {'x peer':>7} {'x plain':>7} "
+          f"{'x w0':>6}")
     for r in rows:
         peer = f"{r['vs_fastest_peer']:.2f}" if r["vs_fastest_peer"] else "-"
+        own = f"{r['vs_workers_0']:.2f}" if r.get("vs_workers_0") else "-"
         print(f"{r['samples']:>16}  {r['loader']:<36} {r['workers']:>7} {r['samples_per_s']:>10,.0f} "
-              f"{r['gb_per_s']:>6.2f} {peer:>7} {r['vs_plain']:>7.2f}")
+              f"{r['gb_per_s']:>6.2f} {peer:>7} {r['vs_plain']:>7.2f} {own:>6}")
     print(json.dumps(rows))
 
 

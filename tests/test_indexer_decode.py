@@ -59,7 +59,8 @@ def test_bulk_decode_equals_eth_abi_for_purchases_deliveries_and_settlements(dat
         spec = SPECS[name]
         count = data.draw(st.integers(1, 6))
         rows = [{n: data.draw(strategy(t, n)) for n, t in spec.indexed + spec.data} for _ in range(count)]
-        table = spec.decode(table_from_logs([raw_log(spec, row, index=i) for i, row in enumerate(rows)]), {5: 1_700_000_000})
+        logs = table_from_logs([raw_log(spec, row, index=i) for i, row in enumerate(rows)])
+        table = spec.decode(logs, {5: 1_700_000_000})
         types = {f.name: f.type for f in spec.schema}
         for n, t in spec.indexed + spec.data:
             got = table.column(n).to_pylist()

@@ -151,6 +151,34 @@ def test_batched_mode_and_transforms(published, keystore):
         StreamingDataLoader(make(result, keystore, batch_size=4), batch_size=8)
 
 
+def _mark_worker(worker: int) -> None:
+    torch.utils.data.get_worker_info().dataset.transform = lambda sample: {**sample, "worker": worker}
+
+
+def _tag(samples: list) -> dict:
+    return {"id": torch.tensor([int(s["id"]) for s in samples]), "size": len(samples),
+            "workers": {s["worker"] for s in samples}}
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_workers_send_bundles_and_keep_the_dataloader_contract(published, keystore, drop_last):
+    """With workers, batches travel in bundles (16 of these small batches per message) and are collated in
+    the worker, yet the loop sees what a DataLoader gives: the same batches in the same order as without
+    workers, the loader's collate_fn and worker_init_fn applied, drop_last honoured, len() the batch count."""
+    result, _ = published
+    single = [b["id"].tolist() for b in StreamingDataLoader(make(result, keystore, batch_size=7, seed=2),
+                                                            drop_last=drop_last)]
+    loader = StreamingDataLoader(make(result, keystore, batch_size=7, seed=2), num_workers=2, drop_last=drop_last,
+                                 collate_fn=_tag, worker_init_fn=_mark_worker)
+    batches = list(loader)
+    assert [b["id"].tolist() for b in batches] == single
+    assert all(b["size"] == 7 for b in batches[:-1]) and len(batches) == len(loader)
+    assert set().union(*(b["workers"] for b in batches)) == {0, 1}
+    assert len(batches) == (ROWS // 7 if drop_last else -(-ROWS // 7))
+    batched = StreamingDataLoader(make(result, keystore, batch_size=7, seed=2, batched=True), num_workers=2)
+    assert [b["id"].tolist() for b in batched][:len(single)] == single
+
+
 def test_ranks_split_the_epoch(published, keystore):
     result, _ = published
     parts = [ids(StreamingDataLoader(make(result, keystore, world_size=3, rank=r), num_workers=1)) for r in range(3)]
