@@ -24,7 +24,7 @@ from market_scenario import Scenario
 from rpcfaults import RpcFaultProxy
 from web3 import Web3
 
-from deai_data import Catalog, Keystore, publish
+from deai_data import Catalog, ChainError, Keystore, publish
 from deai_data.catalog.web import Pages
 from deai_data.chain.connect import anvil_dev_accounts
 from deai_data.storage.staging import staged_name
@@ -281,7 +281,7 @@ def test_rpc_errors_rate_limits_caps_and_stalls(w3, node, tmp_path):
 def test_odd_logs_from_a_hostile_node_are_quarantined_alone(w3, node, tmp_path):
     """A node that sends one log with a numeric block number, one without topics, and unknown nested fields in
     the others: the indexer's fast reader steps aside, the two logs are quarantined, and every other log is
-    indexed exactly as from the honest node."""
+    indexed exactly as from the honest node. A log marked removed stops the pass and keeps nothing."""
     scenario = Scenario(w3, seed=12)
     scenario.run(datasets=2, purchases=40, versions=0)
     damaged: list[dict] = []
@@ -308,6 +308,13 @@ def test_odd_logs_from_a_hostile_node_are_quarantined_alone(w3, node, tmp_path):
             want = [r for r in good.sql(f"SELECT * FROM raw.{table} ORDER BY block_number, log_index").to_pylist()
                     if (r["block_number"], r["log_index"]) not in lost]
             assert cat.sql(f"SELECT * FROM raw.{table} ORDER BY block_number, log_index").to_pylist() == want
+    # A log the node says was removed (a reorg during the read): the pass stops, nothing of the chunk is kept.
+    with RpcFaultProxy(node.url, reshape=lambda logs: [{**e, "removed": i == 3} for i, e in enumerate(logs)]) as proxy:
+        moving = Indexer(proxy.url, scenario.market.address, tmp_path / "moving", confirmations=0, enrich=False,
+                         chunk=100_000)
+        with pytest.raises(ChainError, match=r"block \d+ was reorganised"):
+            moving.sync()
+    assert not list(range_files(tmp_path / "moving"))
 
 
 def test_enrichment_records_ok_mismatch_and_unreachable(w3, node, tmp_path):

@@ -353,6 +353,7 @@ class Indexer:
             self.chunk = max(1, self.chunk // 2)
             log.info("node refused blocks %d-%d; chunk now %d blocks", start, end, self.chunk)
             return 0
+
         def write(topic: str) -> None:  # on the pool: Parquet encoding and fsync release the GIL
             parts = tables[topic]
             table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
@@ -386,7 +387,8 @@ class Indexer:
             return True
         removed = logs["removed"].fill_null(False)
         if pc.any(removed).as_py():
-            raise ChainError(f"block {logs['blockNumber'].filter(removed)[0]} was reorganised during the read")
+            raise ChainError(f"block {quantity(logs['blockNumber'].filter(removed)[0].as_py())} was reorganised "
+                             "during the read")
         try:
             numbers = hex_ints(logs["blockNumber"])
         except ValueError:  # not a block number: every log of the part is suspect
