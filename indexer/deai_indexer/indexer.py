@@ -379,10 +379,13 @@ class Indexer:
         Headers are fetched for blocks whose logs are unfinalized (hash checks) or carry no blockTimestamp;
         finalized history with timestamps in its logs needs none."""
         if isinstance(logs, list):  # an odd reply, parsed as JSON: each log judged on its own
+            good = []
             for entry in logs:
-                if not well_formed(entry):
+                if well_formed(entry):
+                    good.append(entry)
+                else:
                     self.quarantine.event(entry, "the node returned a log without its fields")
-            logs = table_from_logs([entry for entry in logs if well_formed(entry)])
+            logs = table_from_logs(good)
         if not logs.num_rows:
             return True
         removed = logs["removed"].fill_null(False)
