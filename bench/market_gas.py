@@ -4,7 +4,8 @@
     .venv/bin/python bench/market_gas.py --rpc URL       # e.g. an anvil: anvil --host 127.0.0.1 --port 8545
 
 Prints a Markdown table (the one in docs/market.md). Goals (issue 14): purchase + deliverKey + settle under
-220k gas in the steady state; a dispute under 120k.
+220k gas in the steady state; a dispute under 120k. Issue 20 adds revenue splits, a front-end's fee, EIP-2612
+permits and royalties: each measured in the steady state (every balance it credits already non-zero).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def main() -> None:
     w3 = connect(args.rpc)
     # the manifests live in a local store; the second URI registered (ar://...) is never fetched
     fetch_policy.configure(fetch_policy.FetchPolicy(schemes=frozenset({"file"}), local_files=True))
-    treasury, owner, buyer = dev_accounts(w3)[:3]
+    treasury, owner, buyer, coauthor, frontend, permitter = dev_accounts(w3)[:6]
     gas: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         ks = Keystore(Path(tmp) / "ks", passphrase="bench", scrypt_n=2**10)
@@ -110,6 +111,33 @@ def main() -> None:
             token.contract.functions.approve(market.address, 2**256 - 1), "approve"))
         measure("purchase in an ERC-20 (the token's escrow at zero)", lambda: shopper.purchase(sold_in_token))
         measure("purchase in an ERC-20 (escrow non-zero)", lambda: shopper.purchase(sold_in_token))
+        # a buyer who never approved: the permit rides in the purchase (one transaction instead of two)
+        token.mint(permitter.address, 10 * PRICE)
+        signer = Market(w3, market.address, permitter, keystore=Keystore(Path(tmp) / "ks3", passphrase="c",
+                                                                         scrypt_n=2**10))
+        measure("purchase in an ERC-20 with an EIP-2612 permit (no approve)",
+                lambda: signer.purchase(sold_in_token, permit=True))
+
+        # commerce: a two-payee split, a front-end's fee, a royalty; each credit's first write paid once first
+        shared = seller.register(published(30_000), **terms)
+        measure("setRevenueSplit (2 payees)", lambda: seller.set_revenue_split(
+            shared, {owner.address: 7_000, coauthor.address: 3_000}))
+        measure("setRoyalty", lambda: seller.set_royalty(shared, owner.address, 250))
+        shopper.purchase(1)  # left pending: the escrow stays non-zero, as in a live market
+        for round_ in ("first", "steady"):
+            split_pid = shopper.purchase(shared).purchase_id
+            referred_pid = shopper.purchase(1, referrer=frontend.address, referrer_bps=100).purchase_id
+            if round_ == "steady":
+                gas["purchase under a revenue split"] = _last_gas(w3, 2)
+                gas["purchase through a front-end (fee on top)"] = _last_gas(w3, 1)
+            seller.deliver_key(split_pid)
+            seller.deliver_key(referred_pid)
+            dev_advance_time(w3, CHALLENGE + 1)
+            if round_ == "steady":
+                measure("settle under a 2-payee split", lambda pid=split_pid: seller.settle(pid))
+                measure("settle with a front-end's fee", lambda pid=referred_pid: seller.settle(pid))
+            else:
+                seller.settle([split_pid, referred_pid])
     steady = gas["purchase (escrow non-zero)"] + gas["deliverKey (second)"] + gas["settle (balances non-zero)"]
     first_ever = gas["purchase (the token's escrow at zero)"] + gas["deliverKey"] + \
         gas["settle (seller's and treasury's first credit)"]
@@ -117,6 +145,10 @@ def main() -> None:
     gas["purchase + deliverKey + settle (first ever)"] = first_ever
     gas["the same in an ERC-20 (steady state, after one approval)"] = \
         gas["purchase in an ERC-20 (escrow non-zero)"] + gas["deliverKey (second)"] + gas["settle (balances non-zero)"]
+    gas["the same under a 2-payee split (steady state)"] = \
+        gas["purchase under a revenue split"] + gas["deliverKey (second)"] + gas["settle under a 2-payee split"]
+    gas["the same through a front-end (steady state)"] = gas["purchase through a front-end (fee on top)"] + \
+        gas["deliverKey (second)"] + gas["settle with a front-end's fee"]
     print(f"| operation | gas ({'embedded chain' if not args.rpc else args.rpc}) |")
     print("| --- | ---: |")
     for name, used in gas.items():
@@ -126,6 +158,12 @@ def main() -> None:
           f"{disputes[0]:,} / {disputes[1]:,} < 120,000: {max(disputes) < 120_000}")
     if args.json:
         Path(args.json).write_text(json.dumps(gas, indent=1) + "\n")
+
+
+def _last_gas(w3, back: int) -> int:
+    """Gas of the buyer's purchase `back` transactions before the newest (every call here mines its own block)."""
+    block = w3.eth.get_block(w3.eth.block_number - back + 1)
+    return w3.eth.get_transaction_receipt(block.transactions[-1])["gasUsed"]
 
 
 if __name__ == "__main__":

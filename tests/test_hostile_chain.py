@@ -176,7 +176,7 @@ def test_the_market_abi_has_no_amount_that_could_overflow_the_catalog():
             continue
         for field in item["inputs"]:
             if field["type"].startswith("uint") and not field["indexed"]:
-                bits = int(field["type"][4:] or 256)
+                bits = int(field["type"][4:].removesuffix("[]") or 256)
                 spec = next(s for s in event_specs().values() if s.name == item["name"])
                 column = spec.schema.field(snake(field["name"]))
                 is_id = column.type == pa.int64() and field["name"] in ("supersedes", "datasetId", "purchaseId")

@@ -70,6 +70,37 @@ def test_bulk_decode_equals_eth_abi_for_purchases_deliveries_and_settlements(dat
         assert table.column("log_index").to_pylist() == list(range(count))
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.binary(min_size=20, max_size=20), st.integers(0, 2**16 - 1)), max_size=17),
+       st.booleans())
+def test_a_revenue_split_event_decodes_as_eth_abi_does(payees, locked):
+    """Arrays of addresses and of small integers (RevenueSplitSet) read by the fast path equal eth_abi's values."""
+    spec = SPECS["RevenueSplitSet"]
+    row = {"dataset_id": 3, "owner": "0x" + "33" * 20, "split_id": 9, "locked": locked,
+           "payees": ["0x" + p.hex() for p, _ in payees], "shares_bps": [bps for _, bps in payees]}
+    table = spec.decode(table_from_logs([raw_log(spec, row)]), {})
+    assert table.column("payees").to_pylist() == [row["payees"]]
+    assert table.column("shares_bps").to_pylist() == [row["shares_bps"]]
+    assert table.column("locked").to_pylist() == [locked]
+
+
+def test_a_hostile_array_length_is_refused_at_once():
+    """A count of 2**200 elements in a log's data fails at once (no loop over it, no allocation)."""
+    spec = SPECS["RevenueSplitSet"]
+    row = {"dataset_id": 3, "owner": "0x" + "33" * 20, "split_id": 9, "locked": False,
+           "payees": ["0x" + "44" * 20], "shares_bps": [10_000]}
+    log = raw_log(spec, row)
+    data = log["data"]
+    offset = 2 + 2 * int(data[2:66], 16)  # the payees array's length word
+    log["data"] = data[:offset] + f"{2**200:064x}" + data[offset + 64:]
+    try:
+        spec.decode(table_from_logs([log]), {})
+    except Exception as exc:
+        assert not isinstance(exc, (AssertionError, MemoryError))
+    else:
+        raise AssertionError("a 2**200-element array decoded")
+
+
 def test_values_too_large_for_their_column_still_fail_loudly():
     """An id past int64 or an amount past decimal(38, 0) is not silently cut: the bulk path steps aside and
     the per-value path raises (the indexer then quarantines that log alone)."""

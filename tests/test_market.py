@@ -604,3 +604,12 @@ def test_latest_version_follows_the_lineage_and_a_stranger_cannot_join_it(owner_
     assert buyer_market.open_dataset(v1, version="latest").to_arrow().equals(sample_table(60, seed=13))
     with pytest.raises(UsageError, match='takes "latest"'):
         buyer_market.open_dataset(v1, version="2")
+
+
+def test_the_shipped_contract_fits_the_eip170_code_size_limit():
+    """Every chain refuses to deploy code over 24,576 bytes (EIP-170): the shipped artifact must stay below it
+    (contracts/foundry.toml chooses the optimizer runs for that)."""
+    from deai_data.market import artifact
+
+    size = len(bytes.fromhex(artifact()["deployedBytecode"].removeprefix("0x")))
+    assert size <= 24_576, f"DataMarket's code is {size} bytes, over EIP-170's 24,576"

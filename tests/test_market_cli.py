@@ -34,6 +34,14 @@ def _party(tmp_path: Path, name: str, key: str, rpc: str) -> dict[str, str]:
     return env
 
 
+def _publish_rows(owner: dict[str, str], tmp_path: Path, size: int) -> tuple[Path, dict]:
+    """A folder with one random file of `size` bytes, published and signed by `owner` into tmp_path/store."""
+    source = tmp_path / "rows"
+    source.mkdir()
+    (source / "a.bin").write_bytes(os.urandom(size))
+    return source, _run(owner, "publish", str(source), "--store", str(tmp_path / "store"), "--sign")
+
+
 def _run(env: dict[str, str], *args: str) -> dict:
     done = subprocess.run([*CLI, *args, "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -126,10 +134,7 @@ def test_cli_pays_settles_and_withdraws_in_an_erc20(anvil, tmp_path):
         buyer = _party(tmp_path, "buyer", dev[7].key.to_0x_hex(), anvil.url)
         token = Token(w3, dev[5], "TestToken")
         token.mint(dev[7].address, 3 * 10**6)
-        source = tmp_path / "rows"
-        source.mkdir()
-        (source / "a.bin").write_bytes(os.urandom(5000))
-        published = _run(owner, "publish", str(source), "--store", str(tmp_path / "store"), "--sign")
+        source, published = _publish_rows(owner, tmp_path, 5000)
         owner["DEAI_MARKET"] = buyer["DEAI_MARKET"] = _run(owner, "market", "deploy", "--fee-bps", "100")["market"]
         dataset_id = _run(owner, "market", "register", published["manifest_uri"], "--price", "2000000", "--token",
                           token.address, "--window", "3600", "--challenge-period", "600")["dataset_id"]
@@ -155,3 +160,37 @@ def test_cli_pays_settles_and_withdraws_in_an_erc20(anvil, tmp_path):
         assert latest["dataset_id"] == v2 and latest["lineage"] == [dataset_id, v2]
     finally:
         w3.provider.make_request("evm_revert", [snapshot])
+
+
+def test_cli_splits_revenue_pays_a_referrer_and_sets_a_royalty(anvil, tmp_path):
+    """`market register --split --lock-split`, `market split`, `market buy --referrer`, `market royalty`, then each
+    payee and the front-end pull their own balance with `market withdraw`, on a real anvil."""
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    with anvil.rolled_back():
+        dev = anvil_dev_accounts()
+        owner, buyer, coauthor, frontend = (_party(tmp_path, name, dev[i].key.to_0x_hex(), anvil.url)
+                                            for i, name in ((6, "owner"), (7, "buyer"), (8, "coauthor"), (9, "fe")))
+        _, published = _publish_rows(owner, tmp_path, 4000)
+        market = _run(owner, "market", "deploy")["market"]
+        for party in (owner, buyer, coauthor, frontend):
+            party["DEAI_MARKET"] = market
+        dataset_id = str(_run(owner, "market", "register", published["manifest_uri"], "--price", "1000000",
+                              "--window", "3600", "--challenge-period", "600", "--split", f"{dev[6].address}=6000",
+                              "--split", f"{dev[8].address}=4000", "--lock-split")["dataset_id"])
+        split = _run(buyer, "market", "split", dataset_id)  # anyone can look
+        assert split["locked"] and split["shares"] == {dev[6].address: 6000, dev[8].address: 4000}
+        assert _run(owner, "market", "royalty", dataset_id, dev[6].address, "--bps", "250")["bps"] == 250
+
+        bought = _run(buyer, "market", "buy", dataset_id, "--referrer", dev[9].address, "--referrer-bps", "100")
+        assert bought["amount"] == 10**6
+        agent = ("serve-keys", "--confirmations", "0", "--state", str(tmp_path / "agent.json"), "--once")
+        _run(owner, *agent)
+        w3.provider.make_request("evm_increaseTime", [601])
+        w3.provider.make_request("evm_mine", [])
+        _run(owner, *agent)  # settles
+        assert _run(owner, "market", "withdraw")["withdrawn"] == 600_000
+        assert _run(coauthor, "market", "withdraw")["withdrawn"] == 400_000
+        assert _run(frontend, "market", "withdraw")["withdrawn"] == 10_000
+        refused = subprocess.run([*CLI, "market", "split", dataset_id, "--clear"], env=owner, capture_output=True,
+                                 text=True, timeout=120)
+        assert refused.returncode != 0 and "SplitLocked" in refused.stderr

@@ -2,7 +2,9 @@
 pragma solidity ^0.8.28;
 
 import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
+import {ERC2981} from "@openzeppelin/contracts/token/common/ERC2981.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
@@ -16,11 +18,13 @@ import {ShardTree} from "./libraries/ShardTree.sol";
 /// @title DataMarket: dataset versions as ERC-721 tokens, sold through escrow with verifiable key delivery.
 /// @notice See IDataMarket for the protocol. Storage layout (slots per record):
 /// Dataset: manifestHash | contentRoot | keyCommitment | sealId | paymentToken+price |
-/// registeredBlock+paused+shardCount+deliveryWindow+challengePeriod+supersedes | author.
-/// Purchase: seller+deadline+status+datasetId | buyer+amount | binding (three slots, written once at purchase).
-/// @dev Checks-effects-interactions everywhere; value moves only in `purchase` (ERC-20 pull) and the
-/// withdrawals, all `nonReentrant`; every payout is a pull payment.
-contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
+/// registeredBlock+paused+shardCount+deliveryWindow+challengePeriod+supersedes+splitId+splitLocked | author.
+/// Purchase: seller+deadline+status+datasetId+hasTerms | buyer+amount | binding (three slots, written once at
+/// purchase), plus one PurchaseTerms slot only for purchases under a revenue split or with a referrer.
+/// @dev Checks-effects-interactions everywhere; external calls happen only in `purchase`/`purchaseWith` (the
+/// EIP-2612 permit and the ERC-20 pull, after every effect) and the withdrawals, all `nonReentrant`; every payout
+/// (sellers, split payees, referrers, the treasury) is a pull payment.
+contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     // ------------------------------------------------------------------ constants and immutables
@@ -37,6 +41,10 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
     uint256 public constant MAX_MANIFEST_URIS = 8;
     uint256 public constant MAX_URI_LENGTH = 512;
     uint256 public constant MAX_LICENSE_LENGTH = 256;
+    /// @notice Caps on the commerce terms: payees of a split, a front-end's fee, an ERC-2981 royalty.
+    uint256 public constant MAX_PAYEES = 16;
+    uint16 public constant MAX_REFERRER_BPS = 500;
+    uint96 public constant MAX_ROYALTY_BPS = 1_000;
 
     /// @notice EIP-712 domain of manifest authorship: name "deai-data manifest", version "2", no chain or
     /// contract, so one signed manifest can be registered on any market (always minted to the signed owner).
@@ -71,8 +79,11 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
     // first purchase pay for a non-zero to non-zero write (about 17k gas less).
     uint256 private _nextDatasetId = 1;
     uint256 private _nextPurchaseId = 1;
+    uint32 private _nextSplitId = 1;
     mapping(uint256 datasetId => Dataset) private _datasets;
     mapping(uint256 purchaseId => Purchase) private _purchases;
+    mapping(uint256 purchaseId => PurchaseTerms) private _terms;
+    mapping(uint256 splitId => Payee[]) private _splits;
     /// @notice The version an author registered for a content root (each author registers a root once).
     mapping(address author => mapping(bytes32 contentRoot => uint256 datasetId)) public datasetByContent;
     /// @notice Key agents a seller authorised to deliver keys for its purchases.
@@ -173,6 +184,7 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
         }
 
         datasetId = _nextDatasetId++;
+        if (datasetId > type(uint40).max) revert InvalidParameter("datasetId");
         datasetByContent[r.author][r.contentRoot] = datasetId;
         _datasets[datasetId] = Dataset({
             manifestHash: r.manifestHash,
@@ -189,6 +201,8 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
             // casting to 'uint64' is safe because a non-zero supersedes was checked to exist above
             // forge-lint: disable-next-line(unsafe-typecast)
             supersedes: uint64(r.supersedes),
+            splitId: 0,
+            splitLocked: false,
             author: r.author
         });
         _mint(r.owner, datasetId);
@@ -268,6 +282,47 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IDataMarket
+    function setRevenueSplit(uint256 datasetId, address[] calldata payees, uint16[] calldata sharesBps, bool lock)
+        external
+        returns (uint32 splitId)
+    {
+        _requireDatasetOwner(datasetId);
+        Dataset storage d = _datasets[datasetId];
+        if (d.splitLocked) revert SplitLocked(datasetId);
+        uint256 count = payees.length;
+        if (count != sharesBps.length || count > MAX_PAYEES || (count == 0 && lock)) revert InvalidSplit(count);
+        if (count != 0) {
+            splitId = _nextSplitId++;
+            Payee[] storage split = _splits[splitId];
+            // Ascending payees: no duplicates (and none is the zero address) at one comparison each.
+            address previous = address(0);
+            uint256 total = 0;
+            for (uint256 i = 0; i < count; ++i) {
+                address account = payees[i];
+                if (account <= previous || sharesBps[i] == 0) revert InvalidPayee(i);
+                previous = account;
+                total += sharesBps[i];
+                split.push(Payee(account, sharesBps[i]));
+            }
+            if (total != 10_000) revert InvalidSplit(count);
+        }
+        d.splitId = splitId;
+        d.splitLocked = lock;
+        emit RevenueSplitSet(datasetId, msg.sender, splitId, payees, sharesBps, lock);
+    }
+
+    /// @inheritdoc IDataMarket
+    function setRoyalty(uint256 datasetId, address receiver, uint96 royaltyBps) external {
+        address author = _datasets[datasetId].author;
+        if (author == address(0)) revert UnknownDataset(datasetId);
+        if (msg.sender != author) revert NotAuthor(datasetId, msg.sender);
+        if (royaltyBps > MAX_ROYALTY_BPS) revert OutOfRange("royaltyBps", royaltyBps, 0, MAX_ROYALTY_BPS);
+        if (royaltyBps == 0) _resetTokenRoyalty(datasetId);
+        else _setTokenRoyalty(datasetId, receiver, royaltyBps);
+        emit RoyaltySet(datasetId, receiver, royaltyBps);
+    }
+
+    /// @inheritdoc IDataMarket
     function setKeyAgent(address agent, bool allowed) external {
         isKeyAgent[msg.sender][agent] = allowed;
         emit KeyAgentSet(msg.sender, agent, allowed);
@@ -292,42 +347,88 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
         nonReentrant
         returns (uint256 purchaseId)
     {
+        (uint256 id, address token, uint256 total) =
+            _purchase(datasetId, buyerKeyX, buyerKeyY, maxPrice, address(0), 0, msg.value);
+        if (token != NATIVE && total != 0) _pullExactly(token, msg.sender, total);
+        return id;
+    }
+
+    /// @inheritdoc IDataMarket
+    function purchaseWith(
+        uint256 datasetId,
+        bytes32 buyerKeyX,
+        bytes32 buyerKeyY,
+        uint96 maxPrice,
+        address referrer,
+        uint16 referrerBps,
+        Permit calldata permit
+    ) external payable nonReentrant returns (uint256 purchaseId) {
+        if (referrerBps > MAX_REFERRER_BPS || (referrer == address(0)) != (referrerBps == 0)) {
+            revert InvalidReferrer(referrer, referrerBps);
+        }
+        address token;
+        uint256 total;
+        (purchaseId, token, total) =
+            _purchase(datasetId, buyerKeyX, buyerKeyY, maxPrice, referrer, referrerBps, msg.value);
+        if (permit.deadline != 0) {
+            if (token == NATIVE) revert PermitForNativeListing(datasetId);
+            // A permit anyone saw in the mempool can be sent first: its failure here must not stop the purchase,
+            // the allowance it set (or not) decides in the transfer below.
+            try IERC20Permit(token).permit(
+                msg.sender, address(this), permit.value, permit.deadline, permit.v, permit.r, permit.s
+            ) {} catch {}
+        }
+        if (token != NATIVE && total != 0) _pullExactly(token, msg.sender, total);
+    }
+
+    /// @dev Checks and records a purchase and escrows its price and fee; returns what the caller must then pull
+    /// from the buyer (token, amount) after any permit: every external call comes after these effects.
+    function _purchase(
+        uint256 datasetId,
+        bytes32 buyerKeyX,
+        bytes32 buyerKeyY,
+        uint96 maxPrice,
+        address referrer,
+        uint16 referrerBps,
+        uint256 paid
+    ) private returns (uint256 purchaseId, address token, uint256 total) {
         Dataset storage d = _datasets[datasetId];
         if (d.registeredBlock == 0) revert UnknownDataset(datasetId);
         if (d.paused) revert SalesArePaused(datasetId);
         if (!Secp256k1.isOnCurve(uint256(buyerKeyX), uint256(buyerKeyY))) revert InvalidBuyerKey();
         uint96 price = d.price;
-        if (price > maxPrice) revert PriceAboveMax(datasetId, price, maxPrice);
-        address token = d.paymentToken;
-        // Zero unless the buyer sent more than the price.
-        // slither-disable-next-line uninitialized-local
-        uint256 excess;
+        total = uint256(price) + _referrerFee(price, referrerBps);
+        if (total > maxPrice) revert PriceAboveMax(datasetId, price, maxPrice);
+        token = d.paymentToken;
+        uint256 excess = 0; // unless the buyer sent more than the price
         if (token == NATIVE) {
-            if (msg.value < price) revert WrongPayment(price, msg.value);
-            excess = msg.value - price;
-        } else if (msg.value != 0) {
-            revert WrongPayment(0, msg.value);
+            if (paid < total) revert WrongPayment(total, paid);
+            excess = paid - total;
+        } else if (paid != 0) {
+            revert WrongPayment(0, paid);
         }
 
         address seller = _ownerOf(datasetId);
         uint40 deadline = uint40(block.timestamp) + d.deliveryWindow;
+        uint32 splitId = d.splitId;
+        bool hasTerms = splitId != 0 || referrer != address(0);
         purchaseId = _nextPurchaseId++;
         _purchases[purchaseId] = Purchase({
             seller: seller,
             deadline: deadline,
             status: Status.Pending,
-            // casting to 'uint48' is safe because datasetId exists, so it is below _nextDatasetId
+            // casting to 'uint40' is safe because registration caps dataset ids at type(uint40).max
             // forge-lint: disable-next-line(unsafe-typecast)
-            datasetId: uint48(datasetId),
+            datasetId: uint40(datasetId),
+            hasTerms: hasTerms,
             buyer: msg.sender,
             amount: price,
             binding: keccak256(abi.encodePacked(buyerKeyX, buyerKeyY))
         });
-        escrowed[token] += price;
+        if (hasTerms) _terms[purchaseId] = PurchaseTerms(splitId, referrer, referrerBps);
+        escrowed[token] += total;
         if (excess != 0) withdrawable[msg.sender][NATIVE] += excess;
         emit Purchased(purchaseId, datasetId, msg.sender, seller, token, price, deadline, buyerKeyX, buyerKeyY);
-
-        if (token != NATIVE && price != 0) _pullExactly(token, msg.sender, price);
     }
 
     /// @inheritdoc IDataMarket
@@ -467,6 +568,24 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IDataMarket
+    function purchaseTerms(uint256 purchaseId) external view returns (PurchaseTerms memory) {
+        if (_purchases[purchaseId].status == Status.None) revert UnknownPurchase(purchaseId);
+        return _terms[purchaseId];
+    }
+
+    /// @inheritdoc IDataMarket
+    function revenueSplit(uint256 datasetId) external view returns (Payee[] memory payees, bool locked) {
+        Dataset storage d = _datasets[datasetId];
+        if (d.registeredBlock == 0) revert UnknownDataset(datasetId);
+        return (_splits[d.splitId], d.splitLocked);
+    }
+
+    /// @notice ERC-165: ERC-721 (with metadata), ERC-2981 and ERC-165.
+    function supportsInterface(bytes4 interfaceId) public view override(ERC721, ERC2981) returns (bool) {
+        return super.supportsInterface(interfaceId);
+    }
+
+    /// @inheritdoc IDataMarket
     function verifyShard(uint256 datasetId, bytes32 shardHash, uint256 index, bytes32[] calldata proof)
         external
         view
@@ -501,7 +620,8 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
         if (status != expected) revert WrongStatus(purchaseId, status);
     }
 
-    /// @dev Move a purchase's escrow to its seller's balance and the fee to the treasury's.
+    /// @dev Move a purchase's escrow to its seller's balance (or its split's payees'), the fee to the treasury's
+    /// and a referrer's fee to the referrer's.
     function _settle(uint256 purchaseId, Purchase storage p) private {
         p.status = Status.Settled;
         uint96 amount = p.amount;
@@ -510,22 +630,55 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
         uint256 datasetId = p.datasetId;
         address seller = p.seller;
         address token = _datasets[datasetId].paymentToken;
-        escrowed[token] -= amount;
-        withdrawable[seller][token] += sellerAmount;
+        PurchaseTerms memory terms = p.hasTerms ? _terms[purchaseId] : PurchaseTerms(0, address(0), 0);
+        uint96 referrerFee = _referrerFee(amount, terms.referrerBps);
+        escrowed[token] -= uint256(amount) + referrerFee;
         if (fee != 0) feesOwed[token] += fee;
         emit PurchaseSettled(purchaseId, datasetId, seller, token, sellerAmount, fee);
+        if (referrerFee != 0) {
+            withdrawable[terms.referrer][token] += referrerFee;
+            emit ReferrerPaid(purchaseId, datasetId, terms.referrer, token, referrerFee);
+        }
+        if (terms.splitId == 0) {
+            withdrawable[seller][token] += sellerAmount;
+        } else {
+            _share(purchaseId, datasetId, token, sellerAmount, _splits[terms.splitId]);
+        }
     }
 
-    /// @dev Move a purchase's whole escrow back to its buyer's balance.
+    /// @dev Credit each payee its share of `amount`; the rounding remainder goes to the first payee, so the
+    /// shares sum to exactly `amount`.
+    function _share(uint256 purchaseId, uint256 datasetId, address token, uint96 amount, Payee[] storage split)
+        private
+    {
+        uint256 count = split.length;
+        uint96 rest = amount;
+        for (uint256 i = count; i > 0; --i) {
+            Payee memory payee = split[i - 1];
+            uint96 share = i == 1 ? rest : uint96((uint256(amount) * payee.shareBps) / 10_000);
+            rest -= share;
+            withdrawable[payee.account][token] += share;
+            emit RevenueShared(purchaseId, datasetId, payee.account, token, share);
+        }
+    }
+
+    /// @dev Move a purchase's whole escrow (price and any referrer's fee) back to its buyer's balance.
     function _refund(uint256 purchaseId, Purchase storage p) private {
         p.status = Status.Refunded;
-        uint96 amount = p.amount;
+        uint256 amount = p.amount;
+        if (p.hasTerms) amount += _referrerFee(p.amount, _terms[purchaseId].referrerBps);
         uint256 datasetId = p.datasetId;
         address buyer = p.buyer;
         address token = _datasets[datasetId].paymentToken;
         escrowed[token] -= amount;
         withdrawable[buyer][token] += amount;
-        emit Refunded(purchaseId, datasetId, buyer, token, amount);
+        // casting to 'uint96' is safe because the price and the referrer's fee were at most maxPrice, a uint96
+        // forge-lint: disable-next-line(unsafe-typecast)
+        emit Refunded(purchaseId, datasetId, buyer, token, uint96(amount));
+    }
+
+    function _referrerFee(uint96 price, uint16 referrerBps) private pure returns (uint96) {
+        return uint96((uint256(price) * referrerBps) / 10_000);
     }
 
     function _withdraw(address token, address to) private {
@@ -539,7 +692,7 @@ contract DataMarket is IDataMarket, ERC721, EIP712, ReentrancyGuardTransient {
     /// @dev Pull exactly `amount` of `token`; fee-on-transfer or lying tokens are refused.
     function _pullExactly(address token, address from, uint256 amount) private {
         uint256 before = IERC20(token).balanceOf(address(this));
-        // The only caller passes msg.sender as `from`.
+        // Both callers (purchase, purchaseWith) pass msg.sender as `from`.
         // slither-disable-next-line arbitrary-send-erc20
         IERC20(token).safeTransferFrom(from, address(this), amount);
         uint256 received = IERC20(token).balanceOf(address(this)) - before;

@@ -58,20 +58,49 @@ interface IDataMarket {
         uint32 deliveryWindow;
         uint32 challengePeriod;
         uint64 supersedes;
+        /// @notice The revenue split new purchases are paid by (0: the owner at purchase takes it all).
+        uint32 splitId;
+        /// @notice A locked split can never change again, not even by a later owner of the token.
+        bool splitLocked;
         address author;
     }
 
     /// @notice One purchase. `deadline` is the delivery deadline while Pending and the end of the challenge
     /// period once Delivered. `binding` is keccak256(buyerKeyX, buyerKeyY) while Pending and
     /// keccak256(abi.encode(buyerKeyHash, ephemeralX, ephemeralY, encryptedKey)) once Delivered.
+    /// `hasTerms`: the purchase carries a revenue split or a referrer (see `purchaseTerms`).
     struct Purchase {
         address seller;
         uint40 deadline;
         Status status;
-        uint48 datasetId;
+        uint40 datasetId;
+        bool hasTerms;
         address buyer;
         uint96 amount;
         bytes32 binding;
+    }
+
+    /// @notice What a purchase is paid out by, fixed when it was made: the dataset's revenue split then (0: none)
+    /// and the front-end that referred the buyer, paid `referrerBps` of the price on top of it.
+    struct PurchaseTerms {
+        uint32 splitId;
+        address referrer;
+        uint16 referrerBps;
+    }
+
+    /// @notice One payee of a revenue split and its share of the seller's proceeds, in basis points.
+    struct Payee {
+        address account;
+        uint16 shareBps;
+    }
+
+    /// @notice An EIP-2612 permit the buyer signed for the market (`deadline` 0: none, use the allowance).
+    struct Permit {
+        uint256 value;
+        uint256 deadline;
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
     }
 
     /// @notice A delivery as `deliverKey` takes it: the seller's ephemeral point R = r*G and the data key
@@ -155,6 +184,25 @@ interface IDataMarket {
     event DisputeResolved(
         uint256 indexed purchaseId, uint256 indexed datasetId, address indexed seller, address buyer, bool buyerWon
     );
+    /// @notice New purchases of `datasetId` pay their seller's proceeds to `payees` by `sharesBps` (summing
+    /// to 10,000); no payees: to the owner. `splitId` names the split in the purchases made under it.
+    event RevenueSplitSet(
+        uint256 indexed datasetId, address indexed owner, uint32 splitId, address[] payees, uint16[] sharesBps, bool locked
+    );
+    /// @notice A payee's share of a settled purchase (one per payee of the purchase's split).
+    event RevenueShared(
+        uint256 indexed purchaseId, uint256 indexed datasetId, address indexed payee, address paymentToken, uint96 amount
+    );
+    /// @notice The referring front-end's fee of a settled purchase.
+    event ReferrerPaid(
+        uint256 indexed purchaseId,
+        uint256 indexed datasetId,
+        address indexed referrer,
+        address paymentToken,
+        uint96 amount
+    );
+    /// @notice The author set the ERC-2981 royalty of the dataset's token (0 bps: none).
+    event RoyaltySet(uint256 indexed datasetId, address indexed receiver, uint96 royaltyBps);
     event Withdrawn(address indexed account, address indexed paymentToken, address to, uint256 amount);
     event FeesWithdrawn(address indexed treasury, address indexed paymentToken, uint256 amount);
 
@@ -192,6 +240,15 @@ interface IDataMarket {
     error InvalidProof(string name);
     error NothingToWithdraw(address account, address token);
     error NativeTransferFailed(address to, uint256 amount);
+    error SplitLocked(uint256 datasetId);
+    /// @notice Payees and shares differ in length, exceed MAX_PAYEES, do not sum to 10,000, or are empty and locked.
+    error InvalidSplit(uint256 payees);
+    /// @notice Payee `index` is not above the one before it (payees ascend: no duplicates) or has no share.
+    error InvalidPayee(uint256 index);
+    /// @notice A referrer without a rate, a rate without a referrer, or a rate above MAX_REFERRER_BPS.
+    error InvalidReferrer(address referrer, uint16 referrerBps);
+    error PermitForNativeListing(uint256 datasetId);
+    error NotAuthor(uint256 datasetId, address caller);
 
     // ------------------------------------------------------------------ registration
 
@@ -217,6 +274,15 @@ interface IDataMarket {
 
     function setPrice(uint256 datasetId, uint96 newPrice) external;
     function setPaused(uint256 datasetId, bool paused) external;
+    /// @notice Pay new purchases' proceeds (price less the protocol fee) to `payees` by `sharesBps`, which sum to
+    /// 10,000 (at most MAX_PAYEES, no duplicates, no zero address); empty arrays: back to the owner. Purchases
+    /// already made keep the split they were made under. `lock`: this split can never change again.
+    function setRevenueSplit(uint256 datasetId, address[] calldata payees, uint16[] calldata sharesBps, bool lock)
+        external
+        returns (uint32 splitId);
+    /// @notice The dataset's ERC-2981 royalty for resales of its token; only the author may set it (at most
+    /// MAX_ROYALTY_BPS; 0 removes it).
+    function setRoyalty(uint256 datasetId, address receiver, uint96 royaltyBps) external;
     /// @notice Allow (or stop) `agent` to deliver keys for purchases sold by the caller.
     function setKeyAgent(address agent, bool allowed) external;
 
@@ -228,6 +294,20 @@ interface IDataMarket {
         external
         payable
         returns (uint256 purchaseId);
+
+    /// @notice `purchase` with a front-end's fee and an optional EIP-2612 permit. The buyer pays the price plus
+    /// `referrerBps` of it (at most MAX_REFERRER_BPS), all within `maxPrice`; the fee is escrowed with the price,
+    /// paid to `referrer` at settlement and refunded with it. A permit that fails (already used, front-run) is
+    /// ignored: the allowance then decides.
+    function purchaseWith(
+        uint256 datasetId,
+        bytes32 buyerKeyX,
+        bytes32 buyerKeyY,
+        uint96 maxPrice,
+        address referrer,
+        uint16 referrerBps,
+        Permit calldata permit
+    ) external payable returns (uint256 purchaseId);
 
     /// @notice Deliver the key for a pending purchase (the seller or its agent, before the deadline).
     /// `buyerKeyHash` = keccak256(buyerKeyX, buyerKeyY) names the key the delivery was made for: a delivery
@@ -258,6 +338,9 @@ interface IDataMarket {
 
     function datasetInfo(uint256 datasetId) external view returns (Dataset memory);
     function purchaseInfo(uint256 purchaseId) external view returns (Purchase memory);
+    function purchaseTerms(uint256 purchaseId) external view returns (PurchaseTerms memory);
+    /// @notice The payees and shares new purchases of `datasetId` are paid by (empty: the owner).
+    function revenueSplit(uint256 datasetId) external view returns (Payee[] memory payees, bool locked);
     function datasetCount() external view returns (uint256);
     function purchaseCount() external view returns (uint256);
     function verifyShard(uint256 datasetId, bytes32 shardHash, uint256 index, bytes32[] calldata proof)

@@ -33,6 +33,8 @@ contract MarketHandler {
     mapping(uint256 purchaseId => Tracked) private _tracked;
     mapping(uint256 purchaseId => uint256) public settlements;
     uint256 public forbiddenSuccesses;
+    /// Settlements whose credits (seller or payees, referrer, treasury) did not add up to what the buyer paid.
+    uint256 public wrongPayouts;
     uint256 public wrongJudgements;
     uint256 public unsettledNative;
     uint256 public unsettledToken;
@@ -94,6 +96,17 @@ contract MarketHandler {
     }
 
     function purchase(uint256 actorSeed, uint256 datasetSeed, uint256 secretSeed, uint64 extra) external {
+        _purchase(actorSeed, datasetSeed, secretSeed, extra, 0);
+    }
+
+    /// A purchase through a front-end (one of the actors) that takes `referrerBps` on top of the price.
+    function purchaseVia(uint256 actorSeed, uint256 datasetSeed, uint256 secretSeed, uint16 referrerBps) external {
+        _purchase(actorSeed, datasetSeed, secretSeed, 0, 1 + (referrerBps % market.MAX_REFERRER_BPS()));
+    }
+
+    function _purchase(uint256 actorSeed, uint256 datasetSeed, uint256 secretSeed, uint64 extra, uint16 refBps)
+        private
+    {
         if (datasetIds.length == 0) return;
         calls++;
         uint256 id = datasetIds[datasetSeed % datasetIds.length];
@@ -101,16 +114,48 @@ contract MarketHandler {
         address buyer = _actor(actorSeed);
         uint256 secret = 1 + (secretSeed % (N - 1));
         Vm.Wallet memory key = vm.createWallet(secret);
-        uint256 value = d.paymentToken == address(0) ? uint256(d.price) + extra : 0;
+        uint256 total = d.price + (uint256(d.price) * refBps) / 10_000;
+        uint256 value = d.paymentToken == address(0) ? total + extra : 0;
+        IDataMarket.Permit memory none;
         vm.prank(buyer);
-        try market.purchase{value: value}(id, bytes32(key.publicKeyX), bytes32(key.publicKeyY), d.price) returns (
-            uint256 pid
-        ) {
+        try market.purchaseWith{value: value}(
+            id, bytes32(key.publicKeyX), bytes32(key.publicKeyY), uint96(total), _actor(secretSeed >> 8),
+            refBps, none
+        ) returns (uint256 pid) {
             purchaseIds.push(pid);
             _tracked[pid].secret = secret;
-            if (d.paymentToken == address(0)) unsettledNative += d.price;
-            else unsettledToken += d.price;
+            if (d.paymentToken == address(0)) unsettledNative += total;
+            else unsettledToken += total;
         } catch {}
+    }
+
+    /// The owner splits new sales among some actors (ascending, random shares), sometimes locked.
+    function setSplit(uint256 datasetSeed, uint256 payeeMask, uint256 shareSeed, bool lock) external {
+        if (datasetIds.length == 0) return;
+        calls++;
+        uint256 id = datasetIds[datasetSeed % datasetIds.length];
+        address[] memory chosen = new address[](actors.length);
+        uint256 count;
+        for (uint256 i = 0; i < actors.length; ++i) {
+            if (payeeMask & (1 << i) != 0) chosen[count++] = actors[i];
+        }
+        address[] memory payees = new address[](count);
+        uint16[] memory shares = new uint16[](count);
+        uint256 left = 10_000;
+        for (uint256 i = 0; i < count; ++i) {
+            payees[i] = chosen[i];
+            uint256 room = left - (count - i - 1); // at least one basis point left for each later payee
+            uint256 share = i == count - 1 ? left : 1 + (uint256(keccak256(abi.encode(shareSeed, i))) % room);
+            shares[i] = uint16(share);
+            left -= share;
+        }
+        for (uint256 i = 1; i < count; ++i) { // ascending, as the market requires
+            for (uint256 j = i; j > 0 && payees[j - 1] > payees[j]; --j) {
+                (payees[j - 1], payees[j]) = (payees[j], payees[j - 1]);
+            }
+        }
+        vm.prank(market.ownerOf(id));
+        try market.setRevenueSplit(id, payees, shares, lock && count != 0) {} catch {}
     }
 
     function _proof(uint256 pid, uint256 b, uint256 r, bytes32 key)
@@ -164,8 +209,11 @@ contract MarketHandler {
         uint256 pid = purchaseIds[purchaseSeed % purchaseIds.length];
         IDataMarket.Purchase memory p = market.purchaseInfo(pid);
         bool early = block.timestamp <= p.deadline;
+        address token = market.datasetInfo(p.datasetId).paymentToken;
+        uint256 before = _credited(token);
         try market.settle(pid) {
             if (early) forbiddenSuccesses++;
+            if (_credited(token) - before != _paid(pid, p)) wrongPayouts++;
             _settled(pid, p);
         } catch {}
     }
@@ -200,8 +248,22 @@ contract MarketHandler {
 
     function _settled(uint256 pid, IDataMarket.Purchase memory p) private {
         settlements[pid]++;
-        if (market.datasetInfo(p.datasetId).paymentToken == address(0)) unsettledNative -= p.amount;
-        else unsettledToken -= p.amount;
+        if (market.datasetInfo(p.datasetId).paymentToken == address(0)) unsettledNative -= _paid(pid, p);
+        else unsettledToken -= _paid(pid, p);
+    }
+
+    /// What the buyer paid for a purchase: its price and any referrer's fee on top.
+    function _paid(uint256 pid, IDataMarket.Purchase memory p) private view returns (uint256) {
+        return p.amount + (uint256(p.amount) * market.purchaseTerms(pid).referrerBps) / 10_000;
+    }
+
+    /// Everything credited in `token` to anyone the market can pay: actors (owners, payees, referrers), the
+    /// treasury's fees.
+    function _credited(address token) private view returns (uint256 total) {
+        total = market.feesOwed(token);
+        for (uint256 i = 0; i < actors.length; ++i) {
+            total += market.withdrawable(actors[i], token);
+        }
     }
 
     /// Forbidden: anyone but the buyer refunding or disputing, anyone but the seller or its agent delivering.
@@ -322,6 +384,12 @@ contract DataMarketInvariantTest is Test {
             bool final_ = status == IDataMarket.Status.Settled || status == IDataMarket.Status.Refunded;
             assertEq(settled, final_ ? 1 : 0, "status matches settlements");
         }
+    }
+
+    /// Each settlement credits exactly what its buyer paid, split among seller or payees, referrer and treasury:
+    /// no payee paid twice, none paid from another purchase's escrow.
+    function invariant_settlementsPayExactlyWhatWasPaid() public view {
+        assertEq(handler.wrongPayouts(), 0, "a settlement credited more or less than its buyer paid");
     }
 
     function invariant_agentIsNeverPaid() public view {

@@ -89,7 +89,7 @@ SELECT p.purchase_id, p.dataset_id, p.buyer, p.seller, p.payment_token, p.amount
             WHEN d.purchase_id IS NOT NULL THEN 'delivered' ELSE 'pending' END AS status,
        d.block_time AS delivered_at, d.delivered_by, to_timestamp(d.challenge_ends) AS challenge_ends,
        x.purchase_id IS NOT NULL AS disputed, x.buyer_won AS dispute_buyer_won, x.block_time AS disputed_at,
-       s.block_time AS settled_at, s.seller_amount, s.fee,
+       s.block_time AS settled_at, s.seller_amount, s.fee, f.referrer, f.amount AS referrer_fee,
        r.block_time AS refunded_at,
        CASE WHEN r.purchase_id IS NULL THEN NULL WHEN x.buyer_won THEN 'wrong_key' ELSE 'not_delivered' END
            AS refund_reason,
@@ -99,7 +99,33 @@ FROM raw.purchased p
 LEFT JOIN raw.key_delivered d USING (purchase_id)
 LEFT JOIN raw.purchase_settled s USING (purchase_id)
 LEFT JOIN raw.refunded r USING (purchase_id)
-LEFT JOIN raw.dispute_resolved x USING (purchase_id);
+LEFT JOIN raw.dispute_resolved x USING (purchase_id)
+LEFT JOIN raw.referrer_paid f USING (purchase_id);
+
+CREATE OR REPLACE VIEW earnings AS
+SELECT s.purchase_id, s.dataset_id, 'seller' AS role, s.seller AS account, s.payment_token,
+       s.seller_amount AS amount, s.block_time AS settled_at, s.finalized
+FROM raw.purchase_settled s ANTI JOIN raw.revenue_shared x USING (purchase_id)
+UNION ALL
+SELECT purchase_id, dataset_id, 'payee', payee, payment_token, amount, block_time, finalized FROM raw.revenue_shared
+UNION ALL
+SELECT purchase_id, dataset_id, 'referrer', referrer, payment_token, amount, block_time, finalized
+FROM raw.referrer_paid
+UNION ALL
+SELECT purchase_id, dataset_id, 'protocol', NULL, payment_token, fee, block_time, finalized
+FROM raw.purchase_settled WHERE fee > 0;
+
+CREATE OR REPLACE VIEW revenue_splits AS
+SELECT dataset_id, arg_max(split_id, (block_number, log_index)) AS split_id,
+       arg_max(payees, (block_number, log_index)) AS payees,
+       arg_max(shares_bps, (block_number, log_index)) AS shares_bps,
+       arg_max(locked, (block_number, log_index)) AS locked, max(block_time) AS set_at
+FROM raw.revenue_split_set GROUP BY ALL;
+
+CREATE OR REPLACE VIEW royalties AS
+SELECT dataset_id, arg_max(receiver, (block_number, log_index)) AS receiver,
+       arg_max(royalty_bps, (block_number, log_index)) AS royalty_bps, max(block_time) AS set_at
+FROM raw.royalty_set GROUP BY ALL;
 
 CREATE OR REPLACE VIEW datasets AS
 WITH owner AS (SELECT token_id AS dataset_id, arg_max("to", (block_number, log_index)) AS owner
@@ -149,8 +175,8 @@ FROM purchases WHERE status = 'settled' GROUP BY ALL;
 
 CREATE OR REPLACE VIEW owners AS
 WITH held AS (SELECT owner, count(*) AS datasets FROM datasets GROUP BY ALL),
-     earned AS (SELECT seller AS owner, payment_token, count(*) AS sales, sum(seller_amount) AS earned
-                FROM raw.purchase_settled GROUP BY ALL),
+     earned AS (SELECT account AS owner, payment_token, count(*) AS sales, sum(amount) AS earned
+                FROM earnings WHERE role IN ('seller', 'payee') GROUP BY ALL),
      record AS (SELECT seller AS owner, count(*) AS deliveries FROM raw.key_delivered GROUP BY ALL),
      disputes AS (SELECT seller AS owner, count(*) AS disputes, count(*) FILTER (WHERE buyer_won) AS disputes_lost
                   FROM raw.dispute_resolved GROUP BY ALL),

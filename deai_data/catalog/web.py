@@ -218,6 +218,12 @@ class Pages:
         buyers = self._rows("SELECT buyer, purchases, paid FROM dataset_buyers WHERE dataset_id = $1 "
                             "ORDER BY purchases DESC, buyer LIMIT 20", [dataset_id])
         lineage = self._lineage(dataset_id)
+        paid = self._rows("""SELECT role, account, payment_token, count(*) AS sales, sum(amount) AS amount
+                             FROM earnings WHERE dataset_id = $1 GROUP BY ALL ORDER BY amount DESC""", [dataset_id])
+        split = self._rows("""SELECT unnest(payees) AS payee, unnest(shares_bps) AS share_bps, locked
+                              FROM revenue_splits WHERE dataset_id = $1""", [dataset_id])
+        royalty = self._rows("SELECT receiver, royalty_bps FROM royalties WHERE dataset_id = $1 AND royalty_bps > 0",
+                             [dataset_id])
         ok = version["manifest_status"] == "ok" and version["manifest_matches"]
         storage = [{"backends": ", ".join(version.get("backends") or []) or "-",
                     "manifest": version["manifest_status"], "matches the chain": version["manifest_matches"],
@@ -251,11 +257,24 @@ class Pages:
                                                     table_id="lineage", link=self.dataset_link)
                 + "<h2>Sales</h2>" + bar_chart([(r["day"], float(r["sales"])) for r in sales],
                                                title="settled sales per day")
+                + "<h2>Who gets paid</h2>" + self._payees(split, royalty)
+                + table_html(paid, ["role", "account", "payment_token", "sales", "amount"], table_id="earnings")
                 + "<h2>Delivery record</h2>" + "<table id='record'>"
                 + "".join(f"<tr><th>{k}</th>{_cell(v)}</tr>" for k, v in record.items()) + "</table>"
                 + "<h2>Price history</h2>" + table_html(prices, ["block_time", "event", "price"], table_id="prices")
                 + "<h2>Buyers</h2>" + table_html(buyers, ["buyer", "purchases", "paid"], table_id="buyers"))
         return page(f"{version['name'] or 'dataset'} (#{dataset_id})", body, self.nav)
+
+    @staticmethod
+    def _payees(split: list[dict[str, Any]], royalty: list[dict[str, Any]]) -> str:
+        """The revenue split new sales follow (or the owner) and the ERC-2981 royalty, as a paragraph and a table."""
+        text = ("<p>New sales pay the owner.</p>" if not split else
+                "<p>New sales are split" + (" (locked for good):" if split[0]["locked"] else ":") + "</p>"
+                + table_html(split, ["payee", "share_bps"], table_id="split"))
+        if royalty:
+            text += (f"<p id='royalty'>Royalty on resales of the token (ERC-2981): {royalty[0]['royalty_bps']} bps "
+                     f"to {html.escape(_text(royalty[0]['receiver']))}</p>")
+        return text
 
     def _lineage(self, dataset_id: int) -> list[dict[str, Any]]:
         """Every version linked to this one through `supersedes` (back to the first, on to the newest), oldest

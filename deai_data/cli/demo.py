@@ -185,7 +185,7 @@ def _market_steps(run: _Run, result: PublishResult, owner_keystore: Keystore) ->
     treasury, owner, *buyers = run.accounts[:6]
     deployed = Market.deploy(w3, treasury, fee_bps=250)
     seller = Market(w3, deployed.address, owner, keystore=owner_keystore)
-    terms = {"delivery_window": 3600, "challenge_period": CHALLENGE_PERIOD}
+    terms: dict[str, Any] = {"delivery_window": 3600, "challenge_period": CHALLENGE_PERIOD}
     images_id = seller.register(result, price=PRICE, **terms)
     side_ids = []
     for n, name in enumerate(SIDE_DATASETS):

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ChainError
+from ..errors import ChainError, UsageError
 from ..market.defaults import DEFAULT_CHALLENGE_PERIOD, DEFAULT_CONFIRMATIONS
 from .output import emit
 
@@ -87,7 +87,8 @@ def cmd_register(args: argparse.Namespace) -> int:
     dataset_id = market.register(args.manifest, price=args.price, payment_token=args.token,
                                  delivery_window=args.window, challenge_period=args.challenge_period,
                                  license_uri=args.license_uri, supersedes=args.supersedes,
-                                 manifest_uris=tuple(args.uri or ()))
+                                 manifest_uris=tuple(args.uri or ()), split=dict(args.split or ()),
+                                 lock_split=args.lock_split)
     emit(args, {"dataset_id": dataset_id, "market": market.address},
           [f"registered dataset {dataset_id} on {market.address}",
            "run `deai-data serve-keys` so that buyers receive the key"])
@@ -96,7 +97,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_buy(args: argparse.Namespace) -> int:
     market = _market(args)
-    purchase = market.purchase(args.dataset_id, max_price=args.max_price)
+    purchase = market.purchase(args.dataset_id, max_price=args.max_price, referrer=args.referrer,
+                               referrer_bps=args.referrer_bps, permit=args.permit)
     doc: dict[str, Any] = {"purchase_id": purchase.purchase_id, "dataset_id": purchase.dataset_id,
                            "amount": purchase.amount, "deadline": purchase.deadline, "key_received": False}
     lines = [f"purchase {purchase.purchase_id}: {purchase.amount} paid into escrow; the owner must deliver "
@@ -157,6 +159,38 @@ def cmd_price(args: argparse.Namespace) -> int:
     listing = market.listing(args.dataset_id)
     emit(args, {"dataset_id": args.dataset_id, "price": listing.price, "paused": listing.paused},
           [f"dataset {args.dataset_id}: price {listing.price}, sales {'paused' if listing.paused else 'open'}"])
+    return 0
+
+
+def parse_share(text: str) -> tuple[str, int]:
+    """'0xADDRESS=2500' -> (address, basis points)."""
+    address, _, bps = text.partition("=")
+    if not re.fullmatch(r"0x[0-9a-fA-F]{40}", address) or not bps.isdigit():
+        raise argparse.ArgumentTypeError(f"not a share: {text!r} (ADDRESS=BASIS_POINTS, e.g. 0xabc...=2500)")
+    return address, int(bps)
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    if args.lock and not args.share:
+        raise UsageError("--lock needs the shares to lock (ADDRESS=BPS ...)")
+    market = _market(args)
+    if args.share or args.clear:
+        market.set_revenue_split(args.dataset_id, dict(args.share or ()), lock=args.lock)
+    split = market.revenue_split(args.dataset_id)
+    lines = [f"{payee} {bps / 100:g} %" for payee, bps in split.shares.items()] or ["the owner takes all proceeds"]
+    lines.append("locked: it can never change" if split.locked else "the owner can change it for later sales")
+    emit(args, {"dataset_id": args.dataset_id, "shares": split.shares, "locked": split.locked}, lines)
+    return 0
+
+
+def cmd_royalty(args: argparse.Namespace) -> int:
+    market = _market(args)
+    if args.bps is not None:
+        market.set_royalty(args.dataset_id, args.receiver, args.bps)
+    receiver, per_10k = market.royalty(args.dataset_id, 10_000)
+    emit(args, {"dataset_id": args.dataset_id, "receiver": receiver, "bps": per_10k},
+          [f"dataset {args.dataset_id}: royalty {per_10k / 100:g} % to {receiver}" if receiver else
+           f"dataset {args.dataset_id}: no royalty"])
     return 0
 
 
@@ -242,11 +276,17 @@ def add_market_commands(command: Callable[[str, str], argparse.ArgumentParser]) 
     a.add_argument("--license-uri", help="licence, SPDX or URI#sha256=HEX (default: the manifest's)")
     a.add_argument("--supersedes", type=int, metavar="DATASET_ID", help="dataset id of the version this one replaces")
     a.add_argument("--uri", action="append", help="manifest URI to record (repeat for mirrors)")
+    a.add_argument("--split", action="append", type=parse_share, metavar="ADDRESS=BPS",
+                   help="share sales with these payees (repeat; basis points summing to 10000)")
+    a.add_argument("--lock-split", action="store_true", help="make the split permanent, even for later owners")
     a = action("buy", "pay a dataset's price into escrow with a fresh sealing key", cmd_buy)
     a.add_argument("dataset_id", type=int)
     a.add_argument("--max-price", type=parse_amount, help="refuse to pay more (default: the current price)")
     a.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the key")
     a.add_argument("--no-dispute", action="store_true", help="do not dispute a wrong key automatically")
+    a.add_argument("--referrer", metavar="ADDRESS", help="the front-end you came through (paid on settlement)")
+    a.add_argument("--referrer-bps", type=int, default=0, help="its fee on top of the price (at most 500)")
+    a.add_argument("--permit", action="store_true", help="ERC-20: sign an EIP-2612 permit instead of approving")
     a = action("receive", "fetch, open and check the key of a purchase (a wrong key is disputed at once)",
                cmd_receive)
     a.add_argument("purchase_id", type=int)
@@ -267,6 +307,16 @@ def add_market_commands(command: Callable[[str, str], argparse.ArgumentParser]) 
     group = a.add_mutually_exclusive_group()
     group.add_argument("--pause", action="store_true")
     group.add_argument("--resume", action="store_true")
+    a = action("split", "show or set how a dataset's sales are shared (later sales only)", cmd_split)
+    a.add_argument("dataset_id", type=int)
+    a.add_argument("share", type=parse_share, nargs="*", help="ADDRESS=BASIS_POINTS, summing to 10000")
+    a.add_argument("--lock", action="store_true", help="never changeable again, even by a later owner")
+    a.add_argument("--clear", action="store_true", help="pay the owner again")
+    a = action("royalty", "show or set (author only) the ERC-2981 royalty on resales of a dataset's token",
+               cmd_royalty)
+    a.add_argument("dataset_id", type=int)
+    a.add_argument("receiver", nargs="?")
+    a.add_argument("--bps", type=int, help="royalty in basis points (at most 1000; 0 removes it)")
     a = action("set-agent", "allow an address to deliver keys for your sales (it must list you with "
                "serve-keys --owner)", cmd_agent)
     a.add_argument("agent")

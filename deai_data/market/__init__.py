@@ -10,9 +10,10 @@ from .artifact import artifact, market_abi
 
 if TYPE_CHECKING:
     from .agent import KeyAgent
-    from .client import Listing, Market, PurchaseInfo
+    from .client import Listing, Market, PurchaseInfo, PurchaseTerms, RevenueSplit
 
-_LAZY = {"KeyAgent": "agent", "Listing": "client", "Market": "client", "PurchaseInfo": "client"}
+_LAZY = {"KeyAgent": "agent", "Listing": "client", "Market": "client", "PurchaseInfo": "client",
+         "PurchaseTerms": "client", "RevenueSplit": "client"}
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +23,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["KeyAgent", "Listing", "Market", "PurchaseInfo", "artifact", "market_abi"]
+__all__ = ["KeyAgent", "Listing", "Market", "PurchaseInfo", "PurchaseTerms", "RevenueSplit", "artifact",
+           "market_abi"]

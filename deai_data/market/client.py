@@ -73,6 +73,12 @@ HINTS = {
     "TooLong": "the named field is longer than the contract allows",
     "InvalidParameter": "the named field is empty or out of range",
     "FeeTooHigh": "the protocol fee is capped at 1000 basis points (10 %)",
+    "SplitLocked": "the dataset's revenue split was locked: it can never change again",
+    "InvalidSplit": "shares must sum to 10000 basis points, at most 16 payees, and only a non-empty split locks",
+    "InvalidPayee": "payees must be distinct non-zero addresses, each with a share above zero",
+    "InvalidReferrer": "a referrer needs a rate and a rate a referrer, at most 500 basis points",
+    "PermitForNativeListing": "permits are for ERC-20 listings; pay native currency with the transaction",
+    "NotAuthor": "only the dataset's author (the manifest's signer) sets its royalty",
 }
 
 
@@ -119,6 +125,25 @@ class PurchaseInfo:
     deadline: int
     status: str
     binding: str
+    has_terms: bool = False
+
+
+@dataclass(frozen=True)
+class RevenueSplit:
+    """Who new sales of a dataset pay: payee address -> basis points (summing to 10,000; empty: the owner), and
+    whether the split is locked for good."""
+
+    shares: dict[str, int]
+    locked: bool
+
+
+@dataclass(frozen=True)
+class PurchaseTerms:
+    """What a purchase is paid out by, fixed when it was made: its split (0: the seller) and referrer's fee."""
+
+    split_id: int
+    referrer: str | None
+    referrer_bps: int
 
 
 def check_listing(listing: Listing, manifest: Manifest) -> None:
@@ -239,22 +264,27 @@ class Market:
         }
         return registration, bytes.fromhex(authorship.signature[2:])
 
-    def register(self, published: PublishResult | str, *, price: int, **terms: Any) -> int:
+    def register(self, published: PublishResult | str, *, price: int, split: dict[str, int] | None = None,
+                 lock_split: bool = False, **terms: Any) -> int:
         """Register a signed dataset version for sale from its owner's account; returns its dataset id.
 
         If the same registration is already on-chain (a relayer or a front-runner sent it first: the token
-        is the owner's either way), returns that dataset id."""
+        is the owner's either way), returns that dataset id. `split` (address -> basis points) is set in the
+        next transaction (`set_revenue_split`; sales mined in between pay the owner), locked with `lock_split`."""
         registration, author_signature = self.registration(published, price=price, **terms)
         try:
             receipt = self._send(self.contract.functions.register(registration, author_signature),
                                  "register dataset")
+            dataset_id: int = self._event(receipt, "DatasetRegistered")["datasetId"]
         except MarketError as exc:
-            if exc.error == "AlreadyRegistered":
-                existing = int(exc.error_args["datasetId"])
-                if self.listing(existing).manifest_hash == registration["manifestHash"].hex():
-                    return existing
-            raise
-        return self._event(receipt, "DatasetRegistered")["datasetId"]
+            if exc.error != "AlreadyRegistered":
+                raise
+            dataset_id = int(exc.error_args["datasetId"])
+            if self.listing(dataset_id).manifest_hash != registration["manifestHash"].hex():
+                raise
+        if split:
+            self.set_revenue_split(dataset_id, split, lock=lock_split)
+        return dataset_id
 
     def sign_registration(self, registration: dict[str, Any], nonce: int, deadline: int) -> bytes:
         """The owner's EIP-712 signature over `registration`, `nonce` (any unused number) and `deadline`, for a
@@ -295,7 +325,7 @@ class Market:
         event = self._logs("DatasetRegistered", block, block, datasetId=dataset_id)[0]["args"]
         owner = self._view(self.contract.functions.ownerOf(dataset_id), f"read owner of {dataset_id}")
         return Listing(
-            dataset_id=dataset_id, owner=owner, author=d[12], manifest_hash=d[0].hex(), content_root=d[1].hex(),
+            dataset_id=dataset_id, owner=owner, author=d[14], manifest_hash=d[0].hex(), content_root=d[1].hex(),
             key_commitment=d[2].hex(), seal_id=d[3].hex(), payment_token=None if int(d[4], 16) == 0 else d[4],
             price=d[5], registered_block=block, paused=d[7], shard_count=d[8], delivery_window=d[9],
             challenge_period=d[10], supersedes=d[11] or None, manifest_uris=tuple(event["manifestURIs"]),
@@ -305,7 +335,21 @@ class Market:
     def purchase_info(self, purchase_id: int) -> PurchaseInfo:
         p = self._view(self.contract.functions.purchaseInfo(purchase_id), f"read purchase {purchase_id}")
         return PurchaseInfo(purchase_id=purchase_id, seller=p[0], deadline=p[1], status=STATUSES[p[2]],
-                            dataset_id=p[3], buyer=p[4], amount=p[5], binding=p[6].hex())
+                            dataset_id=p[3], has_terms=p[4], buyer=p[5], amount=p[6], binding=p[7].hex())
+
+    def purchase_terms(self, purchase_id: int) -> PurchaseTerms:
+        split_id, referrer, bps = self._view(self.contract.functions.purchaseTerms(purchase_id),
+                                             f"read purchase {purchase_id}'s terms")
+        return PurchaseTerms(split_id, None if int(referrer, 16) == 0 else referrer, bps)
+
+    def revenue_split(self, dataset_id: int) -> RevenueSplit:
+        payees, locked = self._view(self.contract.functions.revenueSplit(dataset_id), f"read dataset {dataset_id}")
+        return RevenueSplit({account: share for account, share in payees}, locked)
+
+    def royalty(self, dataset_id: int, sale_price: int) -> tuple[str | None, int]:
+        """ERC-2981: who receives how much of a resale of the dataset's token at `sale_price` (None, 0: none)."""
+        receiver, amount = self._view(self.contract.functions.royaltyInfo(dataset_id, sale_price), "read royalty")
+        return (None if int(receiver, 16) == 0 else receiver), amount
 
     def disputes_lost(self, seller: str) -> int:
         """How many disputes `seller` lost (deliveries the contract judged wrong)."""
@@ -390,37 +434,76 @@ class Market:
     def set_paused(self, dataset_id: int, paused: bool) -> None:
         self._send(self.contract.functions.setPaused(dataset_id, paused), f"pause sales of {dataset_id}")
 
+    def set_revenue_split(self, dataset_id: int, shares: dict[str, int] | None, *, lock: bool = False) -> int:
+        """Pay new sales of `dataset_id` to `shares` (address -> basis points, summing to 10,000; None or empty:
+        the owner again). Sales already made keep their split. `lock`: never changeable again, by anyone.
+        Returns the split id purchases record."""
+        payees = sorted(((Web3.to_checksum_address(a), int(bps)) for a, bps in (shares or {}).items()),
+                        key=lambda item: int(item[0], 16))  # the contract takes payees ascending
+        if payees and sum(bps for _, bps in payees) != 10_000:
+            raise UsageError(f"the shares sum to {sum(bps for _, bps in payees)} basis points, not 10000")
+        fn = self.contract.functions.setRevenueSplit(dataset_id, [a for a, _ in payees], [b for _, b in payees], lock)
+        return self._event(self._send(fn, f"set the revenue split of {dataset_id}"), "RevenueSplitSet")["splitId"]
+
+    def set_royalty(self, dataset_id: int, receiver: str | None, bps: int) -> None:
+        """Set the ERC-2981 royalty on resales of the dataset's token (the author's account only; 0: none)."""
+        fn = self.contract.functions.setRoyalty(dataset_id, Web3.to_checksum_address(receiver or NATIVE), bps)
+        self._send(fn, f"set the royalty of {dataset_id}")
+
     def set_key_agent(self, agent: str, allowed: bool = True) -> None:
         """Allow (or stop) `agent` to deliver keys for purchases this account sells."""
         self._send(self.contract.functions.setKeyAgent(Web3.to_checksum_address(agent), allowed), "set key agent")
 
     # ------------------------------------------------------------------ buying
 
-    def purchase(self, dataset_id: int, *, max_price: int | None = None) -> PurchaseInfo:
+    def purchase(self, dataset_id: int, *, max_price: int | None = None, referrer: str | None = None,
+                 referrer_bps: int = 0, permit: bool = False) -> PurchaseInfo:
         """Buy access: the listing is checked against its manifest first (nothing is paid on a mismatch),
         then a fresh one-time key pair (secret into the keystore) and the price into escrow. Native currency:
-        up to `max_price` is sent and whatever the price is below it comes straight back."""
+        up to `max_price` is sent and whatever the price is below it comes straight back.
+
+        `referrer`/`referrer_bps`: the front-end this purchase came through takes that share of the price on top
+        (escrowed with it, paid at settlement, refunded with it; `max_price` covers both). `permit`: an ERC-20
+        listing is paid with an EIP-2612 permit signed here, in one transaction (no approve)."""
         listing = self.listing(dataset_id)
+        if permit and listing.payment_token is None:
+            raise UsageError(f"dataset {dataset_id} is priced in native currency: a permit is for ERC-20 listings")
         self.fetch_manifest(listing)
-        limit = listing.price if max_price is None else int(max_price)
+        total = listing.price + listing.price * int(referrer_bps) // 10_000
+        limit = total if max_price is None else int(max_price)
         secret, public_key = new_purchase_key()
         meta = {"chain_id": self.chain_id, "market": self.address, "dataset_id": dataset_id}
         self.keystore.put(PURCHASE_KEY, public_key.hex(), secret, meta)
-        if listing.payment_token is not None:
-            self._approve(listing.payment_token, listing.price, limit)
+        signed_permit = (0, 0, 0, b"\0" * 32, b"\0" * 32)
+        if listing.payment_token is not None and permit:
+            signed_permit = self._permit(listing.payment_token, total, limit)
+        elif listing.payment_token is not None:
+            self._approve(listing.payment_token, total, limit)
         value = limit if listing.payment_token is None else 0
-        fn = self.contract.functions.purchase(dataset_id, public_key[:32], public_key[32:], limit)
+        if referrer is None and not referrer_bps and not permit:
+            fn = self.contract.functions.purchase(dataset_id, public_key[:32], public_key[32:], limit)
+        else:
+            fn = self.contract.functions.purchaseWith(
+                dataset_id, public_key[:32], public_key[32:], limit, Web3.to_checksum_address(referrer or NATIVE),
+                int(referrer_bps), signed_permit)
         receipt = self._send(fn, f"purchase dataset {dataset_id}", value=value)
         event = self._event(receipt, "Purchased")
         self.keystore.put(PURCHASE_KEY, public_key.hex(), secret,
                           {**meta, "purchase_id": event["purchaseId"], "block": receipt["blockNumber"]})
-        if value > event["amount"]:
+        if value > event["amount"] + event["amount"] * int(referrer_bps) // 10_000:
             self.withdraw()  # the price fell before the purchase was mined: take the difference back
         return self.purchase_info(event["purchaseId"])
 
     def _approve(self, token: str, price: int, limit: int) -> None:
-        """Let the market pull up to `limit` of `token`, after checking that this account holds the price (a token
-        that is no ERC-20, or a balance short of the price, is a MarketError before anything is sent)."""
+        """Let the market pull up to `limit` of `token`, after checking that this account holds the price."""
+        erc20 = self._erc20(token, price)
+        owner = self._sender().account.address
+        if self._view(erc20.functions.allowance(owner, self.address), f"read the allowance of {token}") < limit:
+            self._send(erc20.functions.approve(self.address, limit), f"approve {token}")
+
+    def _erc20(self, token: str, price: int) -> Any:
+        """The payment token's contract, once this account is known to hold the price (a token that is no
+        contract, or a balance short of the price, is a MarketError before anything is sent)."""
         if not self.w3.eth.get_code(Web3.to_checksum_address(token)):
             raise MarketError(f"the payment token {token} is not a contract on chain {self.chain_id}")
         erc20 = self.w3.eth.contract(address=Web3.to_checksum_address(token), abi=_ERC20_ABI)
@@ -429,8 +512,30 @@ class Market:
         if held < price:
             raise MarketError(f"{owner} holds {held} of the payment token {token}; the price is {price}",
                               hint="get more of the token, then buy again (nothing was sent)")
-        if self._view(erc20.functions.allowance(owner, self.address), f"read the allowance of {token}") < limit:
-            self._send(erc20.functions.approve(self.address, limit), f"approve {token}")
+        return erc20
+
+    def _permit(self, token: str, price: int, limit: int) -> tuple[int, int, int, bytes, bytes]:
+        """An EIP-2612 permit for the market to pull up to `limit` of `token`, valid for an hour of chain time
+        (the balance is checked first, as for an approval)."""
+        erc20 = self._erc20(token, price)
+        account = self._sender().account
+        name = self._view(erc20.functions.name(), f"read the name of {token}")
+        nonce = self._view(erc20.functions.nonces(account.address), f"read the permit nonce of {token}")
+        deadline = self.w3.eth.get_block("latest")["timestamp"] + 3600  # chain time: dev chains run ahead
+        typed = {
+            "types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                                       {"name": "chainId", "type": "uint256"},
+                                       {"name": "verifyingContract", "type": "address"}],
+                      "Permit": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"},
+                                 {"name": "value", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
+                                 {"name": "deadline", "type": "uint256"}]},
+            "primaryType": "Permit",
+            "domain": {"name": name, "version": "1", "chainId": self.chain_id, "verifyingContract": erc20.address},
+            "message": {"owner": account.address, "spender": self.address, "value": limit, "nonce": nonce,
+                        "deadline": deadline},
+        }
+        signed = account.sign_message(encode_typed_data(full_message=typed))
+        return (limit, deadline, signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"))
 
     def purchase_event(self, info: PurchaseInfo) -> dict[str, Any]:
         """The `Purchased` event of a purchase (its buyer key, block), searched from the dataset's registration."""
@@ -612,4 +717,8 @@ _ERC20_ABI = [
     {"type": "function", "name": "approve", "stateMutability": "nonpayable",
      "inputs": [{"name": "spender", "type": "address"}, {"name": "value", "type": "uint256"}],
      "outputs": [{"name": "", "type": "bool"}]},
+    {"type": "function", "name": "name", "stateMutability": "view", "inputs": [],
+     "outputs": [{"name": "", "type": "string"}]},
+    {"type": "function", "name": "nonces", "stateMutability": "view",
+     "inputs": [{"name": "owner", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]},
 ]

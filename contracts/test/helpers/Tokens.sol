@@ -2,15 +2,16 @@
 pragma solidity ^0.8.28;
 
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
+import {ERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Permit.sol";
 import {DataMarket} from "../../src/DataMarket.sol";
 
 /// @dev A valid secp256k1 public key for purchases that never reach delivery: the generator G (secret 1).
 bytes32 constant G_X = 0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798;
 bytes32 constant G_Y = 0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8;
 
-/// @notice A plain ERC-20 with an open mint, for tests.
-contract TestToken is ERC20 {
-    constructor() ERC20("Test USD", "TUSD") {}
+/// @notice A plain ERC-20 with EIP-2612 permits and an open mint, for tests.
+contract TestToken is ERC20Permit {
+    constructor() ERC20("Test USD", "TUSD") ERC20Permit("Test USD") {}
 
     function mint(address to, uint256 amount) external {
         _mint(to, amount);
