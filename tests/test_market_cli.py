@@ -123,9 +123,9 @@ def _lifecycle(anvil, w3: Web3, tmp_path: Path) -> None:
 
 
 def test_cli_pays_settles_and_withdraws_in_an_erc20(anvil, tmp_path):
-    """`market register --token`, `market buy` (approval, then the purchase), `serve-keys`, `market withdraw
-    --token`, against a real ERC-20 on anvil; a buyer short of the token is told so and sends nothing; then a
-    second version and `market show --latest`."""
+    """`market register --token`, `market buy` (approval, then the purchase), `market buy --permit` (one
+    transaction), `serve-keys`, `market withdraw --token`, against a real ERC-20 on anvil; a buyer short of the
+    token is told so and sends nothing; then a second version and `market show --latest`."""
     w3 = Web3(Web3.HTTPProvider(anvil.url))
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
     try:
@@ -145,12 +145,16 @@ def test_cli_pays_settles_and_withdraws_in_an_erc20(anvil, tmp_path):
         short = subprocess.run([*CLI, "market", "buy", str(dataset_id)], env=buyer, capture_output=True, text=True,
                                timeout=120)
         assert short.returncode == 12 and "holds 1000000 of the payment token" in short.stderr
+        token.mint(dev[7].address, 10**6)
+        sent = w3.eth.get_transaction_count(dev[7].address)
+        _run(buyer, "market", "buy", str(dataset_id), "--permit")  # EIP-2612: one transaction, no approve
+        assert w3.eth.get_transaction_count(dev[7].address) == sent + 1 and token.balance(dev[7].address) == 0
         _run(owner, "serve-keys", "--confirmations", "0", "--state", str(tmp_path / "agent.json"), "--once")
         w3.provider.make_request("evm_increaseTime", [601])
         w3.provider.make_request("evm_mine", [])
         _run(owner, "serve-keys", "--confirmations", "0", "--state", str(tmp_path / "agent.json"), "--once")
-        assert _run(owner, "market", "withdraw", "--token", token.address)["withdrawn"] == 2 * 10**6 * 99 // 100
-        assert token.balance(dev[6].address) == 2 * 10**6 * 99 // 100
+        assert _run(owner, "market", "withdraw", "--token", token.address)["withdrawn"] == 4 * 10**6 * 99 // 100
+        assert token.balance(dev[6].address) == 4 * 10**6 * 99 // 100
 
         (source / "b.bin").write_bytes(os.urandom(3000))  # a second version, replacing the first
         newer = _run(owner, "publish", str(source), "--store", str(tmp_path / "store"), "--sign")
