@@ -469,7 +469,7 @@ class Market:
         if permit and listing.payment_token is None:
             raise UsageError(f"dataset {dataset_id} is priced in native currency: a permit is for ERC-20 listings")
         self.fetch_manifest(listing)
-        total = listing.price + listing.price * int(referrer_bps) // 10_000
+        total = _with_referrer_fee(listing.price, referrer_bps)
         limit = total if max_price is None else int(max_price)
         secret, public_key = new_purchase_key()
         meta = {"chain_id": self.chain_id, "market": self.address, "dataset_id": dataset_id}
@@ -490,7 +490,7 @@ class Market:
         event = self._event(receipt, "Purchased")
         self.keystore.put(PURCHASE_KEY, public_key.hex(), secret,
                           {**meta, "purchase_id": event["purchaseId"], "block": receipt["blockNumber"]})
-        if value > event["amount"] + event["amount"] * int(referrer_bps) // 10_000:
+        if value > _with_referrer_fee(event["amount"], referrer_bps):
             self.withdraw()  # the price fell before the purchase was mined: take the difference back
         return self.purchase_info(event["purchaseId"])
 
@@ -699,6 +699,11 @@ class Market:
     def events(self, name: str, from_block: int, to_block: int | None = None, **filters: Any) -> list[Any]:
         """Decoded events of one kind in a block range (inclusive), optionally filtered by indexed fields."""
         return self._logs(name, from_block, self.w3.eth.block_number if to_block is None else to_block, **filters)
+
+
+def _with_referrer_fee(price: int, referrer_bps: int) -> int:
+    """What a buyer pays: the price and the referrer's fee on top (rounded down, as the contract does)."""
+    return price + price * int(referrer_bps) // 10_000
 
 
 _REGISTRATION_FIELDS = (

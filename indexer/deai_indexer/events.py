@@ -143,7 +143,7 @@ class EventSpec:
                 _words(pc.list_element(topics, position).to_pylist(), abi_type, 2)
         head = 2 + 64 * len(self.data)
         # Data of static fields only, all of the event's length: every word decoded at once.
-        matrix = hex_matrix(field["data"], head) if not any(t in _DYNAMIC for _, t in self.data) else None
+        matrix = hex_matrix(field["data"], head) if not any(map(_dynamic, (t for _, t in self.data))) else None
         datas = field["data"].to_pylist() if matrix is None else None  # the per-value paths read texts
 
         def texts() -> list[str]:
@@ -156,7 +156,7 @@ class EventSpec:
                 column = _word_column(matrix, 2 + 64 * i, abi_type, self.types[name]) if matrix is not None else None
                 if column is not None:
                     columns[name] = column
-                elif abi_type in _DYNAMIC:
+                elif _dynamic(abi_type):
                     read = _dynamic_reader(abi_type, i)
                     columns[name] = [read(d) for d in texts()]
                 else:
@@ -210,7 +210,9 @@ def decimal_array(values: list[int]) -> pa.Array:
     return pa.Array.from_buffers(AMOUNT, len(values), [None, pa.py_buffer(halves.tobytes())])
 
 
-_DYNAMIC = ("bytes", "string", "string[]", "address[]", "uint16[]", "uint32[]")
+def _dynamic(abi_type: str) -> bool:
+    """ABI types whose value sits behind an offset in the data (the ones `_dynamic_reader` reads)."""
+    return abi_type in ("bytes", "string") or abi_type.endswith("[]")
 
 
 def _dynamic_reader(abi_type: str, index: int) -> Callable[[str], Any]:
