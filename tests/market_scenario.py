@@ -117,7 +117,7 @@ class Scenario:
         reg = {"manifestHash": self.rng.randbytes(32), "contentRoot": content_root, "keyCommitment": commitment,
                "sealId": seal_id, "shardCount": shards, "author": owner.address, "owner": owner.address,
                "paymentToken": "0x" + "00" * 20, "price": price, "deliveryWindow": WINDOW,
-               "challengePeriod": CHALLENGE, "supersedes": supersedes or 0,
+               "challengePeriod": CHALLENGE, "supersedes": supersedes or 0, "keyLink": bytes(32),
                "manifestURIs": [f"file:///nowhere/{dataset_id}"], "licenseURI": "CC0-1.0"}
         self._send(owner, self.contract.functions.register(reg, bytes.fromhex(authorship.signature[2:])))
         self.truth.datasets[dataset_id] = {"owner": owner.address, "price": price, "supersedes": supersedes,

@@ -119,7 +119,7 @@ def mutate(path: list, value, *, delete: bool = False, version: int = 2) -> byte
 
 @pytest.mark.parametrize(("path", "value", "field"), [
     (["format"], "something-else", "format"),
-    (["version"], 3, "version"),
+    (["version"], 4, "version"),
     (["version"], True, "version"),
     (["name"], 5, "name"),
     (["records"], -1, "records"),

@@ -85,7 +85,8 @@ def _copy_listing(attacker: Market, victim_published, **changes) -> int:
         "keyCommitment": bytes.fromhex(fields["key_commitment"]), "sealId": bytes.fromhex(fields["seal_id"]),
         "shardCount": fields["shard_count"], "author": me.address, "owner": me.address,
         "paymentToken": "0x" + "00" * 20, "price": 0, "deliveryWindow": WINDOW, "challengePeriod": CHALLENGE,
-        "supersedes": 0, "manifestURIs": list(victim_published.manifest_uris), "licenseURI": "",
+        "supersedes": 0, "keyLink": bytes(32), "manifestURIs": list(victim_published.manifest_uris),
+        "licenseURI": "",
     }
     fn = attacker.contract.functions.register(registration, bytes.fromhex(authorship.signature[2:]))
     return attacker._event(attacker._send(fn, "copy a listing"), "DatasetRegistered")["datasetId"]

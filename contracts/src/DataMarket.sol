@@ -59,13 +59,13 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
     bytes32 public constant REGISTRATION_TYPEHASH = keccak256(
         "Registration(bytes32 manifestHash,bytes32 contentRoot,bytes32 keyCommitment,bytes32 sealId,uint32 shardCount,"
         "address author,address owner,address paymentToken,uint96 price,uint32 deliveryWindow,uint32 challengePeriod,"
-        "uint256 supersedes,string[] manifestURIs,string licenseURI)"
+        "uint256 supersedes,bytes32 keyLink,string[] manifestURIs,string licenseURI)"
     );
     bytes32 public constant REGISTER_TYPEHASH = keccak256(
         "Register(Registration registration,uint256 nonce,uint256 deadline)"
         "Registration(bytes32 manifestHash,bytes32 contentRoot,bytes32 keyCommitment,bytes32 sealId,uint32 shardCount,"
         "address author,address owner,address paymentToken,uint96 price,uint32 deliveryWindow,uint32 challengePeriod,"
-        "uint256 supersedes,string[] manifestURIs,string licenseURI)"
+        "uint256 supersedes,bytes32 keyLink,string[] manifestURIs,string licenseURI)"
     );
 
     /// @notice Protocol fee in basis points of each settled purchase, fixed at deploy.
@@ -152,7 +152,7 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
             bytes.concat(
                 abi.encode(REGISTRATION_TYPEHASH, r.manifestHash, r.contentRoot, r.keyCommitment, r.sealId),
                 abi.encode(r.shardCount, r.author, r.owner, r.paymentToken, r.price),
-                abi.encode(r.deliveryWindow, r.challengePeriod, r.supersedes),
+                abi.encode(r.deliveryWindow, r.challengePeriod, r.supersedes, r.keyLink),
                 abi.encode(keccak256(abi.encodePacked(uriHashes)), keccak256(bytes(r.licenseURI)))
             )
         );
@@ -203,7 +203,8 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
             supersedes: uint64(r.supersedes),
             splitId: 0,
             splitLocked: false,
-            author: r.author
+            author: r.author,
+            keyLink: r.keyLink
         });
         _mint(r.owner, datasetId);
         _emitRegistered(datasetId, r);
@@ -215,6 +216,7 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
         if (r.keyCommitment == bytes32(0)) revert InvalidParameter("keyCommitment");
         if (r.sealId == bytes32(0)) revert InvalidParameter("sealId");
         if (r.shardCount == 0) revert InvalidParameter("shardCount");
+        if (r.keyLink != bytes32(0) && r.supersedes == 0) revert InvalidParameter("keyLink");
         if (r.author == address(0)) revert InvalidParameter("author");
         if (r.owner == address(0)) revert InvalidParameter("owner");
         if (r.deliveryWindow < MIN_DELIVERY_WINDOW || r.deliveryWindow > MAX_DELIVERY_WINDOW) {
@@ -484,6 +486,13 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
         );
         Dataset storage d = _datasets[p.datasetId];
         buyerWon = KeyDelivery.commitment(key, d.sealId) != d.keyCommitment;
+        // a version re-using earlier shards owes the keys that open them: follow its key links as far as the
+        // buyer asks (the buyer pays for the walk, so a long lineage cannot price a dispute out of a block)
+        for (uint256 g = proof.generations; !buyerWon && g != 0 && d.keyLink != bytes32(0); --g) {
+            key = KeyDelivery.linkedKey(key, d.keyLink);
+            d = _datasets[d.supersedes];
+            buyerWon = KeyDelivery.commitment(key, d.sealId) != d.keyCommitment;
+        }
         emit DisputeResolved(purchaseId, p.datasetId, p.seller, p.buyer, buyerWon);
         if (buyerWon) {
             disputesLost[p.seller] += 1;

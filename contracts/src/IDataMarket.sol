@@ -27,6 +27,8 @@ interface IDataMarket {
     /// @notice What an owner registers. `author` signs (EIP-712, domain "deai-data manifest" version "2",
     /// no chain binding) `Authorship(sealId, contentRoot, keyCommitment, shardCount, owner)`; the token is
     /// minted to `owner`, so a copied or front-run registration can only ever benefit the author's choice.
+    /// `keyLink` (0: none) declares that this version re-uses sealed shards of `supersedes`: the earlier
+    /// version's data key is keccak256(KEY_LINK_LABEL, this version's key) XOR keyLink.
     struct Registration {
         bytes32 manifestHash;
         bytes32 contentRoot;
@@ -40,6 +42,7 @@ interface IDataMarket {
         uint32 deliveryWindow;
         uint32 challengePeriod;
         uint256 supersedes;
+        bytes32 keyLink;
         string[] manifestURIs;
         string licenseURI;
     }
@@ -63,6 +66,9 @@ interface IDataMarket {
         /// @notice A locked split can never change again, not even by a later owner of the token.
         bool splitLocked;
         address author;
+        /// @notice Non-zero: this version re-uses shards of `supersedes`, whose data key is
+        /// keccak256(KEY_LINK_LABEL, this key) XOR keyLink (see `dispute`).
+        bytes32 keyLink;
     }
 
     /// @notice One purchase. `deadline` is the delivery deadline while Pending and the end of the challenge
@@ -113,6 +119,7 @@ interface IDataMarket {
 
     /// @notice A buyer's proof that a delivery is wrong: the buyer's public key B, the delivery, the one-time
     /// secret b (B = b*G) and the shared point S = b*R. The contract checks both products with `ecrecover`.
+    /// `generations`: how many earlier versions, along the key links, the delivered key must also open.
     struct DisputeProof {
         bytes32 buyerKeyX;
         bytes32 buyerKeyY;
@@ -120,6 +127,7 @@ interface IDataMarket {
         bytes32 buyerSecret;
         bytes32 sharedX;
         bytes32 sharedY;
+        uint256 generations;
     }
 
     // ------------------------------------------------------------------ events
@@ -316,6 +324,9 @@ interface IDataMarket {
 
     /// @notice Prove a delivery wrong within the challenge period (the buyer). The contract recomputes the key:
     /// if it does not match the commitment the buyer is refunded in full; if it does, the seller is paid now.
+    /// With `proof.generations` = n it also follows up to n key links down `supersedes` (stopping where a
+    /// version has none) and refunds the buyer if any linked key misses its version's commitment: a version
+    /// that re-uses earlier shards must deliver the keys to open them.
     function dispute(uint256 purchaseId, DisputeProof calldata proof) external returns (bool buyerWon);
 
     /// @notice Pay the seller of a delivered purchase whose challenge period is over (anyone may call).

@@ -83,6 +83,7 @@ contract MarketHandler {
             deliveryWindow: uint32(600 + (window % 30 days)),
             challengePeriod: uint32(600 + (challenge % 20 days)),
             supersedes: 0,
+            keyLink: bytes32(0),
             manifestURIs: uris,
             licenseURI: ""
         });

@@ -69,6 +69,7 @@ abstract contract MarketFixture is Test {
             deliveryWindow: WINDOW,
             challengePeriod: CHALLENGE,
             supersedes: 0,
+            keyLink: bytes32(0),
             manifestURIs: uris,
             licenseURI: "CC-BY-4.0"
         });
@@ -76,6 +77,17 @@ abstract contract MarketFixture is Test {
 
     function _authorSign(IDataMarket.Registration memory r, uint256 key) internal view returns (bytes memory) {
         (uint8 v, bytes32 rr, bytes32 s) = vm.sign(key, market.authorshipDigest(r));
+        return abi.encodePacked(rr, s, v);
+    }
+
+    function _signRegistration(IDataMarket.Registration memory r, uint256 key, uint256 nonce, uint256 deadline)
+        internal
+        view
+        returns (bytes memory)
+    {
+        bytes32 structHash = keccak256(abi.encode(market.REGISTER_TYPEHASH(), market.hashRegistration(r), nonce, deadline));
+        bytes32 digest = keccak256(abi.encodePacked("\x19\x01", market.domainSeparator(), structHash));
+        (uint8 v, bytes32 rr, bytes32 s) = vm.sign(key, digest);
         return abi.encodePacked(rr, s, v);
     }
 
@@ -264,17 +276,6 @@ contract RegistrationTest is MarketFixture {
         vm.expectRevert(abi.encodeWithSelector(IDataMarket.AlreadyRegistered.selector, owner, r.contentRoot, id));
         vm.prank(owner);
         market.register(r, sig);
-    }
-
-    function _signRegistration(IDataMarket.Registration memory r, uint256 key, uint256 nonce, uint256 deadline)
-        private
-        view
-        returns (bytes memory)
-    {
-        bytes32 structHash = keccak256(abi.encode(market.REGISTER_TYPEHASH(), market.hashRegistration(r), nonce, deadline));
-        bytes32 digest = keccak256(abi.encodePacked("\x19\x01", market.domainSeparator(), structHash));
-        (uint8 v, bytes32 rr, bytes32 s) = vm.sign(key, digest);
-        return abi.encodePacked(rr, s, v);
     }
 
     function test_registerForChecksTermsDeadlineAndUnorderedNonces() public {

@@ -53,10 +53,12 @@ class DisputeProof:
     delivery: Delivery
     secret: bytes
     shared: bytes
+    generations: int = 0
+    """How many earlier versions, along the key links, the key must also open (those it inherits shards of)."""
 
-    def as_call(self) -> tuple[bytes, bytes, tuple[bytes, bytes, bytes], bytes, bytes, bytes]:
+    def as_call(self) -> tuple[bytes, bytes, tuple[bytes, bytes, bytes], bytes, bytes, bytes, int]:
         return (self.buyer_key[:32], self.buyer_key[32:], self.delivery.as_call(), self.secret,
-                self.shared[:32], self.shared[32:])
+                self.shared[:32], self.shared[32:], self.generations)
 
 
 def _point(public_key: bytes, what: str) -> ec.EllipticCurvePublicKey:
@@ -140,7 +142,7 @@ def open_delivery(delivery: Delivery, secret: bytes, context: DeliveryContext) -
     return _xor(delivery.encrypted_key, pad)
 
 
-def dispute_proof(delivery: Delivery, secret: bytes) -> DisputeProof:
+def dispute_proof(delivery: Delivery, secret: bytes, *, generations: int = 0) -> DisputeProof:
     """The proof a buyer sends to `dispute`: S = b*R computed exactly as the contract checks it, by
     recovering the signer of the message hash 0 with r = R.x and s = b * R.x mod n."""
     private = _private(secret)
@@ -151,4 +153,4 @@ def dispute_proof(delivery: Delivery, secret: bytes) -> DisputeProof:
         raise KeyDeliveryError("the delivery's ephemeral key cannot be checked (x >= n)")
     signature = KeyAPI.Signature(vrs=(parity, rx, (b * rx) % CURVE_ORDER))
     shared = signature.recover_public_key_from_msg_hash(bytes(32)).to_bytes()
-    return DisputeProof(_public_bytes(private.public_key()), delivery, bytes(secret), shared)
+    return DisputeProof(_public_bytes(private.public_key()), delivery, bytes(secret), shared, generations)

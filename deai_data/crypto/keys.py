@@ -1,7 +1,8 @@
 """Data keys and what is derived from them: the key commitment, per-shard salts and per-shard keys.
 
 One random 256-bit data key and seal id per sealing; each shard gets its own HKDF-SHA256 key, so no
-(key, nonce) pair can repeat across shards, datasets or re-seals of changed content.
+(key, nonce) pair can repeat across shards, datasets or re-seals of changed content. A key link lets a
+version's key open an earlier version's key (and so the shards it re-uses), never the other way.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import struct
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from eth_utils import keccak
 
 from ..errors import UsageError
 
@@ -23,6 +25,7 @@ _COMMITMENT_LABEL = b"deai-data/v1/key-commitment"
 _SALT_LABEL = b"deai-data/v1/shard-salt"
 _SHARD_KEY_LABEL = b"deai-data/v1/shard-key"
 _FINGERPRINT_LABEL = b"deai-data/v1/content-fingerprint"
+_KEY_LINK_LABEL = b"deai-data/v3/key-link".ljust(32, b"\0")
 
 
 def new_data_key() -> bytes:
@@ -47,6 +50,18 @@ def check_key(key: bytes) -> bytes:
 def key_commitment(data_key: bytes, seal_id: bytes) -> bytes:
     """HMAC-SHA256(data_key, label || seal_id): lets anyone check a key without learning it."""
     return hmac.new(data_key, _COMMITMENT_LABEL + seal_id, hashlib.sha256).digest()
+
+
+def linked_key(data_key: bytes, link: bytes) -> bytes:
+    """The earlier version's data key: keccak256(label || data_key) XOR link (the market contract computes the
+    same in a dispute). Knowing the earlier key tells nothing of `data_key`."""
+    pad = keccak(_KEY_LINK_LABEL + data_key)
+    return bytes(a ^ b for a, b in zip(pad, link, strict=True))
+
+
+def key_link(data_key: bytes, earlier_key: bytes) -> bytes:
+    """The link that makes `data_key` open `earlier_key` (`linked_key(data_key, link) == earlier_key`)."""
+    return linked_key(data_key, earlier_key)
 
 
 def fingerprint_key(data_key: bytes, seal_id: bytes) -> bytes:

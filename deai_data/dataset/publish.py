@@ -1,7 +1,8 @@
 """Publishing: source -> Arrow shards -> sealed -> stored -> manifest stored -> key in the keystore.
 
 Shards are sealed and stored on worker threads with a bound on shards in flight (bounded memory);
-the journal makes an interrupted publish resumable without re-sealing finished shards.
+the journal makes an interrupted publish resumable without re-sealing finished shards; a new version
+inherits the previous version's unchanged shards instead of sealing and storing them again.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from ..crypto.sealing import DEFAULT_SEGMENT_SIZE, ShardSealer, check_segment_si
 from ..errors import LimitError, ManifestError, PublishError, StorageError
 from ..formats import canonical
 from ..formats.license import canonical_license
-from ..formats.manifest import Manifest, ShardEntry, is_hex_digest
+from ..formats.manifest import LINEAGE_VERSION, VERSION, Lineage, Manifest, ShardEntry, is_hex_digest
 from ..formats.merkle import merkle_root
 from ..formats.shard import COMPRESSIONS, DEFAULT_SHARD_SIZE, cut_into_shards, encode_shard_into, one_batch
 from ..home import deai_home
 from ..storage.base import Batching, Located, Store
 from ..storage.registry import open_store
+from .inheritance import Inheritance
 from .journal import Journal, JournalHeader
+from .reader import Dataset, open_dataset
 from .sources import read_source
 
 
@@ -47,6 +50,7 @@ class PublishProgress:
     plaintext_bytes: int
     reused_shards: int
     elapsed: float
+    inherited_shards: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class PublishResult:
     reused_shards: int
     seconds: float
     manifest_uris: tuple[str, ...] = ()
+    inherited_shards: int = 0
+    """Shards the previous version had sealed and stored already: named again, not uploaded."""
 
 
 def default_journal_dir() -> Path:
@@ -170,7 +176,7 @@ def start_publish(
 
 
 def finish_publish(job: PublishJob, schema: pa.Schema, entries: list[ShardEntry], *, sealed: int,
-                   reused: int) -> PublishResult:
+                   reused: int, lineage: Lineage | None = None) -> PublishResult:
     """Describe the stored shards in a manifest (signed when an author was given), store it, keep the key."""
     flush_stores(job.stores)
     settings = job.settings
@@ -181,6 +187,7 @@ def finish_publish(job: PublishJob, schema: pa.Schema, entries: list[ShardEntry]
         segment_size=settings.segment_size, key_commitment=key_commitment(data_key, seal_id).hex(),
         shards=tuple(entries), content_root=merkle_root([bytes.fromhex(e.sha256) for e in entries]).hex(),
         compression=settings.compression, previous_manifest=settings.previous_manifest,
+        lineage=lineage, version=LINEAGE_VERSION if lineage else VERSION,
     )
     if settings.author is not None:
         manifest = replace(manifest, authorship=sign_authorship(
@@ -204,7 +211,7 @@ def finish_publish(job: PublishJob, schema: pa.Schema, entries: list[ShardEntry]
         job.keystore.delete(PENDING_DATA_KEY, job.publish_id)
     job.journal.close()
     return PublishResult(manifest, uris[0], manifest_hash, manifest.content_root, data_key, sealed, reused,
-                         time.perf_counter() - job.started, uris)
+                         time.perf_counter() - job.started, uris, manifest.inherited_shards)
 
 
 def publish(
@@ -219,6 +226,7 @@ def publish(
     segment_size: int = DEFAULT_SEGMENT_SIZE,
     compression: str | None = None,
     previous_manifest: str | None = None,
+    previous: Dataset | str | None = None,
     author: Any | None = None,
     owner: str | None = None,
     key: bytes | None = None,
@@ -237,15 +245,46 @@ def publish(
     manifest (version 2 authorship) for the listing to be owned by `owner` (default: the author); a market
     registers only signed manifests. The same rows with the same `key`, `seal_id` and settings give the same
     manifest byte for byte (however the rows are batched, and on a Ray cluster too: `deai_data.ray.publish`).
+
+    `previous` (the earlier version, opened with its key, or its manifest hash with the key in the keystore)
+    makes this a new version of it: shards whose rows are unchanged are inherited (named, not sealed or
+    stored again) and the manifest's lineage lets this version's key open them (docs/versions.md).
+    Appending rows keeps every earlier full shard; a changed row re-seals the shards from it to the next
+    unchanged boundary.
     """
+    previous_dataset = _open_previous(previous, keystore) if previous is not None else None
+    if previous_dataset is not None:
+        if previous_manifest not in (None, previous_dataset.manifest_hash):
+            raise PublishError("previous= and previous_manifest= name different versions")
+        previous_manifest = previous_dataset.manifest_hash
     settings = PublishSettings(name, description, license, dict(metadata or {}), shard_size, segment_size,
                                compression, previous_manifest, author, owner)
     records = read_source(source)
     job = start_publish(settings, store=store, source_kind=records.kind, source_fingerprint=records.fingerprint,
                         key=key, seal_id=seal_id, keystore=keystore, resume=resume, journal_dir=journal_dir)
-    pipeline = _ShardPipeline(job, records.schema, workers, progress)
+    inheritance = None if previous_dataset is None else \
+        Inheritance(previous_dataset, job.data_key, records.schema, segment_size, compression)
+    pipeline = _ShardPipeline(job, records.schema, workers, progress, inheritance)
     entries = pipeline.run(cut_into_shards(records.batches, settings.shard_size))
-    return finish_publish(job, records.schema, entries, sealed=pipeline.sealed, reused=pipeline.reused)
+    return finish_publish(job, records.schema, entries, sealed=pipeline.sealed, reused=pipeline.reused,
+                          lineage=inheritance.lineage(entries) if inheritance else None)
+
+
+def _open_previous(previous: Dataset | str, keystore: Keystore | bool | None) -> Dataset:
+    """The earlier version a new one follows, opened with its key (checked against its commitment)."""
+    if isinstance(previous, Dataset):
+        previous.unlock()
+        return previous
+    if not isinstance(previous, str) or not is_hex_digest(previous):
+        raise PublishError("previous= takes the earlier version (an opened Dataset) or its manifest hash")
+    ks = keystore if isinstance(keystore, Keystore) else Keystore()
+    entry = ks.entry(DATA_KEY, previous)
+    if entry is None or "manifest_uri" not in entry.meta:
+        raise PublishError(f"the keystore at {ks.path} has no published version {previous}",
+                           hint="pass previous=open_dataset(manifest_uri, key=...) instead")
+    dataset = open_dataset(entry.meta["manifest_uri"], manifest_hash=previous, keystore=ks)
+    dataset.unlock()
+    return dataset
 
 
 def flush_stores(stores: list[Store]) -> None:
@@ -313,7 +352,7 @@ class _ShardPipeline:
     `workers + io_threads` buffers (sealing pauses while all are queued for writing)."""
 
     def __init__(self, job: PublishJob, schema: pa.Schema, workers: int | None,
-                 progress: Callable[[PublishProgress], None] | None) -> None:
+                 progress: Callable[[PublishProgress], None] | None, inheritance: Inheritance | None = None) -> None:
         self.stores = job.stores
         self.journal = job.journal
         self.schema = schema
@@ -326,6 +365,7 @@ class _ShardPipeline:
         self.sealed_buffers = BufferPool(self.workers + self.io_threads)
         self.progress = ProgressCounter(progress, job.started)
         self._failed = threading.Event()
+        self.inheritance = inheritance
 
     def run(self, shards: Iterable[list[pa.RecordBatch]]) -> list[ShardEntry]:
         in_flight = threading.BoundedSemaphore(self.workers + self.io_threads + 1)
@@ -372,6 +412,11 @@ class _ShardPipeline:
             rows = sum(b.num_rows for b in batches)
             buf = self.sealed_buffers.acquire(self.sealer.sealed_size(len(plaintext)))
             out = memoryview(buf)
+            inherited = self.inheritance.match(index, rows, plaintext, out) if self.inheritance else None
+            if inherited is not None:
+                self.progress.add(inherited, inherited=True)
+                done.set_result(inherited)
+                return
             # the fingerprint's by-product ciphertext lands in the sealed buffer, overwritten just after
             salt = self.sealer.salt(index, plaintext, out)
             entry = self.journal.finished(index, salt.hex())
@@ -419,19 +464,22 @@ class ProgressCounter:
         self.started = started
         self.sealed = 0
         self.reused = 0
+        self.inherited = 0
         self._records = 0
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def add(self, entry: ShardEntry, *, reused: bool) -> None:
+    def add(self, entry: ShardEntry, *, reused: bool = False, inherited: bool = False) -> None:
         with self._lock:
-            if reused:
+            if inherited:
+                self.inherited += 1
+            elif reused:
                 self.reused += 1
             else:
                 self.sealed += 1
             self._records += entry.records
             self._bytes += entry.plaintext_size
-            snapshot = PublishProgress(self.sealed + self.reused, self._records, self._bytes, self.reused,
-                                       time.perf_counter() - self.started)
+            snapshot = PublishProgress(self.sealed + self.reused + self.inherited, self._records, self._bytes,
+                                       self.reused, time.perf_counter() - self.started, self.inherited)
         if self.callback is not None:
             self.callback(snapshot)

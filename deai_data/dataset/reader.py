@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..buffers import ReusableBuffers
-from ..crypto.keys import check_key, key_commitment
+from ..crypto.keys import check_key, key_commitment, linked_key
 from ..crypto.keystore import DATA_KEY, Keystore
 from ..crypto.sealing import HEADER_SIZE, ShardCipher, ShardHeader, open_shard, segment_span
 from ..errors import DeaiError, DecryptionError, IntegrityError, KeystoreError, LimitError, StorageError, UsageError
@@ -96,6 +96,7 @@ class Dataset:
         self._key_given = key
         self._keystore = keystore
         self._key: bytes | None = None
+        self._generation_keys: list[bytes] = []
         self._records: RecordIndex | None = None
 
     def __repr__(self) -> str:
@@ -150,6 +151,34 @@ class Dataset:
             self._key = raw
         return self._key
 
+    def opening(self, entry: ShardEntry) -> tuple[bytes, bytes, int]:
+        """(data key, seal id, index) the shard was sealed under: this version's, or for a re-used shard those of
+        the earlier version it comes from, whose key this version's key opens through the lineage's key links."""
+        if entry.origin is None:
+            return self.key, bytes.fromhex(self.manifest.seal_id), entry.index
+        generation, index = entry.origin
+        assert self.manifest.lineage is not None  # a manifest with origins has a lineage (checked when parsed)
+        seal_id = self.manifest.lineage.generations[generation - 1].seal_id
+        return self._generation_key(generation), bytes.fromhex(seal_id), index
+
+    def _generation_key(self, generation: int) -> bytes:
+        """The key of lineage generation `generation` (1: the previous version), each link checked against the
+        generation's key commitment on the way down."""
+        lineage = self.manifest.lineage
+        assert lineage is not None
+        keys = self._generation_keys
+        while len(keys) < generation:
+            link = lineage.key_link if not keys else lineage.generations[len(keys) - 1].key_link
+            g = lineage.generations[len(keys)]
+            key = linked_key(keys[-1] if keys else self.key, bytes.fromhex(link or ""))
+            if key_commitment(key, bytes.fromhex(g.seal_id)).hex() != g.key_commitment:
+                raise DecryptionError(
+                    f"dataset {self.label}: the key does not open generation {len(keys) + 1} of its lineage (the "
+                    "shards it re-uses from there)", hint="the owner linked a wrong key: a buyer disputes the "
+                    "purchase (`deai-data market dispute`), which checks every generation the manifest uses")
+            keys.append(key)
+        return keys[generation - 1]
+
     def unlock(self) -> None:
         """Resolve and check the key now, then forget the keystore (only the key is kept)."""
         self.key  # noqa: B018
@@ -174,6 +203,22 @@ class Dataset:
         else the last storage error.
         """
         return bytes(self._fetch_sealed(index, _check_verify(verify)))
+
+    def fetch_range(self, entry: ShardEntry, start: int, end: int) -> bytes:
+        """Sealed bytes [start, end) of a shard from the first locator that serves exactly that many (unchecked:
+        the caller authenticates them, as every opened segment is)."""
+        def fetch(source: tuple[str, FetchPolicy]) -> bytes:
+            locator, policy = source
+            policy.check(locator)
+            with fetch_policy.applied(policy):
+                data = store_for(locator).get(locator, start, end)
+            if len(data) != end - start:
+                raise StorageError(f"bytes {start}-{end} came back as {len(data)} bytes", locator=locator,
+                                   hint="the object is shorter than the manifest says, or the server cut it")
+            return data
+
+        return first_answer(self.sources(entry), fetch, what=f"dataset {self.label}: shard {entry.index}",
+                            kind="locator")
 
     def _get(self, locator: str, size: int) -> Buffer:
         """The object at `locator`, never more than `size + 1` bytes of it (one more reveals an object that is
@@ -253,11 +298,10 @@ class Dataset:
             return error(_wrong_size(len(data), entry.sealed_size))
         what = "SHA-256 of the sealed shard does not match the manifest"
         try:
-            key = self.key
+            key, seal_id, sealed_index = self.opening(entry)
             header = ShardHeader.decode(data[:HEADER_SIZE], dataset=self.label, shard=entry.index)
-            cipher = ShardCipher(key, bytes.fromhex(self.manifest.seal_id),
-                                 ShardHeader(self.manifest.segment_size, entry.plaintext_size, entry.index,
-                                             header.salt), dataset=self.label)
+            cipher = ShardCipher(key, seal_id, ShardHeader(self.manifest.segment_size, entry.plaintext_size,
+                                                           sealed_index, header.salt), dataset=self.label)
         except (DeaiError, ValueError):
             return error(what + "; the header is damaged", None)
         if header != cipher.header:
@@ -297,8 +341,9 @@ class Dataset:
         except (MemoryError, pa.ArrowMemoryError, RuntimeError):
             raise LimitError(f"dataset {self.label}: shard {index} needs {entry.plaintext_size} bytes of memory, "
                              "more than this machine can give", limit="shard_bytes") from None
-        open_shard(sealed, data_key=self.key, seal_id=bytes.fromhex(self.manifest.seal_id), shard_index=index,
-                   dataset=self.label, plaintext_size=entry.plaintext_size, out=memoryview(plaintext).cast("B"))
+        key, seal_id, sealed_index = self.opening(entry)
+        open_shard(sealed, data_key=key, seal_id=seal_id, shard_index=sealed_index, dataset=self.label,
+                   plaintext_size=entry.plaintext_size, out=memoryview(plaintext).cast("B"))
         try:
             table = decode_shard(plaintext)
         except pa.ArrowException as exc:

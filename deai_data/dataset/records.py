@@ -21,13 +21,9 @@ import numpy as np
 import pyarrow as pa
 
 from ..crypto.sealing import HEADER_SIZE, TAG_SIZE, ShardCipher, ShardHeader, segment_span
-from ..errors import IntegrityError, StorageError, UsageError
+from ..errors import IntegrityError, UsageError
 from ..formats.manifest import Manifest, ShardEntry
 from ..formats.shard import fixed_width
-from ..storage import fetch_policy
-from ..storage.failover import first_answer
-from ..storage.fetch_policy import FetchPolicy
-from ..storage.registry import store_for
 
 
 class Dataset(Protocol):
@@ -39,12 +35,11 @@ class Dataset(Protocol):
     def label(self) -> str: ...
 
     @property
-    def key(self) -> bytes: ...
-
-    @property
     def schema(self) -> pa.Schema: ...
 
-    def sources(self, entry: ShardEntry) -> list[tuple[str, FetchPolicy]]: ...
+    def opening(self, entry: ShardEntry) -> tuple[bytes, bytes, int]: ...
+
+    def fetch_range(self, entry: ShardEntry, start: int, end: int) -> bytes: ...
 
     def read_shard(self, index: int) -> pa.Table: ...
 
@@ -108,23 +103,11 @@ class SparseShard:
         authenticated with every segment, so a header that differs fails the first segment)."""
         label = self.dataset.label
         salt = ShardHeader.decode(header_bytes, dataset=label, shard=self.entry.index).salt
-        header = ShardHeader(self.segment_size, self.size, self.entry.index, salt)
-        return ShardCipher(self.dataset.key, bytes.fromhex(self.dataset.manifest.seal_id), header, dataset=label)
+        key, seal_id, sealed_index = self.dataset.opening(self.entry)
+        return ShardCipher(key, seal_id, ShardHeader(self.segment_size, self.size, sealed_index, salt), dataset=label)
 
     def _fetch(self, start: int, end: int) -> bytes:
-        """Sealed bytes [start, end) from the first locator that serves exactly that many."""
-        def fetch(source: tuple[str, FetchPolicy]) -> bytes:
-            locator, policy = source
-            policy.check(locator)
-            with fetch_policy.applied(policy):
-                data = store_for(locator).get(locator, start, end)
-            if len(data) != end - start:
-                raise StorageError(f"bytes {start}-{end} came back as {len(data)} bytes", locator=locator,
-                                   hint="the object is shorter than the manifest says, or the server cut it")
-            return data
-
-        data = first_answer(self.dataset.sources(self.entry), fetch,
-                            what=f"dataset {self.dataset.label}: shard {self.entry.index}", kind="locator")
+        data = self.dataset.fetch_range(self.entry, start, end)
         self.sealed_bytes_read += len(data)
         return data
 

@@ -27,6 +27,7 @@ class Limits:
     shard_bytes: int = 4 * GiB          # sealed size of one shard (a reader holds one shard in memory)
     dataset_bytes: int = 1024 * TiB     # sum of the sealed sizes
     response_bytes: int = 64 * MiB      # any HTTP body whose size is not known in advance (JSON, manifests)
+    lineage_generations: int = 10_000   # earlier versions a version re-uses shards of (a reader hashes once each)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -38,7 +39,7 @@ class Limits:
 HARD_CAPS = {
     "manifest_bytes": 1 * GiB, "json_depth": 64, "string_bytes": 16 * MiB, "metadata_entries": 100_000,
     "shards": 10_000_000, "locators_per_shard": 256, "shard_bytes": 64 * GiB, "dataset_bytes": 1 << 62,
-    "response_bytes": 1 * GiB,
+    "response_bytes": 1 * GiB, "lineage_generations": 1_000_000,
 }
 
 

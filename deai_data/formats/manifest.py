@@ -2,7 +2,8 @@
 
 `Manifest.from_bytes` checks limits, canonical form, every field's type and internal consistency (shard
 indices, sizes, record counts, the content root), naming the bad field in a `ManifestError`. Version 2
-adds the author's signature and a BLAKE3 digest per shard; version 1 stays readable (unsigned).
+adds the author's signature and a BLAKE3 digest per shard; version 1 stays readable (unsigned). Version 3
+adds a lineage: shards re-used, sealed as they were, from earlier versions whose keys this version's opens.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from .merkle import merkle_root
 
 FORMAT = "deai-data/manifest"
 VERSION = 2
-VERSIONS = (1, 2)
+LINEAGE_VERSION = 3  # written only by a version that re-uses earlier versions' shards
+VERSIONS = (1, 2, 3)
 ENCRYPTION_SCHEME = "aes-256-gcm-hkdf-sha256-stream/v1"
 SHARD_TYPE = "arrow-ipc-file"
 
@@ -42,6 +44,9 @@ class ShardEntry:
     sha256: str
     locators: tuple[str, ...]
     blake3: str | None = None
+    origin: tuple[int, int] | None = None
+    """(generation, index): a shard re-used from `Lineage.generations[generation - 1]`, where it was sealed as
+    shard `index` (None: sealed by this version)."""
 
     def to_dict(self, version: int = VERSION) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -54,7 +59,35 @@ class ShardEntry:
         }
         if version >= 2:
             doc["blake3"] = self.blake3
+        if version >= LINEAGE_VERSION:
+            doc["origin"] = None if self.origin is None else {"generation": self.origin[0], "index": self.origin[1]}
         return doc
+
+
+@dataclass(frozen=True)
+class Generation:
+    """An earlier version whose sealed shards a version re-uses: its seal id and key commitment (as registered
+    on-chain) and the link from its key to the next earlier generation's (None for the last one)."""
+
+    seal_id: str
+    key_commitment: str
+    key_link: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seal_id": self.seal_id, "key_commitment": self.key_commitment, "key_link": self.key_link}
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """How a version's data key opens the earlier versions it re-uses shards of: `key_link` leads from this
+    version's key to `generations[0]`'s (the previous version), each generation's own link to the next
+    (`deai_data.crypto.keys.linked_key`). The link is registered on-chain, so a dispute can check it."""
+
+    key_link: str
+    generations: tuple[Generation, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key_link": self.key_link, "generations": [g.to_dict() for g in self.generations]}
 
 
 @dataclass(frozen=True)
@@ -80,6 +113,7 @@ class Manifest:
     previous_manifest: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     authorship: Authorship | None = None
+    lineage: Lineage | None = None
     version: int = VERSION
 
     # ---- derived -------------------------------------------------------------------------------
@@ -125,7 +159,14 @@ class Manifest:
         else:
             doc.update(seal_id=self.seal_id, previous_manifest=self.previous_manifest,
                        authorship=self.authorship.to_dict() if self.authorship else None)
+        if self.version >= LINEAGE_VERSION:
+            doc["lineage"] = self.lineage.to_dict() if self.lineage else None
         return doc
+
+    @property
+    def inherited_shards(self) -> int:
+        """How many shards this version inherits from earlier versions (stored once, not uploaded again)."""
+        return sum(1 for s in self.shards if s.origin is not None)
 
     def to_bytes(self) -> bytes:
         """The canonical encoding: the bytes that are stored and hashed."""
@@ -227,6 +268,7 @@ class Manifest:
                                       "must be null or a manifest hash (64 hex digits)"),
             metadata=metadata,
             authorship=None if v1 else _parse_authorship(doc),
+            lineage=_parse_lineage(doc, lim) if version >= LINEAGE_VERSION else None,
             version=version,
         )
         manifest._check_consistency(doc, lim)
@@ -247,6 +289,13 @@ class Manifest:
             raise ManifestError("is not the Merkle root of the shard hashes", field="content_root")
         if doc["schema"]["fields"] != describe_fields(self.schema):
             raise ManifestError("does not describe the Arrow schema", field="schema.fields")
+        generations = len(self.lineage.generations) if self.lineage else 0
+        if self.lineage is not None and self.previous_manifest is None:
+            raise ManifestError("a version with a lineage must name its previous manifest", field="lineage")
+        for shard in self.shards:
+            if shard.origin is not None and not 1 <= shard.origin[0] <= generations:
+                raise ManifestError(f"names generation {shard.origin[0]}; the lineage has {generations}",
+                                    field=f"shards[{shard.index}].origin.generation")
 
 
 def describe_fields(schema: pa.Schema) -> list[dict[str, Any]]:
@@ -347,4 +396,38 @@ def _parse_shard(position: int, doc: Any, segment_size: int, version: int, lim: 
         locators=tuple(locators),
         blake3=_expect(doc, "blake3", str, prefix, is_hex_digest, "must be 64 lowercase hex digits")
         if version >= 2 else None,
+        origin=_parse_origin(doc, prefix) if version >= LINEAGE_VERSION else None,
     )
+
+
+def _parse_origin(doc: dict, prefix: str) -> tuple[int, int] | None:
+    origin = _expect(doc, "origin", (dict, type(None)), prefix)
+    if origin is None:
+        return None
+    return (_expect(origin, "generation", int, prefix + "origin.", lambda v: v >= 1, "must be >= 1"),
+            _expect(origin, "index", int, prefix + "origin.", _non_negative, "must be >= 0"))
+
+
+def _parse_lineage(doc: dict, lim: limits_.Limits) -> Lineage | None:
+    block = _expect(doc, "lineage", (dict, type(None)))
+    if block is None:
+        return None
+    generation_docs = _expect(block, "generations", list, "lineage.", lambda v: len(v) > 0, "must not be empty")
+    if len(generation_docs) > lim.lineage_generations:
+        raise LimitError(f"{len(generation_docs)} generations, more than {lim.lineage_generations}",
+                         limit="lineage_generations")
+    generations = []
+    for i, g in enumerate(generation_docs):
+        prefix = f"lineage.generations[{i}]."
+        if not isinstance(g, dict):
+            raise ManifestError("is not an object", field=prefix[:-1])
+        last = i == len(generation_docs) - 1
+        generations.append(Generation(
+            seal_id=_expect(g, "seal_id", str, prefix, is_hex_digest, "must be 64 lowercase hex digits"),
+            key_commitment=_expect(g, "key_commitment", str, prefix, is_hex_digest, "must be 64 lowercase hex digits"),
+            key_link=_expect(g, "key_link", (str, type(None)), prefix,
+                             lambda v, last=last: (v is None and last) or (v is not None and is_hex_digest(v)),
+                             "must be 64 lowercase hex digits (null only on the last generation)"),
+        ))
+    return Lineage(key_link=_expect(block, "key_link", str, "lineage.", is_hex_digest, "must be 64 lowercase hex "
+                                    "digits"), generations=tuple(generations))

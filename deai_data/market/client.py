@@ -110,6 +110,8 @@ class Listing:
     manifest_uris: tuple[str, ...]
     license_uri: str
     registered_block: int
+    key_link: str | None = None
+    """Set when this version inherits shards of `supersedes`: how its key opens that version's."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ def check_listing(listing: Listing, manifest: Manifest) -> None:
              ("seal_id", listing.seal_id, manifest.seal_id),
              ("shard_count", listing.shard_count, len(manifest.shards)),
              ("key_commitment", listing.key_commitment, manifest.key_commitment),
-             ("author", listing.author.lower(), manifest.authorship.author)]
+             ("author", listing.author.lower(), manifest.authorship.author),
+             ("key_link", listing.key_link, manifest.lineage.key_link if manifest.lineage else None)]
     for name, on_chain, in_manifest in pairs:
         if on_chain != in_manifest:
             raise IntegrityError(f"dataset {listing.dataset_id}: the on-chain {name} ({on_chain}) differs from the "
@@ -243,6 +246,9 @@ class Market:
         if manifest.authorship is None:
             raise MarketError(f"manifest {manifest.hash} is unsigned: only an author-signed manifest can be sold",
                               hint="publish with author=account (CLI: deai-data publish --sign)")
+        if manifest.lineage is not None and not supersedes:
+            raise UsageError(f"manifest {manifest.hash} inherits shards of an earlier version: register it with "
+                             "supersedes= that version's dataset id", hint="CLI: --supersedes ID")
         authorship = manifest.authorship
         if license_uri:  # what the chain records must be machine-readable, as a new manifest's licence is
             license_uri = canonical_license(license_uri, field="license_uri", error=MarketError)
@@ -259,6 +265,7 @@ class Market:
             "deliveryWindow": int(delivery_window),
             "challengePeriod": int(challenge_period),
             "supersedes": int(supersedes or 0),
+            "keyLink": _hex32(manifest.lineage.key_link) if manifest.lineage else bytes(32),
             "manifestURIs": list(uris),
             "licenseURI": license_uri if license_uri is not None else manifest.license,
         }
@@ -329,7 +336,7 @@ class Market:
             key_commitment=d[2].hex(), seal_id=d[3].hex(), payment_token=None if int(d[4], 16) == 0 else d[4],
             price=d[5], registered_block=block, paused=d[7], shard_count=d[8], delivery_window=d[9],
             challenge_period=d[10], supersedes=d[11] or None, manifest_uris=tuple(event["manifestURIs"]),
-            license_uri=event["licenseURI"],
+            license_uri=event["licenseURI"], key_link=d[15].hex() if any(d[15]) else None,
         )
 
     def purchase_info(self, purchase_id: int) -> PurchaseInfo:
@@ -372,6 +379,7 @@ class Market:
                 failures.append(f"{uri}: {exc}")
                 continue
             check_listing(listing, manifest)
+            self._check_lineage(listing, manifest)
             return manifest, found
         raise MarketError(f"no registered URI of dataset {listing.dataset_id} served its manifest: "
                           f"{'; '.join(failures)}",
@@ -394,8 +402,28 @@ class Market:
         if dataset_id == 0:
             raise IntegrityError(f"manifest {manifest.hash} is not registered on market {self.address}",
                                  locator=uri, hint="open it by dataset id, or check the market and chain")
-        check_listing(self.listing(dataset_id), manifest)
+        listing = self.listing(dataset_id)
+        check_listing(listing, manifest)
+        self._check_lineage(listing, manifest)
         return manifest, uri
+
+    def _check_lineage(self, listing: Listing, manifest: Manifest) -> None:
+        """The earlier versions a manifest inherits shards from are the ones on-chain down `supersedes`, with
+        the registered seal ids, key commitments and key links (what a dispute checks), else IntegrityError."""
+        if manifest.lineage is None:
+            return
+        version = listing
+        for depth, generation in enumerate(manifest.lineage.generations, start=1):
+            if version.supersedes is None:
+                raise IntegrityError(f"dataset {listing.dataset_id}'s manifest inherits from {depth} versions back; "
+                                     f"the chain has {depth - 1}", hint="nothing was paid")
+            version = self.listing(version.supersedes)
+            recorded = (version.seal_id, version.key_commitment, version.key_link)
+            claimed = (generation.seal_id, generation.key_commitment, generation.key_link)
+            if recorded != claimed and not (generation.key_link is None and recorded[:2] == claimed[:2]):
+                raise IntegrityError(f"dataset {listing.dataset_id}: generation {depth} of its manifest's lineage "
+                                     f"differs from dataset {version.dataset_id} on-chain",
+                                     hint="the manifest points its key at another version; nothing was paid")
 
     def lineage(self, dataset_id: int) -> list[int]:
         """`dataset_id` and every version that descends from it through `supersedes` (each registered by the owner,
@@ -603,12 +631,15 @@ class Market:
                 raise KeyDeliveryError(f"the key for purchase {purchase_id} has not been delivered yet", hint=when)
             time.sleep(poll)
 
-    def dispute(self, purchase_id: int, *, withdraw: bool = True) -> int:
+    def dispute(self, purchase_id: int, *, withdraw: bool = True, generations: int | None = None) -> int:
         """Prove a delivery wrong: reveal the purchase's one-time secret so the contract recomputes the key.
         Returns the amount refunded (0 if the contract found the key right: the seller is then paid at once).
-        With `withdraw`, a refund is pulled to this account."""
+        With `withdraw`, a refund is pulled to this account. `generations`: how many earlier versions the key
+        must also open through its key links (default: as deep as the manifest inherits shards from)."""
         info = self.purchase_info(purchase_id)
-        proof = dispute_proof(self.delivery(info), self._purchase_secret(info))
+        if generations is None:
+            generations = self._inherited_generations(info.dataset_id)
+        proof = dispute_proof(self.delivery(info), self._purchase_secret(info), generations=generations)
         receipt = self._send(self.contract.functions.dispute(purchase_id, proof.as_call()),
                              f"dispute purchase {purchase_id}")
         if not self._event(receipt, "DisputeResolved")["buyerWon"]:
@@ -617,6 +648,15 @@ class Market:
         if withdraw and amount:
             self.withdraw(self._event(receipt, "Refunded")["paymentToken"])
         return amount
+
+    def _inherited_generations(self, dataset_id: int) -> int:
+        """The deepest lineage generation the dataset's manifest inherits a shard from (0 when its manifest
+        cannot be fetched: the dispute then checks the delivered key alone)."""
+        try:
+            manifest, _ = self.fetch_manifest(dataset_id)
+        except DeaiError:
+            return 0
+        return max((e.origin[0] for e in manifest.shards if e.origin is not None), default=0)
 
     def refund(self, purchase_id: int, *, withdraw: bool = True) -> int:
         """Refund an undelivered purchase after its deadline; with `withdraw`, also pull the money."""
@@ -710,7 +750,7 @@ _REGISTRATION_FIELDS = (
     ("manifestHash", "bytes32"), ("contentRoot", "bytes32"), ("keyCommitment", "bytes32"), ("sealId", "bytes32"),
     ("shardCount", "uint32"), ("author", "address"), ("owner", "address"), ("paymentToken", "address"),
     ("price", "uint96"), ("deliveryWindow", "uint32"), ("challengePeriod", "uint32"), ("supersedes", "uint256"),
-    ("manifestURIs", "string[]"), ("licenseURI", "string"),
+    ("keyLink", "bytes32"), ("manifestURIs", "string[]"), ("licenseURI", "string"),
 )
 
 _ERC20_ABI = [

@@ -13,6 +13,8 @@ library KeyDelivery {
     bytes32 internal constant DELIVERY_LABEL = "deai-data/v2/key-delivery";
     /// @dev The key commitment's label (unchanged since manifest version 1).
     bytes27 internal constant COMMITMENT_LABEL = "deai-data/v1/key-commitment";
+    /// @dev "deai-data/v3/key-link", right-padded to 32 bytes.
+    bytes32 internal constant KEY_LINK_LABEL = "deai-data/v3/key-link";
     bytes32 private constant IPAD = 0x3636363636363636363636363636363636363636363636363636363636363636;
     bytes32 private constant OPAD = 0x5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c;
 
@@ -38,6 +40,12 @@ library KeyDelivery {
     function commitment(bytes32 key, bytes32 sealId) internal pure returns (bytes32) {
         bytes32 inner = sha256(abi.encodePacked(key ^ IPAD, IPAD, COMMITMENT_LABEL, sealId));
         return sha256(abi.encodePacked(key ^ OPAD, OPAD, inner));
+    }
+
+    /// @notice The data key of the version a linked version re-uses shards of:
+    /// keccak256(KEY_LINK_LABEL, key) XOR keyLink. Knowing the earlier key tells nothing of the later one.
+    function linkedKey(bytes32 key, bytes32 keyLink) internal pure returns (bytes32) {
+        return keccak256(abi.encodePacked(KEY_LINK_LABEL, key)) ^ keyLink;
     }
 
     /// @notice Check a buyer's secret against its public key and the shared point against the delivery, then

@@ -40,7 +40,8 @@ library DeliveryBuilder {
             IDataMarket.Delivery(bytes32(ephemeral.publicKeyX), bytes32(ephemeral.publicKeyY), key ^ pad),
             bytes32(b),
             bytes32(shared.publicKeyX),
-            bytes32(shared.publicKeyY)
+            bytes32(shared.publicKeyY),
+            0
         );
     }
 }
