@@ -66,6 +66,22 @@ def test_publish_inspect_verify_get(published, folder, tmp_path):
     assert pq.read_table(tmp_path / "all.parquet").num_rows == 40
 
 
+def test_publish_previous_inherits_the_unchanged_shards(published, folder, tmp_path):
+    for i in range(5):  # appended files (sorted after the others)
+        (folder / "zebra").mkdir(exist_ok=True)
+        (folder / "zebra" / f"{i}.jpg").write_bytes(b"z" * 3000)
+    out = json.loads(cli("publish", str(folder), "--store", str(tmp_path / "store"), "--shard-size", "20KiB",
+                         "--segment-size", "4KiB", "--license", "CC-BY-4.0", "--meta", "source=test",
+                         "--previous", published["manifest_hash"], "--json").stdout)
+    assert out["inherited_shards"] >= published["shards"] - 1 and out["sealed_shards"] <= 2
+    assert out["shards"] == out["inherited_shards"] + out["sealed_shards"]
+    cli("get", out["manifest_uri"], "--out", str(tmp_path / "restored"))
+    for f in folder.rglob("*.jpg"):
+        assert (tmp_path / "restored" / f.relative_to(folder)).read_bytes() == f.read_bytes()
+    refused = cli("publish", str(folder), "--store", str(tmp_path / "store"), "--previous", "ab" * 32, check=10)
+    assert "no published version" in refused.stderr
+
+
 def test_exit_codes_for_tamper_missing_and_bad_input(published, tmp_path):
     uri = published["manifest_uri"]
     manifest = json.loads(path_from_locator(uri).read_bytes())

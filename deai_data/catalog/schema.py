@@ -47,7 +47,8 @@ SELECT r.dataset_id, r.owner AS registered_owner, r.author, nullif(r.supersedes,
        m.status = 'ok' AND m.seal_id = r.seal_id AND m.content_root = r.content_root AND m.author = r.author
            AND m.key_commitment = r.key_commitment AND m.shard_count = r.shard_count AS manifest_matches,
        m.manifest_version, m.name, m.description, m.license, m.records, m.plaintext_size, m.sealed_size, m.backends,
-       m.schema_json, m.metadata_json, m.shard_count AS manifest_shards, m.shards_available
+       m.schema_json, m.metadata_json, m.shard_count AS manifest_shards, m.shards_available,
+       m.inherited_shards, m.inherited_size, m.sealed_size - m.inherited_size AS stored_size
 FROM raw.dataset_registered r LEFT JOIN manifests m USING (manifest_hash);
 
 CREATE OR REPLACE VIEW storage_status AS

@@ -253,7 +253,8 @@ class Pages:
                 + "</table><h2>Storage</h2>" + status + table_html(storage, list(storage[0]), table_id="storage")
                 + (table_html(probed, list(probed[0]), table_id="backends") if probed else "")
                 + "<h2>Versions</h2>" + table_html(lineage, ["dataset_id", "name", "registered_at", "supersedes",
-                                                              "records", "records_added", "sealed_size"],
+                                                              "records", "records_added", "sealed_size",
+                                                              "inherited_shards", "stored_size"],
                                                     table_id="lineage", link=self.dataset_link)
                 + "<h2>Sales</h2>" + bar_chart([(r["day"], float(r["sales"])) for r in sales],
                                                title="settled sales per day")
@@ -278,7 +279,8 @@ class Pages:
 
     def _lineage(self, dataset_id: int) -> list[dict[str, Any]]:
         """Every version linked to this one through `supersedes` (back to the first, on to the newest), oldest
-        first, with how many records each added to the version it replaces."""
+        first, with how many records each added to the version it replaces and what it stored anew (the rest it
+        inherits: shards an earlier version stored)."""
         return self._rows("""
             WITH RECURSIVE back(id) AS (
                     SELECT $1::BIGINT UNION SELECT nullif(r.supersedes, 0) FROM raw.dataset_registered r
@@ -287,7 +289,7 @@ class Pages:
                     SELECT $1::BIGINT UNION SELECT r.dataset_id FROM raw.dataset_registered r
                     JOIN later ON r.supersedes = later.id)
             SELECT v.dataset_id, v.name, v.registered_at, v.supersedes, v.records,
-                   v.records - p.records AS records_added, v.sealed_size
+                   v.records - p.records AS records_added, v.sealed_size, v.inherited_shards, v.stored_size
             FROM versions v LEFT JOIN versions p ON p.dataset_id = nullif(v.supersedes, 0)
             WHERE v.dataset_id IN (SELECT id FROM back UNION SELECT id FROM later)
             ORDER BY v.registered_block, v.dataset_id""", [dataset_id])

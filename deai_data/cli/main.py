@@ -47,6 +47,12 @@ def _open(args: argparse.Namespace) -> Dataset:
 
 # ---- commands -----------------------------------------------------------------------------------
 def cmd_publish(args: argparse.Namespace) -> int:
+    lineage: dict[str, Any] = {}
+    if args.previous:
+        if args.engine == "ray":
+            raise UsageError("--previous (inherit unchanged shards) works with --engine local",
+                             hint="or publish on Ray with --previous-manifest: every shard is stored anew")
+        lineage["previous"] = args.previous
     if args.engine == "ray":
         source, run = _ray_publishing(args)
     else:
@@ -84,7 +90,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
                          shard_size=args.shard_size, segment_size=args.segment_size,
                          compression=None if args.compression == "none" else args.compression,
                          previous_manifest=args.previous_manifest, author=author, owner=args.owner,
-                         resume=not args.no_resume, workers=args.workers, progress=progress)
+                         resume=not args.no_resume, workers=args.workers, progress=progress, **lineage)
     if args.quiet and not args.json:
         print(result.manifest_uri)  # for scripts: MANIFEST=$(deai-data publish ... -q)
         return 0
@@ -94,11 +100,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
            "key_commitment": m.key_commitment, "records": m.records, "shards": len(m.shards),
            "plaintext_size": m.plaintext_size, "sealed_size": m.sealed_size,
            "sealed_shards": result.sealed_shards, "reused_shards": result.reused_shards,
-           "seconds": round(result.seconds, 3)}
+           "inherited_shards": result.inherited_shards, "seconds": round(result.seconds, 3)}
     emit(args, doc, [
         f"published {m.name!r}: {m.records} records in {len(m.shards)} shards "
         f"({human_bytes(m.sealed_size)} sealed) in {result.seconds:.2f} s"
-        + (f", {result.reused_shards} shards reused from an interrupted publish" if result.reused_shards else ""),
+        + (f", {result.reused_shards} shards reused from an interrupted publish" if result.reused_shards else "")
+        + (f", {result.inherited_shards} unchanged shards inherited from the previous version (not stored again)"
+           if result.inherited_shards else ""),
         f"manifest uri   {result.manifest_uri}",
         f"manifest hash  {result.manifest_hash}",
         f"content root   {result.content_root}",
@@ -332,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segment-size", type=parse_size, default=DEFAULT_SEGMENT_SIZE, help="AEAD segment (1MiB)")
     p.add_argument("--compression", choices=("none", "zstd", "lz4"), default="none")
     p.add_argument("--previous-manifest", metavar="HASH", help="manifest hash of the version this one follows")
+    p.add_argument("--previous", metavar="HASH", help="manifest hash of the version this one follows, its key in the "
+                   "keystore: unchanged shards are inherited, not stored again (docs/versions.md)")
     p.add_argument("--sign", action="store_true",
                    help="sign the manifest as its author with the market account (needed to sell it)")
     p.add_argument("--owner", metavar="ADDRESS", help="with --sign: the account to own the listing (default: "

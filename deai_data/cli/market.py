@@ -127,7 +127,7 @@ def cmd_refund(args: argparse.Namespace) -> int:
 
 
 def cmd_dispute(args: argparse.Namespace) -> int:
-    refunded = _market(args).dispute(args.purchase_id)
+    refunded = _market(args).dispute(args.purchase_id, generations=args.generations)
     line = (f"purchase {args.purchase_id}: the contract found the delivered key wrong and refunded {refunded} "
             "(withdrawn to your account)") if refunded else \
         f"purchase {args.purchase_id}: the contract found the delivered key right; the seller has been paid"
@@ -294,6 +294,8 @@ def add_market_commands(command: Callable[[str, str], argparse.ArgumentParser]) 
     a.add_argument("--no-dispute", action="store_true", help="do not dispute a wrong key automatically")
     a = action("dispute", "prove a delivered key wrong on-chain; the contract refunds if it is", cmd_dispute)
     a.add_argument("purchase_id", type=int)
+    a.add_argument("--generations", type=int, metavar="N", help="also check the keys of the N earlier versions the "
+                   "dataset inherits shards from (default: as deep as its manifest inherits)")
     a = action("settle", "pay sellers of delivered purchases whose challenge period is over", cmd_settle)
     a.add_argument("purchase_id", type=int, nargs="+")
     a = action("refund", "take back the price of an undelivered purchase after its deadline", cmd_refund)

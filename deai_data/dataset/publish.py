@@ -281,7 +281,8 @@ def _open_previous(previous: Dataset | str, keystore: Keystore | bool | None) ->
     entry = ks.entry(DATA_KEY, previous)
     if entry is None or "manifest_uri" not in entry.meta:
         raise PublishError(f"the keystore at {ks.path} has no published version {previous}",
-                           hint="pass previous=open_dataset(manifest_uri, key=...) instead")
+                           hint="publish the earlier version with this keystore, or from Python pass "
+                                "previous=open_dataset(manifest_uri, key=...)")
     dataset = open_dataset(entry.meta["manifest_uri"], manifest_hash=previous, keystore=ks)
     dataset.unlock()
     return dataset

@@ -60,40 +60,130 @@ def row_sizes(batch: pa.RecordBatch) -> np.ndarray:
     return sizes
 
 
+_SIGNAL_BYTES = 8
+
+
+def _value_signals(values: pa.Array) -> np.ndarray:
+    """A cheap 64-bit trace of every value's content (uint64), from that value alone: the bits of a number of up
+    to 64 bits, the first 8 bytes and the length of a string or binary; 0 for nulls and other types (their
+    sizes still count). What content-defined shard boundaries hash (`ShardCutter`)."""
+    n = len(values)
+    typ = values.type
+    if isinstance(typ, pa.BaseExtensionType):
+        return _value_signals(values.storage)
+    signals = np.zeros(n, dtype=np.uint64)
+    if not n:
+        return signals
+    if pa.types.is_binary(typ) or pa.types.is_string(typ) or pa.types.is_large_binary(typ) \
+            or pa.types.is_large_string(typ):
+        wide = pa.types.is_large_binary(typ) or pa.types.is_large_string(typ)
+        offsets = np.frombuffer(values.buffers()[1], dtype=np.int64 if wide else np.int32)[
+            values.offset:values.offset + n + 1].astype(np.int64)
+        data = values.buffers()[2]
+        lengths = np.diff(offsets)
+        if data is not None and data.size >= _SIGNAL_BYTES:
+            signals = _heads(np.frombuffer(data, dtype=np.uint8), offsets[:-1], lengths)
+        signals ^= lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    elif (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_temporal(typ)) and \
+            fixed_width(typ) in (8, 16, 32, 64):
+        width = fixed_width(typ) // 8
+        signals = np.frombuffer(values.buffers()[1], dtype=np.dtype(f"<u{width}"))[
+            values.offset:values.offset + n].astype(np.uint64)
+    if values.null_count:
+        signals[values.is_null().to_numpy(zero_copy_only=False)] = 0
+    return signals
+
+
+def _heads(raw: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of every value (little-endian uint64, bytes past the value's end zero): one unaligned
+    8-byte read per value from a strided view of the buffer, values in the buffer's last 8 bytes one by one."""
+    words = np.ndarray((raw.size - _SIGNAL_BYTES + 1,), dtype="<u8", buffer=raw, strides=(1,))
+    inside = starts <= raw.size - _SIGNAL_BYTES
+    heads = np.zeros(len(starts), dtype=np.uint64)
+    heads[inside] = words[starts[inside]]
+    for i in np.flatnonzero(~inside):
+        tail = raw[starts[i]:starts[i] + _SIGNAL_BYTES].tobytes().ljust(_SIGNAL_BYTES, b"\0")
+        heads[i] = np.frombuffer(tail, dtype="<u8")[0]
+    kept = np.minimum(lengths, _SIGNAL_BYTES).astype(np.uint64) * np.uint64(8)
+    with np.errstate(over="ignore"):
+        mask = np.where(kept == 64, np.uint64(2**64 - 1), (np.uint64(1) << (kept % np.uint64(64))) - np.uint64(1))
+    return heads & mask
+
+
+def row_profile(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's estimated size (`row_sizes`) and a 64-bit trace of its content (uint64), each from that row
+    alone: what `ShardCutter` cuts by."""
+    signals = np.zeros(batch.num_rows, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i, column in enumerate(batch.columns):
+            signals = signals * np.uint64(0x100000001B3 + 2 * i) + _value_signals(column)
+    return row_sizes(batch), signals
+
+
 class ShardCutter:
-    """Where shards end, from the row sizes of successive batches: a shard closes at the first row that
-    reaches `target_size` bytes (so a record larger than the target gets a shard of its own).
+    """Where shards end, from the rows of successive batches (`row_profile`). The boundaries are content-defined,
+    so that an edit moves only the boundaries near it and a new version inherits every other shard
+    (docs/versions.md): once a shard holds three quarters of `target_size` bytes it closes after the first
+    *anchor* row, and at the latest at the row that brings it to twice the target (a record larger than that
+    gets a shard of its own). A row is an anchor when a hash of its content trace and size and those of the three
+    rows before it falls below 4 * size / target_size (one anchor in a quarter target's bytes), so shards hold
+    the target on average.
 
     The cuts depend on the sequence of rows only, not on how it is split into batches: one process
     (`cut_into_shards`) and a cluster (`deai_data.ray`, which sees the rows as blocks) cut the same rows alike.
     """
 
+    _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
+                    dtype=np.uint64)
+
     def __init__(self, target_size: int) -> None:
         if target_size <= 0:
             raise UsageError("shard size must be positive")
         self.target_size = target_size
+        self.min_fill = max(1, target_size * 3 // 4)
+        self.max_fill = 2 * target_size
         self._filled = 0  # bytes in the shard now open
+        self._before = np.zeros(3, dtype=np.uint64)  # traces of the last three rows seen (the hash's window)
 
-    def cut(self, sizes: np.ndarray) -> list[tuple[int, int, bool]]:
-        """The pieces of the next batch (row sizes `sizes`): (start, stop, closes_shard) in row order."""
+    def _anchors(self, sizes: np.ndarray, signals: np.ndarray) -> np.ndarray:
+        """Indices of the anchor rows among the batch's (the window reaches back into earlier batches)."""
+        with np.errstate(over="ignore"):
+            traced = signals.astype(np.uint64) ^ (sizes.astype(np.uint64) * np.uint64(0xFF51AFD7ED558CCD))
+            window = np.concatenate((self._before, traced))
+            self._before = window[-3:]
+            h = window[3:] * self._MIX[0] + window[2:-1] * self._MIX[1] + window[1:-2] * self._MIX[2] + \
+                window[:-3] * self._MIX[3]
+            h ^= h >> np.uint64(31)  # splitmix64's finaliser: every bit of the window reaches the top bits
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(27)
+            h *= np.uint64(0x94D049BB133111EB)
+            h ^= h >> np.uint64(31)
+        unit = (h >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+        return np.flatnonzero(unit * self.target_size < 4.0 * sizes)
+
+    def cut(self, sizes: np.ndarray, signals: np.ndarray) -> list[tuple[int, int, bool]]:
+        """The pieces of the next batch (its `row_profile`): (start, stop, closes_shard) in row order."""
         pieces: list[tuple[int, int, bool]] = []
         if not len(sizes):
             return pieces
+        anchors = self._anchors(sizes, signals)
         cumulative = np.cumsum(sizes)
         start = 0
         consumed = 0  # bytes of this batch already placed in shards
         while start < len(sizes):
-            need = self.target_size - self._filled
-            # first row whose end reaches the target (relative to what the open shard already holds)
-            stop = int(np.searchsorted(cumulative, consumed + need, side="left")) + 1
-            if stop > len(sizes):
+            # the first rows whose end brings the open shard to three quarters and to twice the target
+            at_min = int(np.searchsorted(cumulative, consumed + self.min_fill - self._filled, side="left"))
+            at_max = int(np.searchsorted(cumulative, consumed + self.max_fill - self._filled, side="left"))
+            k = int(np.searchsorted(anchors, max(at_min, start), side="left"))
+            last = min(int(anchors[k]) if k < len(anchors) else len(sizes), at_max)
+            if last >= len(sizes):
                 pieces.append((start, len(sizes), False))
                 self._filled += int(cumulative[-1]) - consumed
                 break
-            pieces.append((start, stop, True))
+            pieces.append((start, last + 1, True))
             self._filled = 0
-            consumed = int(cumulative[stop - 1])
-            start = stop
+            consumed = int(cumulative[last])
+            start = last + 1
         return pieces
 
 
@@ -103,7 +193,7 @@ def cut_into_shards(batches: Iterable[pa.RecordBatch], target_size: int) -> Iter
     cutter = ShardCutter(target_size)
     current: list[pa.RecordBatch] = []
     for batch in batches:
-        for start, stop, closes in cutter.cut(row_sizes(batch)):
+        for start, stop, closes in cutter.cut(*row_profile(batch)):
             current.append(batch.slice(start, stop - start))
             if closes:
                 yield current

@@ -1,6 +1,6 @@
 """The blocks to publish, in row order: a Ray Data dataset's (object references), or Parquet row groups (named by
-file and index, each read by one task into the object store); as Arrow tables, with their rows' sizes (for cutting
-shards)."""
+file and index, each read by one task into the object store); as Arrow tables, with their rows' sizes and content
+traces (for cutting shards)."""
 
 from __future__ import annotations
 
@@ -13,19 +13,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import SourceError
-from ..formats.shard import row_sizes
+from ..formats.shard import row_profile
 
 RowGroup = tuple[str, int]  # (Parquet file, row group index)
 
 
-def read_row_group(unit: RowGroup) -> tuple[pa.Table, tuple[np.ndarray, pa.Schema]]:
-    """A row group as a table and its rows' sizes (two results: the shard tasks take the table from the object
-    store, the driver only the sizes)."""
+def read_row_group(unit: RowGroup) -> tuple[pa.Table, tuple[np.ndarray, np.ndarray, pa.Schema]]:
+    """A row group as a table and its rows' profile (two results: the shard tasks take the table from the object
+    store, the driver only the profile)."""
     try:
         table = pq.ParquetFile(unit[0]).read_row_group(unit[1])
     except (OSError, pa.ArrowException) as exc:
         raise SourceError(f"cannot read row group {unit[1]} of {unit[0]}: {exc}") from exc
-    return table, block_row_sizes(table)
+    return table, block_row_profile(table)
 
 
 def block_table(block: Any) -> pa.Table:
@@ -38,11 +38,14 @@ def block_table(block: Any) -> pa.Table:
         raise SourceError(f"a Ray block cannot be converted to Arrow: {exc}") from exc
 
 
-def block_row_sizes(block: Any) -> tuple[np.ndarray, pa.Schema]:
-    """Every row's estimated size (`row_sizes`: from the row alone, so any blocking gives the same cuts)."""
+def block_row_profile(block: Any) -> tuple[np.ndarray, np.ndarray, pa.Schema]:
+    """Every row's estimated size and content trace (`row_profile`: from the row alone, so any blocking gives the
+    same cuts)."""
     table = block_table(block)
-    sizes = [row_sizes(batch) for batch in table.to_batches()]
-    return (np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)), table.schema
+    profiles = [row_profile(batch) for batch in table.to_batches()]
+    if not profiles:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), table.schema
+    return np.concatenate([p[0] for p in profiles]), np.concatenate([p[1] for p in profiles]), table.schema
 
 
 def ordered_block_refs(dataset: Any) -> Iterator[Any]:

@@ -39,7 +39,14 @@ from ..formats.manifest import ShardEntry
 from ..formats.shard import DEFAULT_SHARD_SIZE, ShardCutter, encode_shard_into, one_batch
 from ..storage.base import Store
 from ..storage.registry import open_store
-from .blocks import block_row_sizes, block_table, ordered_block_refs, parquet_files, parquet_row_groups, read_row_group
+from .blocks import (
+    block_row_profile,
+    block_table,
+    ordered_block_refs,
+    parquet_files,
+    parquet_row_groups,
+    read_row_group,
+)
 
 _SIZES_AHEAD = 4  # blocks read (or sized) ahead of the cutting
 _READ_CPUS = 0.25  # what a task reading a block, or its row sizes, reserves
@@ -163,7 +170,7 @@ def publish(
     run = _Run(job.journal, ProgressCounter(progress, job.started), limit)
     # reading and row sizes reserve a quarter CPU each, and the shard tasks leave room for them (no bubble while
     # the next blocks are read); more shard tasks than CPUs share them (one seals while another waits on a store)
-    sizes_task = ray.remote(num_cpus=_READ_CPUS)(block_row_sizes)
+    profile_task = ray.remote(num_cpus=_READ_CPUS)(block_row_profile)
     read_task = ray.remote(num_cpus=_READ_CPUS, num_returns=2)(read_row_group)
     seal_task = ray.remote(num_cpus=min(1.0, max(_READ_CPUS, cpus - 2 * _READ_CPUS) / limit),
                            max_retries=3)(_seal_shard)
@@ -175,7 +182,7 @@ def publish(
 
     try:
         blocks = ((read_task.remote(unit) for unit in parquet_row_groups(dataset)) if kind == "parquet"
-                  else ((ref, sizes_task.remote(ref)) for ref in ordered_block_refs(dataset)))
+                  else ((ref, profile_task.remote(ref)) for ref in ordered_block_refs(dataset)))
         schema = run.cut_and_seal(dataset, blocks, seal_task, job.settings.shard_size, sealing_for)
     except BaseException:
         for ref in run.in_flight:
@@ -211,14 +218,14 @@ class _Run:
                 ahead.append(pair)
             if not ahead:
                 break
-            ref, sizes_ref = ahead.popleft()
-            sizes, schema = _result(sizes_ref, "reading a block's row sizes")
+            ref, profile_ref = ahead.popleft()
+            sizes, signals, schema = _result(profile_ref, "reading a block's row profile")
             if sealing is None:
                 sealing = sealing_for(schema)
             elif not schema.equals(sealing.schema):
                 raise SourceError(f"the dataset's blocks have different schemas: {schema} and {sealing.schema}",
                                   hint="cast the dataset to one schema before publishing")
-            for start, stop, closes in cutter.cut(np.asarray(sizes)):
+            for start, stop, closes in cutter.cut(np.asarray(sizes), np.asarray(signals)):
                 pieces.append((ref, start, stop))
                 if closes:
                     self._submit(seal_task, sealing, index, pieces)

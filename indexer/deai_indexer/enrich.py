@@ -42,6 +42,7 @@ SCHEMA = pa.schema([
     ("shard_count", pa.int64()), ("segment_size", pa.int64()), ("compression", pa.string()),
     ("previous_manifest", pa.string()), ("schema_json", pa.string()), ("backends", pa.list_(pa.string())),
     ("metadata_json", pa.string()), ("shards_available", pa.int64()),
+    ("inherited_shards", pa.int64()), ("inherited_size", pa.int64()), ("lineage_generations", pa.int64()),
     ("attempts", pa.int64()), ("next_try", pa.timestamp("s", tz="UTC")),
 ])
 RETRY_BASE, RETRY_MAX = 60, 24 * 3600  # seconds before a failed manifest is fetched again: doubling
@@ -117,7 +118,10 @@ def _row(manifest_hash: str, uris: list[str], check_availability: bool) -> dict:
                 "compression": manifest.compression, "previous_manifest": manifest.previous_manifest,
                 "schema_json": json.dumps(manifest.to_dict()["schema"]["fields"]), "backends": schemes,
                 "metadata_json": json.dumps(dict(manifest.metadata), sort_keys=True),
-                "shards_available": _shards_available(manifest, source) if check_availability else None}
+                "shards_available": _shards_available(manifest, source) if check_availability else None,
+                "inherited_shards": manifest.inherited_shards,
+                "inherited_size": sum(s.sealed_size for s in manifest.shards if s.origin is not None),
+                "lineage_generations": len(manifest.lineage.generations) if manifest.lineage else 0}
     status, error = errors[-1] if errors else ("no_uri", "the registration lists no manifest URI")
     for worst in ("hash_mismatch", "malformed", "refused"):
         if any(s == worst for s, _ in errors):
