@@ -56,10 +56,10 @@ def main() -> None:
             gas[name] = receipt["gasUsed"]
             return receipt_of
 
-        def published(seed: int) -> object:
-            table = pa.table({"id": list(range(seed, seed + 2000)), "text": [f"row {i}" for i in range(2000)]})
+        def published(seed: int, rows: int = 2000, previous: str | None = None) -> object:
+            table = pa.table({"id": list(range(seed, seed + rows)), "text": [f"row {i}" for i in range(rows)]})
             return publish(table, store=Path(tmp) / "store", name=f"gas-{seed}", shard_size=4096, keystore=ks,
-                           author=owner)
+                           author=owner, previous=previous)
 
         def deliver_wrong(pid: int) -> None:
             info = seller.purchase_info(pid)
@@ -136,6 +136,18 @@ def main() -> None:
             dev_advance_time(w3, CHALLENGE + 1)
             record("settle under a 2-payee split", lambda pid=split_pid: seller.settle(pid))
             record("settle with a front-end's fee", lambda pid=referred_pid: seller.settle(pid))
+        # versions that inherit shards: the key link is stored at registration, a dispute walks the links asked for
+        versions = [published(40_000)]
+        versions += [published(40_000, 2100, versions[0].manifest_hash)]
+        versions += [published(40_000, 2200, versions[1].manifest_hash)]
+        ids = [seller.register(versions[0], **terms)]
+        ids.append(measure("register (new version inheriting shards: key link stored)", lambda: seller.register(
+            versions[1], supersedes=ids[0], **terms)))
+        ids.append(seller.register(versions[2], supersedes=ids[1], **terms))
+        linked_pid = shopper.purchase(ids[2]).purchase_id
+        seller.deliver_key(linked_pid)
+        measure("dispute (honest key, 2 linked generations checked)",
+                lambda: shopper.dispute(linked_pid, withdraw=False, generations=2))
     steady = gas["purchase (escrow non-zero)"] + gas["deliverKey (second)"] + gas["settle (balances non-zero)"]
     first_ever = gas["purchase (the token's escrow at zero)"] + gas["deliverKey"] + \
         gas["settle (seller's and treasury's first credit)"]

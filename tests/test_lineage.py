@@ -13,7 +13,8 @@ import pyarrow.compute as pc
 import pytest
 from conftest import sample_table
 
-from deai_data import Keystore, open_dataset, publish
+from deai_data import Catalog, Keystore, open_dataset, publish
+from deai_data.catalog.web import Pages
 from deai_data.chain import dev_accounts, dev_advance_time
 from deai_data.crypto.keys import key_link, linked_key, new_data_key
 from deai_data.crypto.keystore import DATA_KEY
@@ -24,6 +25,7 @@ from deai_data.formats.limits import Limits
 from deai_data.formats.manifest import Manifest
 from deai_data.market import KeyAgent, Market
 from deai_data.storage.local import LocalStore
+from deai_indexer import Indexer
 
 SHARD = 8 * 1024
 PRICE = 10**18
@@ -236,3 +238,23 @@ def test_a_lineage_that_names_another_version_than_the_chain_is_refused_before_p
     assert w3.eth.get_balance(buyer.me) == balance  # nothing paid, no gas spent
     with pytest.raises(UsageError, match="supersedes"):
         owner.register(v2, price=PRICE)
+
+
+@pytest.mark.parametrize("w3", ["anvil"], indirect=True)
+def test_the_catalog_shows_what_each_version_inherited_and_stored(w3, anvil, markets, store_dir, parties, tmp_path):
+    owner, _ = markets
+    (v1, v2, v3), _ = _versions(store_dir, owner.keystore, author=parties["owner"])
+    ids = _register_lineage(owner, (v1, v2, v3))
+    root = tmp_path / "index"
+    Indexer(anvil.url, owner.address, root, confirmations=0).sync()
+    with Catalog(root) as cat:
+        rows = {r["dataset_id"]: r for r in cat.sql(
+            "SELECT dataset_id, manifest_version, inherited_shards, stored_size, sealed_size FROM versions").to_pylist()}
+        page = Pages(cat).dataset(ids[2])
+    for dataset_id, result in zip(ids, (v1, v2, v3), strict=True):
+        row = rows[dataset_id]
+        assert row["inherited_shards"] == result.inherited_shards
+        assert row["stored_size"] == sum(e.sealed_size for e in result.manifest.shards if e.origin is None)
+    assert rows[ids[2]]["manifest_version"] == 3 and rows[ids[2]]["stored_size"] < rows[ids[2]]["sealed_size"] / 10
+    versions = page[page.index("id='lineage'"):page.index("<h2>Sales</h2>")]
+    assert "inherited_shards" in versions and f">{v3.inherited_shards}<" in versions
