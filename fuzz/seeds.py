@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,7 +13,7 @@ import pyarrow as pa
 from deai_data.crypto.keystore import Keystore
 from deai_data.crypto.sealing import HEADER_SIZE, seal_shard
 from deai_data.formats import canonical
-from deai_data.formats.manifest import Manifest, ShardEntry
+from deai_data.formats.manifest import LINEAGE_VERSION, Generation, Lineage, Manifest, ShardEntry
 from deai_data.formats.merkle import merkle_root
 from deai_data.storage.arweave.ans104 import build_bundle, sign_data_item
 from deai_data.storage.arweave.wallet import Wallet
@@ -30,12 +31,16 @@ def seeds() -> dict[str, list[bytes]]:
     manifest = Manifest(seal_id="ab" * 32, name="seed", schema=pa.schema([("x", pa.int64())]), records=6,
                         segment_size=1 << 20, key_commitment="cd" * 32, shards=shards,
                         content_root=merkle_root([bytes.fromhex(s.sha256) for s in shards]).hex())
+    inheriting = replace(manifest, version=LINEAGE_VERSION, previous_manifest="ef" * 32,
+                         shards=(replace(shards[0], origin=(2, 5)), shards[1]),
+                         lineage=Lineage("01" * 32, (Generation("02" * 32, "03" * 32, "04" * 32),
+                                                     Generation("05" * 32, "06" * 32, None))))
     wallet = Wallet.generate()
     bundle = build_bundle([sign_data_item(wallet, b"item", [("App-Name", "deai-data")])])
     keystore = Keystore(CORPUS.parent / ".seed-ks", passphrase="fuzz", scrypt_n=2**10)
     keystore.put("data-key", "a" * 64, bytes(32), {"name": "seed"})
     return {
-        "manifest": [manifest.to_bytes()],
+        "manifest": [manifest.to_bytes(), inheriting.to_bytes()],
         "canonical": [canonical.encode({"a": [1, {"b": "c"}], "d": None})],
         "car": [car_bytes([root], blocks)],
         "dag_cbor": [dag_cbor.encode({"a": [1, b"x", root], "b": "t"})],

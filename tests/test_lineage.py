@@ -212,6 +212,8 @@ def test_a_link_that_leads_nowhere_is_refunded_by_the_contract(w3, markets, stor
     owner.keystore.put(DATA_KEY, lying.hash, v2.key)
     purchase = buyer.purchase(second)
     KeyAgent(owner, state_path=tmp_path / "agent.json", confirmations=0).run_once()
+    assert buyer.purchase_info(purchase.purchase_id).status == "pending"  # the owner's own agent refuses it
+    owner.deliver_key(purchase.purchase_id)  # delivered by hand: the version's own key is right
     dataset = buyer.open_dataset(second, key=buyer.receive_key(purchase.purchase_id))
     with pytest.raises(DecryptionError, match="generation 1"):
         dataset.to_arrow()

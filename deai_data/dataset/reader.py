@@ -159,9 +159,9 @@ class Dataset:
         generation, index = entry.origin
         assert self.manifest.lineage is not None  # a manifest with origins has a lineage (checked when parsed)
         seal_id = self.manifest.lineage.generations[generation - 1].seal_id
-        return self._generation_key(generation), bytes.fromhex(seal_id), index
+        return self.generation_key(generation), bytes.fromhex(seal_id), index
 
-    def _generation_key(self, generation: int) -> bytes:
+    def generation_key(self, generation: int) -> bytes:
         """The key of lineage generation `generation` (1: the previous version), each link checked against the
         generation's key commitment on the way down."""
         lineage = self.manifest.lineage

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..crypto.keystore import DATA_KEY
-from ..dataset.reader import fetch_manifest
-from ..errors import ChainError, DeaiError, IntegrityError, KeystoreError
+from ..dataset.reader import Dataset, fetch_manifest
+from ..errors import ChainError, DeaiError, DecryptionError, IntegrityError, KeystoreError
 from ..home import deai_home
 from .client import Listing, Market, check_listing
 from .defaults import DEFAULT_CONFIRMATIONS
@@ -178,6 +178,12 @@ class KeyAgent:
                 check_listing(listing, manifest)
             except IntegrityError as exc:
                 return f"the listing does not match our manifest: {exc.message}"
+            if manifest.lineage is not None:  # our key must open every version it inherits shards from
+                try:
+                    Dataset(manifest, uri, keystore=self.market.keystore).generation_key(
+                        len(manifest.lineage.generations))
+                except DecryptionError as exc:
+                    return f"our key does not open the versions this one inherits from: {exc.message}"
             return None
         raise last or KeystoreError(f"no URI for the manifest of dataset {listing.dataset_id}")
 
