@@ -67,7 +67,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     def progress(p: PublishProgress) -> None:
         rate = p.plaintext_bytes / p.elapsed / 1e6 if p.elapsed else 0.0
-        bar.update(f"publishing: {p.shards} shards ({p.reused_shards} reused), {p.records} records, "
+        bar.update(f"publishing: {p.shards} shards ({p.reused_shards} reused, {p.inherited_shards} inherited), "
+                   f"{p.records} records, "
                    f"{human_bytes(p.plaintext_bytes)}, {rate:.0f} MB/s")
 
     metadata = dict(args.meta or ())

@@ -163,20 +163,25 @@ class Dataset:
 
     def generation_key(self, generation: int) -> bytes:
         """The key of lineage generation `generation` (1: the previous version), each link checked against the
-        generation's key commitment on the way down."""
+        generation's key commitment on the way down (computed once; threads that race compute the same keys)."""
         lineage = self.manifest.lineage
-        assert lineage is not None
+        if lineage is None or not 1 <= generation <= len(lineage.generations):
+            raise UsageError(f"dataset {self.label} has no lineage generation {generation}")
         keys = self._generation_keys
-        while len(keys) < generation:
-            link = lineage.key_link if not keys else lineage.generations[len(keys) - 1].key_link
-            g = lineage.generations[len(keys)]
-            key = linked_key(keys[-1] if keys else self.key, bytes.fromhex(link or ""))
-            if key_commitment(key, bytes.fromhex(g.seal_id)).hex() != g.key_commitment:
-                raise DecryptionError(
-                    f"dataset {self.label}: the key does not open generation {len(keys) + 1} of its lineage (the "
-                    "shards it re-uses from there)", hint="the owner linked a wrong key: a buyer disputes the "
-                    "purchase (`deai-data market dispute`), which checks every generation the manifest uses")
-            keys.append(key)
+        if len(keys) < generation:
+            keys = list(keys)
+            while len(keys) < generation:
+                link = lineage.key_link if not keys else lineage.generations[len(keys) - 1].key_link
+                g = lineage.generations[len(keys)]
+                key = None if link is None else linked_key(keys[-1] if keys else self.key, bytes.fromhex(link))
+                if key is None or key_commitment(key, bytes.fromhex(g.seal_id)).hex() != g.key_commitment:
+                    raise DecryptionError(
+                        f"dataset {self.label}: the key does not open generation {len(keys) + 1} of its lineage "
+                        "(the shards it inherits from there)", hint="the owner linked a wrong key: a buyer "
+                        "disputes the purchase (`deai-data market dispute`), which checks every generation the "
+                        "manifest uses")
+                keys.append(key)
+            self._generation_keys = keys
         return keys[generation - 1]
 
     def unlock(self) -> None:
