@@ -37,17 +37,6 @@ contract LineageTest is MarketFixture {
         buyerWon = market.dispute(pid, proof);
     }
 
-    /// The same vector as tests/test_lineage.py: Python's key link and the contract's agree.
-    function test_linkedKeyMatchesPythonVector() public pure {
-        bytes32 key = 0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f;
-        bytes32 link = 0x202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f;
-        assertEq(
-            KeyDelivery.linkedKey(key, link),
-            0xc89fcdc043c6e4d3a190477f51dbe160a2863718c2d9897ca73f1531f00b5d26,
-            "keccak256(label, key) XOR link"
-        );
-    }
-
     function test_honestLinksHoldThroughTheWholeLineage() public {
         uint256 v1 = _version(K1, 0, 0);
         uint256 v2 = _version(K2, v1, _link(K2, K1));

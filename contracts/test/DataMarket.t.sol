@@ -137,14 +137,20 @@ abstract contract MarketFixture is Test {
 }
 
 contract LibraryVectorTest is MarketFixture {
-    /// The on-chain key commitment equals Python's hmac.new(key, label + sealId, sha256) for a fixed vector.
-    function test_commitmentMatchesHmacSha256Vector() public pure {
+    /// The on-chain key commitment equals Python's hmac.new(key, label + sealId, sha256), and the key link
+    /// Python's keys.linked_key (tests/test_lineage.py), for fixed vectors.
+    function test_libraryMatchesPythonVectors() public pure {
         bytes32 key = 0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f;
-        bytes32 sealId = 0x202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f;
+        bytes32 other = 0x202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f;
         assertEq(
-            KeyDelivery.commitment(key, sealId),
+            KeyDelivery.commitment(key, other),
             0x06969c329ee10471f4c82405df6297411c780235d6a46507d6fb1b0afd00e596,
             "HMAC-SHA256 vector"
+        );
+        assertEq(
+            KeyDelivery.linkedKey(key, other),
+            0xc89fcdc043c6e4d3a190477f51dbe160a2863718c2d9897ca73f1531f00b5d26,
+            "keccak256(label, key) XOR link"
         );
     }
 }

@@ -31,7 +31,7 @@ from ..crypto.keys import key_commitment
 from ..crypto.keystore import DATA_KEY, Keystore
 from ..dataset.publish import PublishResult
 from ..dataset.reader import Dataset, fetch_manifest
-from ..errors import ChainError, DeaiError, IntegrityError, KeyDeliveryError, MarketError, UsageError
+from ..errors import ChainError, DeaiError, DecryptionError, IntegrityError, KeyDeliveryError, MarketError, UsageError
 from ..formats.license import canonical_license
 from ..formats.manifest import Manifest
 from .artifact import artifact
@@ -594,21 +594,23 @@ class Market:
         """Wait up to `timeout` s for the key, open it, check it against the on-chain key commitment and keep it
         in the keystore under the manifest hash (so `open_dataset` finds it).
 
-        A key that does not match is disputed at once (with `dispute`): the contract recomputes it and
-        refunds the whole price, which is withdrawn; KeyDeliveryError says so."""
+        A key that does not match, or (for a version that inherits shards) does not open the earlier versions its
+        manifest inherits from, is disputed at once (with `dispute`): the contract recomputes it and refunds the
+        whole price, which is withdrawn; KeyDeliveryError says so."""
         info = self._await_delivered(purchase_id, timeout, poll)
         listing = self.listing(info.dataset_id)
         data_key = open_delivery(self.delivery(info), self._purchase_secret(info), self._context(purchase_id))
-        if key_commitment(data_key, bytes.fromhex(listing.seal_id)).hex() != listing.key_commitment:
+        wrong = f"does not match dataset {info.dataset_id}'s key commitment" \
+            if key_commitment(data_key, bytes.fromhex(listing.seal_id)).hex() != listing.key_commitment \
+            else self._misses_lineage(listing, data_key)
+        if wrong is not None:
             if not dispute:
-                raise KeyDeliveryError(f"the key delivered for purchase {purchase_id} does not match dataset "
-                                       f"{info.dataset_id}'s key commitment",
+                raise KeyDeliveryError(f"the key delivered for purchase {purchase_id} {wrong}",
                                        hint=f"dispute it before the challenge period ends ({info.deadline}): "
                                             f"`deai-data market dispute {purchase_id}`")
             refunded = self.dispute(purchase_id)
-            raise KeyDeliveryError(f"the key delivered for purchase {purchase_id} does not match dataset "
-                                   f"{info.dataset_id}'s key commitment: disputed on-chain, the contract agreed "
-                                   f"and refunded {refunded} (withdrawn to this account)",
+            raise KeyDeliveryError(f"the key delivered for purchase {purchase_id} {wrong}: disputed on-chain, the "
+                                   f"contract agreed and refunded {refunded} (withdrawn to this account)",
                                    hint="the seller's lost dispute is on record (disputesLost)")
         self.keystore.put(DATA_KEY, listing.manifest_hash, data_key,
                           {"seal_id": listing.seal_id, "market": self.address, "chain_id": self.chain_id,
@@ -656,7 +658,23 @@ class Market:
             manifest, _ = self.fetch_manifest(dataset_id)
         except DeaiError:
             return 0
-        return max((e.origin[0] for e in manifest.shards if e.origin is not None), default=0)
+        return _deepest_generation(manifest)
+
+    def _misses_lineage(self, listing: Listing, data_key: bytes) -> str | None:
+        """Why a version's key does not open the earlier versions its manifest inherits shards from (None: it
+        does, the version inherits nothing, or its manifest cannot be fetched now: reading will tell)."""
+        if listing.key_link is None:
+            return None
+        try:
+            manifest, uri = self.fetch_manifest(listing)
+            deepest = _deepest_generation(manifest)
+            if deepest:
+                Dataset(manifest, uri, key=data_key).generation_key(deepest)
+        except DecryptionError:
+            return "does not open the earlier versions its dataset inherits shards from"
+        except DeaiError:
+            return None
+        return None
 
     def refund(self, purchase_id: int, *, withdraw: bool = True) -> int:
         """Refund an undelivered purchase after its deadline; with `withdraw`, also pull the money."""
@@ -739,6 +757,11 @@ class Market:
     def events(self, name: str, from_block: int, to_block: int | None = None, **filters: Any) -> list[Any]:
         """Decoded events of one kind in a block range (inclusive), optionally filtered by indexed fields."""
         return self._logs(name, from_block, self.w3.eth.block_number if to_block is None else to_block, **filters)
+
+
+def _deepest_generation(manifest: Manifest) -> int:
+    """The deepest lineage generation a manifest inherits a shard from (0: none)."""
+    return max((e.origin[0] for e in manifest.shards if e.origin is not None), default=0)
 
 
 def _with_referrer_fee(price: int, referrer_bps: int) -> int:
