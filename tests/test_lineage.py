@@ -223,7 +223,7 @@ def test_a_link_that_leads_nowhere_is_refunded_by_the_contract(w3, markets, stor
     KeyAgent(owner, state_path=tmp_path / "agent.json", confirmations=0).run_once()
     assert buyer.purchase_info(purchase.purchase_id).status == "pending"  # the owner's own agent refuses it
     owner.deliver_key(purchase.purchase_id)  # delivered by hand: the version's own key is right
-    with pytest.raises(KeyDeliveryError, match="does not open the earlier versions.*disputed on-chain"):
+    with pytest.raises(KeyDeliveryError, match=r"does not open the earlier versions.*disputed on-chain"):
         buyer.receive_key(purchase.purchase_id)  # checked on arrival: disputed with the generations it inherits
     assert buyer.purchase_info(purchase.purchase_id).status == "refunded"
     assert owner.disputes_lost(owner.me) == 1
@@ -257,8 +257,8 @@ def test_the_catalog_shows_what_each_version_inherited_and_stored(w3, anvil, mar
     root = tmp_path / "index"
     Indexer(anvil.url, owner.address, root, confirmations=0).sync()
     with Catalog(root) as cat:
-        rows = {r["dataset_id"]: r for r in cat.sql(
-            "SELECT dataset_id, manifest_version, inherited_shards, stored_size, sealed_size FROM versions").to_pylist()}
+        query = "SELECT dataset_id, manifest_version, inherited_shards, stored_size, sealed_size FROM versions"
+        rows = {r["dataset_id"]: r for r in cat.sql(query).to_pylist()}
         page = Pages(cat).dataset(ids[2])
     for dataset_id, result in zip(ids, (v1, v2, v3), strict=True):
         row = rows[dataset_id]

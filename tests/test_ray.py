@@ -15,6 +15,7 @@ import pytest
 import ray_publish_child as child
 import ray_stores
 
+import deai_data
 from deai_data import IntegrityError, PublishError, SourceError, publish
 from deai_data.storage.local import content_path
 
@@ -44,6 +45,21 @@ def test_ray_publish_is_byte_identical_to_a_single_process_publish(ray_cluster, 
     assert result.content_root == expected.content_root and result.manifest_hash == expected.manifest_hash
     assert [p.shards for p in seen] == list(range(1, len(expected.manifest.shards) + 1))
     assert seen[-1].plaintext_bytes == sum(e.plaintext_size for e in expected.manifest.shards)
+
+
+def test_a_new_version_on_ray_inherits_the_shards_a_single_process_would(ray_cluster, single, tmp_path):
+    store, first = single
+    rows = child.source_table()
+    grown = pa.concat_tables([rows, rows.slice(0, 30).set_column(0, "i", pa.array(range(3000, 3030)))])
+    previous = deai_data.open_dataset(first.manifest_uri, key=child.KEY)
+    newer = {**child.settings(str(store), str(tmp_path / "single-j2")), "key": bytes(range(32)), "previous": previous}
+    expected = publish(grown, **newer)
+    assert expected.inherited_shards >= len(first.manifest.shards) - 1 and expected.manifest.version == 3
+    result = deai_ray.publish(ray.data.from_arrow(grown).repartition(4),
+                              **{**newer, "journal_dir": str(tmp_path / "ray-j2")})
+    assert result.manifest.to_bytes() == expected.manifest.to_bytes()  # the same shards inherited, the same lineage
+    assert result.inherited_shards == expected.inherited_shards
+    assert deai_data.open_dataset(result.manifest_uri, key=bytes(range(32))).to_arrow().equals(grown)
 
 
 def test_a_driver_killed_mid_publish_resumes_to_the_same_manifest(ray_cluster, single, tmp_path):

@@ -47,12 +47,6 @@ def _open(args: argparse.Namespace) -> Dataset:
 
 # ---- commands -----------------------------------------------------------------------------------
 def cmd_publish(args: argparse.Namespace) -> int:
-    lineage: dict[str, Any] = {}
-    if args.previous:
-        if args.engine == "ray":
-            raise UsageError("--previous (inherit unchanged shards) works with --engine local",
-                             hint="or publish on Ray with --previous-manifest: every shard is stored anew")
-        lineage["previous"] = args.previous
     if args.engine == "ray":
         source, run = _ray_publishing(args)
     else:
@@ -91,7 +85,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
                          shard_size=args.shard_size, segment_size=args.segment_size,
                          compression=None if args.compression == "none" else args.compression,
                          previous_manifest=args.previous_manifest, author=author, owner=args.owner,
-                         resume=not args.no_resume, workers=args.workers, progress=progress, **lineage)
+                         resume=not args.no_resume, workers=args.workers, progress=progress,
+                         previous=args.previous)
     if args.quiet and not args.json:
         print(result.manifest_uri)  # for scripts: MANIFEST=$(deai-data publish ... -q)
         return 0

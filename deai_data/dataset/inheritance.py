@@ -41,6 +41,16 @@ class Inheritance:
         self._sealers: dict[tuple[bytes, bytes], ShardSealer] = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, object]:
+        """What a shard task on another process needs (its caches and lock are its own)."""
+        state = dict(self.__dict__)
+        state.update(_salts={}, _sealers={}, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def match(self, position: int, records: int, plaintext: memoryview, scratch: memoryview) -> ShardEntry | None:
         """The earlier shard holding exactly this plaintext, as shard `position` of the new version (None: none
         does). `scratch` must hold len(plaintext) + 16 bytes."""

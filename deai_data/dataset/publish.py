@@ -252,11 +252,7 @@ def publish(
     Appending rows keeps every earlier full shard; a changed row re-seals the shards from it to the next
     unchanged boundary.
     """
-    previous_dataset = _open_previous(previous, keystore) if previous is not None else None
-    if previous_dataset is not None:
-        if previous_manifest not in (None, previous_dataset.manifest_hash):
-            raise PublishError("previous= and previous_manifest= name different versions")
-        previous_manifest = previous_dataset.manifest_hash
+    previous_dataset, previous_manifest = resolve_previous(previous, previous_manifest, keystore)
     settings = PublishSettings(name, description, license, dict(metadata or {}), shard_size, segment_size,
                                compression, previous_manifest, author, owner)
     records = read_source(source)
@@ -268,6 +264,17 @@ def publish(
     entries = pipeline.run(cut_into_shards(records.batches, settings.shard_size))
     return finish_publish(job, records.schema, entries, sealed=pipeline.sealed, reused=pipeline.reused,
                           lineage=inheritance.lineage(entries) if inheritance else None)
+
+
+def resolve_previous(previous: Dataset | str | None, previous_manifest: str | None,
+                     keystore: Keystore | bool | None) -> tuple[Dataset | None, str | None]:
+    """`previous=` opened with its key, and the previous manifest hash the new manifest names."""
+    if previous is None:
+        return None, previous_manifest
+    dataset = _open_previous(previous, keystore)
+    if previous_manifest not in (None, dataset.manifest_hash):
+        raise PublishError("previous= and previous_manifest= name different versions")
+    return dataset, dataset.manifest_hash
 
 
 def _open_previous(previous: Dataset | str, keystore: Keystore | bool | None) -> Dataset:

@@ -21,6 +21,7 @@ import ray
 from ..buffers import BufferPool, ReusableBuffers
 from ..crypto.keystore import Keystore
 from ..crypto.sealing import DEFAULT_SEGMENT_SIZE, ShardSealer
+from ..dataset.inheritance import Inheritance
 from ..dataset.journal import Journal
 from ..dataset.publish import (
     ProgressCounter,
@@ -30,6 +31,7 @@ from ..dataset.publish import (
     describe_sealed,
     finish_publish,
     flush_stores,
+    resolve_previous,
     start_publish,
     still_stored,
     store_sealed,
@@ -65,12 +67,17 @@ class _Sealing:
     segment_size: int
     compression: str | None
     schema: pa.Schema
+    inheritance: Any = None  # an object reference to the new version's Inheritance (None: a first version)
+
+
+_INHERITANCE: dict[str, Inheritance] = {}  # per worker process: fetched from the object store once
 
 
 def _seal_shard(sealing: _Sealing, index: int, finished: dict[str, ShardEntry], spans: list[tuple[int, int]],
-                *blocks: Any) -> tuple[ShardEntry, str, bool]:
-    """A shard task: the rows `spans` of `blocks`, encoded, sealed, hashed and put in every store; or, when the
-    journal already has this shard (same salt) and it is still stored, its entry. -> (entry, salt, reused)."""
+                *blocks: Any) -> tuple[ShardEntry, str, str]:
+    """A shard task: the rows `spans` of `blocks`, encoded, then inherited from the previous version when it has
+    these rows; else, when the journal already has this shard (same salt) and it is still stored, its entry; else
+    sealed, hashed and put in every store. -> (entry, salt, "inherited" | "reused" | "sealed")."""
     stores = [open_store(s) for s in sealing.stores]
     pieces = [batch for block, (start, stop) in zip(blocks, spans, strict=True)
               for batch in block_table(block).slice(start, stop - start).to_batches()]
@@ -83,6 +90,14 @@ def _seal_shard(sealing: _Sealing, index: int, finished: dict[str, ShardEntry], 
     sealer = ShardSealer(sealing.data_key, sealing.seal_id, sealing.segment_size)
     buf = _SEALED.acquire(sealer.sealed_size(len(plaintext)))
     try:
+        if sealing.inheritance is not None:
+            key = sealing.inheritance.hex()
+            if key not in _INHERITANCE:
+                _INHERITANCE.clear()
+                _INHERITANCE[key] = ray.get(sealing.inheritance)
+            inherited = _INHERITANCE[key].match(index, sum(b.num_rows for b in rows), plaintext, memoryview(buf))
+            if inherited is not None:
+                return inherited, "", "inherited"
         return _seal_and_store(sealing, stores, sealer, index, rows, plaintext, memoryview(buf), finished)
     finally:
         _SEALED.release(buf)
@@ -90,16 +105,16 @@ def _seal_shard(sealing: _Sealing, index: int, finished: dict[str, ShardEntry], 
 
 def _seal_and_store(sealing: _Sealing, stores: list[Store], sealer: ShardSealer, index: int,
                     rows: list[pa.RecordBatch], plaintext: memoryview, out: memoryview,
-                    finished: dict[str, ShardEntry]) -> tuple[ShardEntry, str, bool]:
+                    finished: dict[str, ShardEntry]) -> tuple[ShardEntry, str, str]:
     salt = sealer.salt(index, plaintext, out)
     entry = finished.get(salt.hex())
     if entry is not None and still_stored(stores, entry):
-        return entry, salt.hex(), True
+        return entry, salt.hex(), "reused"
     sealed = sealer.seal_into(index, plaintext, salt, out)
     entry = describe_sealed(index, sum(b.num_rows for b in rows), len(plaintext), sealed)
     entry = store_sealed(stores, sealing.seal_id.hex(), entry, sealed)
     flush_stores(stores)
-    return entry, salt.hex(), False
+    return entry, salt.hex(), "sealed"
 
 
 def _result(ref: Any, what: str) -> Any:
@@ -130,6 +145,7 @@ def publish(
     segment_size: int = DEFAULT_SEGMENT_SIZE,
     compression: str | None = None,
     previous_manifest: str | None = None,
+    previous: Any | None = None,
     author: Any | None = None,
     owner: str | None = None,
     key: bytes | None = None,
@@ -159,6 +175,7 @@ def publish(
         raise PublishError(f"deai_data.ray.publish takes a ray.data.Dataset or Parquet paths, not "
                            f"{type(dataset).__name__}",
                            hint="read it with ray.data.read_parquet(...), ray.data.from_arrow(...), ...")
+    previous_dataset, previous_manifest = resolve_previous(previous, previous_manifest, keystore)
     settings = PublishSettings(name, description, license, dict(metadata or {}), shard_size, segment_size,
                                compression, previous_manifest, author, owner)
     fingerprint = source_id or ("|".join(dataset) if kind == "parquet" else "")
@@ -176,9 +193,13 @@ def publish(
                            max_retries=3)(_seal_shard)
     sent_stores = tuple(str(t) if isinstance(t, Path) else t for t in targets)
 
+    inheritances: list[Inheritance] = []
+
     def sealing_for(schema: pa.Schema) -> _Sealing:
+        if previous_dataset is not None:
+            inheritances.append(Inheritance(previous_dataset, job.data_key, schema, segment_size, compression))
         return _Sealing(sent_stores, job.data_key, job.seal_id, job.settings.segment_size, job.settings.compression,
-                        schema)
+                        schema, ray.put(inheritances[0]) if inheritances else None)
 
     try:
         blocks = ((read_task.remote(unit) for unit in parquet_row_groups(dataset)) if kind == "parquet"
@@ -188,8 +209,9 @@ def publish(
         for ref in run.in_flight:
             ray.cancel(ref)
         raise
-    return finish_publish(job, schema, [run.entries[i] for i in range(len(run.entries))],
-                          sealed=run.counter.sealed, reused=run.counter.reused)
+    entries = [run.entries[i] for i in range(len(run.entries))]
+    return finish_publish(job, schema, entries, sealed=run.counter.sealed, reused=run.counter.reused,
+                          lineage=inheritances[0].lineage(entries) if inheritances else None)
 
 
 class _Run:
@@ -249,10 +271,10 @@ class _Run:
         ready, _ = ray.wait(list(self.in_flight), num_returns=1)
         for ref in ready:
             index = self.in_flight.pop(ref)
-            entry, salt, reused = _result(ref, f"sealing shard {index}")
-            if not reused:
+            entry, salt, how = _result(ref, f"sealing shard {index}")
+            if how == "sealed":
                 self.journal.record(entry, salt)
-            self.counter.add(entry, reused=reused)
+            self.counter.add(entry, reused=how == "reused", inherited=how == "inherited")
             self.entries[index] = entry
 
 
