@@ -27,7 +27,7 @@ interface IDataMarket {
     /// @notice What an owner registers. `author` signs (EIP-712, domain "deai-data manifest" version "2",
     /// no chain binding) `Authorship(sealId, contentRoot, keyCommitment, shardCount, owner)`; the token is
     /// minted to `owner`, so a copied or front-run registration can only ever benefit the author's choice.
-    /// `keyLink` (0: none) declares that this version re-uses sealed shards of `supersedes`: the earlier
+    /// `keyLink` (0: none) declares that this version inherits sealed shards of `supersedes`: the earlier
     /// version's data key is keccak256(KEY_LINK_LABEL, this version's key) XOR keyLink.
     struct Registration {
         bytes32 manifestHash;
@@ -66,7 +66,7 @@ interface IDataMarket {
         /// @notice A locked split can never change again, not even by a later owner of the token.
         bool splitLocked;
         address author;
-        /// @notice Non-zero: this version re-uses shards of `supersedes`, whose data key is
+        /// @notice Non-zero: this version inherits shards of `supersedes`, whose data key is
         /// keccak256(KEY_LINK_LABEL, this key) XOR keyLink (see `dispute`).
         bytes32 keyLink;
     }
@@ -326,7 +326,7 @@ interface IDataMarket {
     /// if it does not match the commitment the buyer is refunded in full; if it does, the seller is paid now.
     /// With `proof.generations` = n it also follows up to n key links down `supersedes` (stopping where a
     /// version has none) and refunds the buyer if any linked key misses its version's commitment: a version
-    /// that re-uses earlier shards must deliver the keys to open them.
+    /// that inherits earlier shards must deliver the keys to open them.
     function dispute(uint256 purchaseId, DisputeProof calldata proof) external returns (bool buyerWon);
 
     /// @notice Pay the seller of a delivered purchase whose challenge period is over (anyone may call).

@@ -5,7 +5,7 @@ import {IDataMarket} from "../src/IDataMarket.sol";
 import {KeyDelivery} from "../src/libraries/KeyDelivery.sol";
 import {MarketFixture} from "./DataMarket.t.sol";
 
-/// @notice Versions that re-use earlier shards through key links, attacked: a link that does not lead to the
+/// @notice Versions that inherit earlier shards through key links, attacked: a link that does not lead to the
 /// earlier version's key (at once or deeper down the lineage), a link without a version to lead to, and a
 /// buyer who asks the contract to walk past the lineage's end.
 contract LineageTest is MarketFixture {

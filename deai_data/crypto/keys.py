@@ -2,7 +2,7 @@
 
 One random 256-bit data key and seal id per sealing; each shard gets its own HKDF-SHA256 key, so no
 (key, nonce) pair can repeat across shards, datasets or re-seals of changed content. A key link lets a
-version's key open an earlier version's key (and so the shards it re-uses), never the other way.
+version's key open an earlier version's key (and so the shards it inherits), never the other way.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ class Dataset:
         return self._key
 
     def opening(self, entry: ShardEntry) -> tuple[bytes, bytes, int]:
-        """(data key, seal id, index) the shard was sealed under: this version's, or for a re-used shard those of
+        """(data key, seal id, index) the shard was sealed under: this version's, or for an inherited shard those of
         the earlier version it comes from, whose key this version's key opens through the lineage's key links."""
         if entry.origin is None:
             return self.key, bytes.fromhex(self.manifest.seal_id), entry.index

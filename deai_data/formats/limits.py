@@ -27,7 +27,7 @@ class Limits:
     shard_bytes: int = 4 * GiB          # sealed size of one shard (a reader holds one shard in memory)
     dataset_bytes: int = 1024 * TiB     # sum of the sealed sizes
     response_bytes: int = 64 * MiB      # any HTTP body whose size is not known in advance (JSON, manifests)
-    lineage_generations: int = 10_000   # earlier versions a version re-uses shards of (a reader hashes once each)
+    lineage_generations: int = 10_000   # earlier versions a version inherits shards of (a reader hashes once each)
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -3,7 +3,7 @@
 `Manifest.from_bytes` checks limits, canonical form, every field's type and internal consistency (shard
 indices, sizes, record counts, the content root), naming the bad field in a `ManifestError`. Version 2
 adds the author's signature and a BLAKE3 digest per shard; version 1 stays readable (unsigned). Version 3
-adds a lineage: shards re-used, sealed as they were, from earlier versions whose keys this version's opens.
+adds a lineage: shards inherited, sealed as they were, from earlier versions whose keys this version's opens.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .merkle import merkle_root
 
 FORMAT = "deai-data/manifest"
 VERSION = 2
-LINEAGE_VERSION = 3  # written only by a version that re-uses earlier versions' shards
+LINEAGE_VERSION = 3  # written only by a version that inherits earlier versions' shards
 VERSIONS = (1, 2, 3)
 ENCRYPTION_SCHEME = "aes-256-gcm-hkdf-sha256-stream/v1"
 SHARD_TYPE = "arrow-ipc-file"
@@ -45,7 +45,7 @@ class ShardEntry:
     locators: tuple[str, ...]
     blake3: str | None = None
     origin: tuple[int, int] | None = None
-    """(generation, index): a shard re-used from `Lineage.generations[generation - 1]`, where it was sealed as
+    """(generation, index): a shard inherited from `Lineage.generations[generation - 1]`, where it was sealed as
     shard `index` (None: sealed by this version)."""
 
     def to_dict(self, version: int = VERSION) -> dict[str, Any]:
@@ -66,7 +66,7 @@ class ShardEntry:
 
 @dataclass(frozen=True)
 class Generation:
-    """An earlier version whose sealed shards a version re-uses: its seal id and key commitment (as registered
+    """An earlier version whose sealed shards a version inherits: its seal id and key commitment (as registered
     on-chain) and the link from its key to the next earlier generation's (None for the last one)."""
 
     seal_id: str
@@ -79,7 +79,7 @@ class Generation:
 
 @dataclass(frozen=True)
 class Lineage:
-    """How a version's data key opens the earlier versions it re-uses shards of: `key_link` leads from this
+    """How a version's data key opens the earlier versions it inherits shards from: `key_link` leads from this
     version's key to `generations[0]`'s (the previous version), each generation's own link to the next
     (`deai_data.crypto.keys.linked_key`). The link is registered on-chain, so a dispute can check it."""
 

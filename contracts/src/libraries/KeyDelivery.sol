@@ -42,7 +42,7 @@ library KeyDelivery {
         return sha256(abi.encodePacked(key ^ OPAD, OPAD, inner));
     }
 
-    /// @notice The data key of the version a linked version re-uses shards of:
+    /// @notice The data key of the version a linked version inherits shards of:
     /// keccak256(KEY_LINK_LABEL, key) XOR keyLink. Knowing the earlier key tells nothing of the later one.
     function linkedKey(bytes32 key, bytes32 keyLink) internal pure returns (bytes32) {
         return keccak256(abi.encodePacked(KEY_LINK_LABEL, key)) ^ keyLink;
