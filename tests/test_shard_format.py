@@ -30,8 +30,8 @@ def test_cutting_keeps_every_row_once_in_order(sizes, target, batch_rows):
     for shard in shards[:-1]:
         total = sum(int(row_sizes(b).sum()) for b in shard)
         last = int(row_sizes(shard[-1])[-1])
-        assert total >= max(1, target * 3 // 4)  # a shard closes only once it holds three quarters of the target
-        assert total - last < 2 * target  # ... and at the latest at the row that brings it to twice the target
+        assert total >= max(1, target * 3 // 4)  # a shard closes only once it holds 3/4 of the target
+        assert total - last < target * 3 // 2  # ... and at the latest at the row that brings it to 3/2 of it
     assert all(sum(b.num_rows for b in shard) > 0 for shard in shards)
 
 

@@ -124,9 +124,9 @@ class ShardCutter:
     """Where shards end, from the rows of successive batches (`row_profile`). The boundaries are content-defined,
     so that an edit moves only the boundaries near it and a new version inherits every other shard
     (docs/versions.md): once a shard holds three quarters of `target_size` bytes it closes after the first
-    *anchor* row, and at the latest at the row that brings it to twice the target (a record larger than that
+    *anchor* row, and at the latest at the row that brings it to 3/2 of the target (a record larger than that
     gets a shard of its own). A row is an anchor when a hash of its content trace and size and those of the three
-    rows before it falls below 4 * size / target_size (one anchor in a quarter target's bytes), so shards hold
+    rows before it falls below 4 * size / target_size (one anchor in a quarter of a target's bytes), so shards hold
     the target on average.
 
     The cuts depend on the sequence of rows only, not on how it is split into batches: one process
@@ -141,7 +141,7 @@ class ShardCutter:
             raise UsageError("shard size must be positive")
         self.target_size = target_size
         self.min_fill = max(1, target_size * 3 // 4)
-        self.max_fill = 2 * target_size
+        self.max_fill = target_size * 3 // 2
         self._filled = 0  # bytes in the shard now open
         self._before = np.zeros(3, dtype=np.uint64)  # traces of the last three rows seen (the hash's window)
 
@@ -171,7 +171,7 @@ class ShardCutter:
         start = 0
         consumed = 0  # bytes of this batch already placed in shards
         while start < len(sizes):
-            # the first rows whose end brings the open shard to three quarters and to twice the target
+            # the first rows whose end brings the open shard to 3/4 and to 3/2 of the target
             at_min = int(np.searchsorted(cumulative, consumed + self.min_fill - self._filled, side="left"))
             at_max = int(np.searchsorted(cumulative, consumed + self.max_fill - self._filled, side="left"))
             k = int(np.searchsorted(anchors, max(at_min, start), side="left"))
