@@ -28,6 +28,7 @@ from chains import Token  # the tests' ERC-20 deployer (tests/data/tokens.json)
 
 PRICE = 10**16
 CHALLENGE = 600
+TERM = 30 * 86_400
 
 
 def main() -> None:
@@ -148,6 +149,17 @@ def main() -> None:
         seller.deliver_key(linked_pid)
         measure("dispute (honest key, 2 linked generations checked)",
                 lambda: shopper.dispute(linked_pid, withdraw=False, generations=2))
+        # subscriptions: a plan, a term bought and renewed, a claim of a new version delivered, both settled
+        subscribed_to = seller.register(published(50_000), **terms)
+        measure("setSubscriptionPlan", lambda: seller.set_subscription_plan(subscribed_to, PRICE, TERM))
+        sub = measure("subscribe", lambda: shopper.subscribe(subscribed_to))
+        measure("subscribe (renewing)", lambda: shopper.subscribe(subscribed_to, renews=sub.subscription_id))
+        newer = seller.register(published(50_000, 2100), supersedes=subscribed_to, **terms)
+        claim = measure("claim (a version registered in the term)", lambda: shopper.claim(sub.subscription_id, newer))
+        measure("deliverKey (a claim)", lambda: seller.deliver_key(claim.purchase_id))
+        dev_advance_time(w3, TERM + 1)
+        measure("settle (a claim)", lambda: seller.settle(claim.purchase_id))
+        measure("settle (a subscription after its term)", lambda: seller.settle(sub.subscription_id))
     steady = gas["purchase (escrow non-zero)"] + gas["deliverKey (second)"] + gas["settle (balances non-zero)"]
     first_ever = gas["purchase (the token's escrow at zero)"] + gas["deliverKey"] + \
         gas["settle (seller's and treasury's first credit)"]
@@ -159,6 +171,8 @@ def main() -> None:
         gas["purchase under a revenue split"] + gas["deliverKey (second)"] + gas["settle under a 2-payee split"]
     gas["the same through a front-end (steady state)"] = gas["purchase through a front-end (fee on top)"] + \
         gas["deliverKey (second)"] + gas["settle with a front-end's fee"]
+    gas["a subscriber's new version (claim + deliverKey + settle)"] = gas["claim (a version registered in the term)"] \
+        + gas["deliverKey (a claim)"] + gas["settle (a claim)"]
     print(f"| operation | gas ({'embedded chain' if not args.rpc else args.rpc}) |")
     print("| --- | ---: |")
     for name, used in gas.items():

@@ -179,5 +179,6 @@ def test_the_market_abi_has_no_amount_that_could_overflow_the_catalog():
                 bits = int(field["type"][4:].removesuffix("[]") or 256)
                 spec = next(s for s in event_specs().values() if s.name == item["name"])
                 column = spec.schema.field(snake(field["name"]))
-                is_id = column.type == pa.int64() and field["name"] in ("supersedes", "datasetId", "purchaseId")
+                is_id = column.type == pa.int64() and field["name"] in ("supersedes", "datasetId", "purchaseId",
+                                                                         "subscriptionId", "renews")
                 assert bits <= 126 or column.type == pa.string() or is_id, (item["name"], field["name"])

@@ -198,3 +198,38 @@ def test_cli_splits_revenue_pays_a_referrer_and_sets_a_royalty(anvil, tmp_path):
         refused = subprocess.run([*CLI, "market", "split", dataset_id, "--clear"], env=owner, capture_output=True,
                                  text=True, timeout=120)
         assert refused.returncode != 0 and "SplitLocked" in refused.stderr
+
+
+def test_cli_sells_a_subscription_and_the_subscriber_claims_each_new_version(anvil, tmp_path):
+    """`market plan`, `market subscribe`, `market claim` (every new version), `serve-keys` delivering the claims,
+    `market receive`, `market show --subscription`, and a claim after the term refused, on a real anvil."""
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    with anvil.rolled_back():
+        dev = anvil_dev_accounts()
+        owner, subscriber = (_party(tmp_path, name, dev[i].key.to_0x_hex(), anvil.url)
+                             for i, name in ((6, "owner"), (7, "subscriber")))
+        source, published = _publish_rows(owner, tmp_path, 3000)
+        owner["DEAI_MARKET"] = subscriber["DEAI_MARKET"] = _run(owner, "market", "deploy")["market"]
+        first = str(_run(owner, "market", "register", published["manifest_uri"], "--price", "1000", "--window",
+                         "3600", "--challenge-period", "600")["dataset_id"])
+        plan = _run(owner, "market", "plan", first, "0.5ether", "--term", "1d")
+        assert (plan["price"], plan["term"]) == (5 * 10**17, 86_400)
+        sub = _run(subscriber, "market", "subscribe", first)
+        (source / "b.bin").write_bytes(os.urandom(2000))  # the next day's version
+        newer = _run(owner, "publish", str(source), "--store", str(tmp_path / "store"), "--sign")
+        second = _run(owner, "market", "register", newer["manifest_uri"], "--price", "1000", "--supersedes",
+                      first)["dataset_id"]
+
+        claimed = _run(subscriber, "market", "claim", str(sub["subscription_id"]))
+        assert [c["dataset_id"] for c in claimed["claims"]] == [second]
+        _run(owner, "serve-keys", "--confirmations", "0", "--state", str(tmp_path / "agent.json"), "--once")
+        assert _run(subscriber, "market", "receive", str(claimed["claims"][0]["purchase_id"]))["key_received"]
+        shown = _run(subscriber, "market", "show", str(sub["subscription_id"]), "--subscription")
+        assert (shown["status"], shown["open_claims"], shown["price"]) == ("subscribed", 1, 5 * 10**17)
+        assert _run(subscriber, "market", "claim", str(sub["subscription_id"]))["claims"] == []
+
+        w3.provider.make_request("evm_increaseTime", [86_401])
+        w3.provider.make_request("evm_mine", [])
+        late = subprocess.run([*CLI, "market", "claim", str(sub["subscription_id"]), str(second)], env=subscriber,
+                              capture_output=True, text=True, timeout=120)
+        assert late.returncode != 0 and "TermOver" in late.stderr

@@ -10,7 +10,9 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
+import {DeliveryJudge} from "./DeliveryJudge.sol";
 import {IDataMarket} from "./IDataMarket.sol";
+import {RegistrationRules} from "./RegistrationRules.sol";
 import {KeyDelivery} from "./libraries/KeyDelivery.sol";
 import {Secp256k1} from "./libraries/Secp256k1.sol";
 import {ShardTree} from "./libraries/ShardTree.sol";
@@ -20,10 +22,12 @@ import {ShardTree} from "./libraries/ShardTree.sol";
 /// Dataset: manifestHash | contentRoot | keyCommitment | sealId | paymentToken+price |
 /// registeredBlock+paused+shardCount+deliveryWindow+challengePeriod+supersedes+splitId+splitLocked | author.
 /// Purchase: seller+deadline+status+datasetId+hasTerms | buyer+amount | binding (three slots, written once at
-/// purchase), plus one PurchaseTerms slot only for purchases under a revenue split or with a referrer.
-/// @dev Checks-effects-interactions everywhere; external calls happen only in `purchase`/`purchaseWith` (the
-/// EIP-2612 permit and the ERC-20 pull, after every effect) and the withdrawals, all `nonReentrant`; every payout
-/// (sellers, split payees, referrers, the treasury) is a pull payment.
+/// purchase), plus one PurchaseTerms slot only for purchases under a revenue split or with a referrer. A subscription
+/// is a Purchase record (status Subscribed, deadline the term's end) plus one Subscription slot.
+/// @dev Checks-effects-interactions everywhere; value-moving external calls happen only in `purchase`/`purchaseWith`
+/// /`subscribe` (the EIP-2612 permit and the ERC-20 pull, after every effect) and the withdrawals, all `nonReentrant`;
+/// every payout (sellers, split payees, referrers, the treasury) is a pull payment. The two helper contracts the
+/// constructor deploys (RegistrationRules, DeliveryJudge) are stateless and only called read-only.
 contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -33,45 +37,22 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
     address public constant NATIVE = address(0);
     /// @notice The highest protocol fee a deployment may set: 10 %.
     uint16 public constant MAX_FEE_BPS = 1_000;
-    uint32 public constant MIN_DELIVERY_WINDOW = 10 minutes;
-    uint32 public constant MAX_DELIVERY_WINDOW = 90 days;
-    uint32 public constant MIN_CHALLENGE_PERIOD = 10 minutes;
-    uint32 public constant MAX_CHALLENGE_PERIOD = 30 days;
-    /// @notice Caps on what a registration carries (every indexer reads it): URIs, their length, the licence.
-    uint256 public constant MAX_MANIFEST_URIS = 8;
-    uint256 public constant MAX_URI_LENGTH = 512;
-    uint256 public constant MAX_LICENSE_LENGTH = 256;
     /// @notice Caps on the commerce terms: payees of a split, a front-end's fee, an ERC-2981 royalty.
     uint256 public constant MAX_PAYEES = 16;
     uint16 public constant MAX_REFERRER_BPS = 500;
     uint96 public constant MAX_ROYALTY_BPS = 1_000;
-
-    /// @notice EIP-712 domain of manifest authorship: name "deai-data manifest", version "2", no chain or
-    /// contract, so one signed manifest can be registered on any market (always minted to the signed owner).
-    bytes32 public constant AUTHORSHIP_DOMAIN = keccak256(
-        abi.encode(
-            keccak256("EIP712Domain(string name,string version)"), keccak256("deai-data manifest"), keccak256("2")
-        )
-    );
-    bytes32 public constant AUTHORSHIP_TYPEHASH = keccak256(
-        "Authorship(bytes32 sealId,bytes32 contentRoot,bytes32 keyCommitment,uint32 shardCount,address owner)"
-    );
-    bytes32 public constant REGISTRATION_TYPEHASH = keccak256(
-        "Registration(bytes32 manifestHash,bytes32 contentRoot,bytes32 keyCommitment,bytes32 sealId,uint32 shardCount,"
-        "address author,address owner,address paymentToken,uint96 price,uint32 deliveryWindow,uint32 challengePeriod,"
-        "uint256 supersedes,bytes32 keyLink,string[] manifestURIs,string licenseURI)"
-    );
-    bytes32 public constant REGISTER_TYPEHASH = keccak256(
-        "Register(Registration registration,uint256 nonce,uint256 deadline)"
-        "Registration(bytes32 manifestHash,bytes32 contentRoot,bytes32 keyCommitment,bytes32 sealId,uint32 shardCount,"
-        "address author,address owner,address paymentToken,uint96 price,uint32 deliveryWindow,uint32 challengePeriod,"
-        "uint256 supersedes,bytes32 keyLink,string[] manifestURIs,string licenseURI)"
-    );
+    /// @notice Bounds of a subscription's term.
+    uint32 public constant MIN_TERM = 1 hours;
+    uint32 public constant MAX_TERM = 366 days;
 
     /// @notice Protocol fee in basis points of each settled purchase, fixed at deploy.
     uint16 public immutable feeBps;
     /// @notice Receives the protocol fees (pulled with `withdrawFees`).
     address public immutable treasury;
+    /// @notice Checks registrations and computes the digests their signatures cover.
+    RegistrationRules public immutable registrationRules;
+    /// @notice Recovers a disputed delivery's key (deployed with the market: its code would not fit in this one).
+    DeliveryJudge public immutable deliveryJudge;
 
     // ------------------------------------------------------------------ state
 
@@ -90,7 +71,9 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
     mapping(address seller => mapping(address agent => bool)) public isKeyAgent;
     /// @notice Disputes a seller lost (its delivered key did not match the commitment).
     mapping(address seller => uint256) public disputesLost;
-    /// @notice Used registration nonces, 256 per word (unordered: any unused nonce works once).
+    /// @notice Used registration nonces, 256 per word (unordered: any unused nonce works once): nonce n is used
+    /// when bit n % 256 of word n / 256 is set. `registerFor`'s EIP-712 domain (ERC-5267 `eip712Domain`) is
+    /// name "DataMarket", version "2", the chain and this contract.
     mapping(address owner => mapping(uint256 word => uint256 bits)) public nonceBitmap;
     /// @notice Payments held until settlement or refund, per payment token.
     mapping(address token => uint256) public escrowed;
@@ -98,12 +81,22 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
     mapping(address account => mapping(address token => uint256)) public withdrawable;
     /// @notice Protocol fees owed to the treasury, per payment token.
     mapping(address token => uint256) public feesOwed;
+    /// @notice The subscription plan a dataset's owner offers (term 0: none).
+    mapping(uint256 datasetId => SubscriptionPlan) public subscriptionPlans;
+    /// @notice The term state of each subscription (a purchase record with status Subscribed).
+    mapping(uint256 subscriptionId => Subscription) public subscriptions;
+    /// @notice The purchase a subscription claimed a version with (0: not claimed).
+    mapping(uint256 subscriptionId => mapping(uint256 datasetId => uint256 purchaseId)) public claimOf;
+    /// @notice The subscription a purchase was claimed under (0: a purchase of its own).
+    mapping(uint256 purchaseId => uint256 subscriptionId) public subscriptionOf;
 
     constructor(address treasury_, uint16 feeBps_) ERC721("deai-data dataset", "DEAI") EIP712("DataMarket", "2") {
         if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_, MAX_FEE_BPS);
         if (treasury_ == address(0)) revert ZeroTreasury();
         treasury = treasury_;
         feeBps = feeBps_;
+        deliveryJudge = new DeliveryJudge();
+        registrationRules = new RegistrationRules();
     }
 
     // ------------------------------------------------------------------ registration
@@ -124,7 +117,7 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
     ) external returns (uint256) {
         if (block.timestamp > deadline) revert SignatureExpired(deadline);
         _useNonce(r.owner, nonce);
-        bytes32 structHash = keccak256(abi.encode(REGISTER_TYPEHASH, hashRegistration(r), nonce, deadline));
+        bytes32 structHash = registrationRules.hashRegister(r, nonce, deadline);
         if (!SignatureChecker.isValidSignatureNow(r.owner, _hashTypedDataV4(structHash), ownerSignature)) {
             revert InvalidSignature(r.owner);
         }
@@ -137,42 +130,9 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
         emit NonceCancelled(msg.sender, nonce);
     }
 
-    /// @notice True when `owner` has used or cancelled `nonce`.
-    function isNonceUsed(address owner, uint256 nonce) external view returns (bool) {
-        return nonceBitmap[owner][nonce >> 8] & (1 << (nonce & 0xff)) != 0;
-    }
-
-    /// @notice The EIP-712 struct hash of a registration (what `registerFor`'s owner signature covers).
-    function hashRegistration(Registration calldata r) public pure returns (bytes32) {
-        bytes32[] memory uriHashes = new bytes32[](r.manifestURIs.length);
-        for (uint256 i = 0; i < uriHashes.length; ++i) {
-            uriHashes[i] = keccak256(bytes(r.manifestURIs[i]));
-        }
-        return keccak256(
-            bytes.concat(
-                abi.encode(REGISTRATION_TYPEHASH, r.manifestHash, r.contentRoot, r.keyCommitment, r.sealId),
-                abi.encode(r.shardCount, r.author, r.owner, r.paymentToken, r.price),
-                abi.encode(r.deliveryWindow, r.challengePeriod, r.supersedes, r.keyLink),
-                abi.encode(keccak256(abi.encodePacked(uriHashes)), keccak256(bytes(r.licenseURI)))
-            )
-        );
-    }
-
-    /// @notice The EIP-712 digest an author signs for `r` (domain AUTHORSHIP_DOMAIN).
-    function authorshipDigest(Registration calldata r) public pure returns (bytes32) {
-        bytes32 structHash =
-            keccak256(abi.encode(AUTHORSHIP_TYPEHASH, r.sealId, r.contentRoot, r.keyCommitment, r.shardCount, r.owner));
-        return keccak256(abi.encodePacked("\x19\x01", AUTHORSHIP_DOMAIN, structHash));
-    }
-
-    /// @notice The EIP-712 domain separator of `registerFor` (name "DataMarket", version "2", chain, address).
-    function domainSeparator() external view returns (bytes32) {
-        return _domainSeparatorV4();
-    }
-
     function _register(Registration calldata r, bytes calldata authorSignature) private returns (uint256 datasetId) {
-        _checkRegistration(r);
-        if (!SignatureChecker.isValidSignatureNow(r.author, authorshipDigest(r), authorSignature)) {
+        bytes32 authorship = registrationRules.check(r);
+        if (!SignatureChecker.isValidSignatureNow(r.author, authorship, authorSignature)) {
             revert InvalidAuthorSignature(r.author);
         }
         uint256 taken = datasetByContent[r.author][r.contentRoot];
@@ -208,33 +168,6 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
         });
         _mint(r.owner, datasetId);
         _emitRegistered(datasetId, r);
-    }
-
-    function _checkRegistration(Registration calldata r) private pure {
-        if (r.manifestHash == bytes32(0)) revert InvalidParameter("manifestHash");
-        if (r.contentRoot == bytes32(0)) revert InvalidParameter("contentRoot");
-        if (r.keyCommitment == bytes32(0)) revert InvalidParameter("keyCommitment");
-        if (r.sealId == bytes32(0)) revert InvalidParameter("sealId");
-        if (r.shardCount == 0) revert InvalidParameter("shardCount");
-        if (r.keyLink != bytes32(0) && r.supersedes == 0) revert InvalidParameter("keyLink");
-        if (r.author == address(0)) revert InvalidParameter("author");
-        if (r.owner == address(0)) revert InvalidParameter("owner");
-        if (r.deliveryWindow < MIN_DELIVERY_WINDOW || r.deliveryWindow > MAX_DELIVERY_WINDOW) {
-            revert OutOfRange("deliveryWindow", r.deliveryWindow, MIN_DELIVERY_WINDOW, MAX_DELIVERY_WINDOW);
-        }
-        if (r.challengePeriod < MIN_CHALLENGE_PERIOD || r.challengePeriod > MAX_CHALLENGE_PERIOD) {
-            revert OutOfRange("challengePeriod", r.challengePeriod, MIN_CHALLENGE_PERIOD, MAX_CHALLENGE_PERIOD);
-        }
-        uint256 uris = r.manifestURIs.length;
-        if (uris == 0) revert InvalidParameter("manifestURIs");
-        if (uris > MAX_MANIFEST_URIS) revert TooLong("manifestURIs", uris, MAX_MANIFEST_URIS);
-        for (uint256 i = 0; i < uris; ++i) {
-            uint256 length = bytes(r.manifestURIs[i]).length;
-            if (length == 0) revert InvalidParameter("manifestURIs");
-            if (length > MAX_URI_LENGTH) revert TooLong("manifestURIs", length, MAX_URI_LENGTH);
-        }
-        uint256 licenseLength = bytes(r.licenseURI).length;
-        if (licenseLength > MAX_LICENSE_LENGTH) revert TooLong("licenseURI", licenseLength, MAX_LICENSE_LENGTH);
     }
 
     function _emitRegistered(uint256 datasetId, Registration calldata r) private {
@@ -330,6 +263,14 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
         emit KeyAgentSet(msg.sender, agent, allowed);
     }
 
+    /// @inheritdoc IDataMarket
+    function setSubscriptionPlan(uint256 datasetId, uint96 price, uint32 term) external {
+        _requireDatasetOwner(datasetId);
+        if (term != 0 && (term < MIN_TERM || term > MAX_TERM)) revert OutOfRange("term", term, MIN_TERM, MAX_TERM);
+        subscriptionPlans[datasetId] = SubscriptionPlan(price, term);
+        emit SubscriptionPlanSet(datasetId, msg.sender, price, term);
+    }
+
     /// @dev A transfer pauses sales: purchases already made stay with their seller, and nobody buys under
     /// terms the new owner did not set (it resumes with `setPaused(id, false)`).
     function _update(address to, uint256 tokenId, address auth) internal override returns (address from) {
@@ -350,7 +291,7 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
         returns (uint256 purchaseId)
     {
         (uint256 id, address token, uint256 total) =
-            _purchase(datasetId, buyerKeyX, buyerKeyY, maxPrice, address(0), 0, msg.value);
+            _purchase(datasetId, buyerKeyX, buyerKeyY, _salePrice(datasetId), maxPrice, address(0), 0, msg.value);
         if (token != NATIVE && total != 0) _pullExactly(token, msg.sender, total);
         return id;
     }
@@ -370,25 +311,116 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
         }
         address token;
         uint256 total;
-        (purchaseId, token, total) =
-            _purchase(datasetId, buyerKeyX, buyerKeyY, maxPrice, referrer, referrerBps, msg.value);
+        (purchaseId, token, total) = _purchase(
+            datasetId, buyerKeyX, buyerKeyY, _salePrice(datasetId), maxPrice, referrer, referrerBps, msg.value
+        );
         if (permit.deadline != 0) {
             if (token == NATIVE) revert PermitForNativeListing(datasetId);
             // A permit anyone saw in the mempool can be sent first: its failure here must not stop the purchase,
             // the allowance it set (or not) decides in the transfer below.
-            try IERC20Permit(token).permit(
-                msg.sender, address(this), permit.value, permit.deadline, permit.v, permit.r, permit.s
-            ) {} catch {}
+            try IERC20Permit(token)
+                .permit(msg.sender, address(this), permit.value, permit.deadline, permit.v, permit.r, permit.s) {}
+                catch {}
         }
         if (token != NATIVE && total != 0) _pullExactly(token, msg.sender, total);
     }
 
-    /// @dev Checks and records a purchase and escrows its price and fee; returns what the caller must then pull
-    /// from the buyer (token, amount) after any permit: every external call comes after these effects.
+    /// @inheritdoc IDataMarket
+    function subscribe(uint256 datasetId, uint96 maxPrice, uint256 renews)
+        external
+        payable
+        nonReentrant
+        returns (uint256 subscriptionId)
+    {
+        Dataset storage d = _datasets[datasetId];
+        if (d.paused) revert SalesArePaused(datasetId);
+        SubscriptionPlan memory plan = subscriptionPlans[datasetId];
+        if (plan.term == 0) revert NoSubscriptionPlan(datasetId);
+        if (plan.price > maxPrice) revert PriceAboveMax(datasetId, plan.price, maxPrice);
+        uint40 starts = uint40(block.timestamp);
+        if (renews != 0) {
+            Purchase storage renewed = _purchases[renews];
+            if (subscriptions[renews].startBlock == 0 || renewed.buyer != msg.sender || renewed.datasetId != datasetId)
+            {
+                revert NotSubscription(renews);
+            }
+            if (renewed.deadline > starts) starts = renewed.deadline;
+        }
+        address token = d.paymentToken;
+        _escrow(token, plan.price, msg.value);
+        address seller = _ownerOf(datasetId);
+        uint32 splitId = d.splitId;
+        uint40 expires = starts + plan.term;
+        subscriptionId = _nextPurchaseId++;
+        _purchases[subscriptionId] = Purchase({
+            seller: seller,
+            deadline: expires,
+            status: Status.Subscribed,
+            // casting to 'uint40' is safe because registration caps dataset ids at type(uint40).max
+            // forge-lint: disable-next-line(unsafe-typecast)
+            datasetId: uint40(datasetId),
+            hasTerms: splitId != 0,
+            buyer: msg.sender,
+            amount: plan.price,
+            binding: bytes32(0)
+        });
+        if (splitId != 0) _terms[subscriptionId] = PurchaseTerms(splitId, address(0), 0);
+        subscriptions[subscriptionId] = Subscription(uint48(block.number), 0);
+        emit Subscribed(subscriptionId, datasetId, msg.sender, seller, token, plan.price, expires, renews);
+        if (token != NATIVE && plan.price != 0) _pullExactly(token, msg.sender, plan.price);
+    }
+
+    /// @inheritdoc IDataMarket
+    function claim(uint256 subscriptionId, uint256 datasetId, bytes32 buyerKeyX, bytes32 buyerKeyY)
+        external
+        returns (uint256 purchaseId)
+    {
+        Purchase storage s = _purchaseWithStatus(subscriptionId, Status.Subscribed);
+        if (msg.sender != s.buyer) revert NotBuyer(subscriptionId, msg.sender);
+        if (block.timestamp > s.deadline) revert TermOver(subscriptionId, s.deadline);
+        Subscription storage sub = subscriptions[subscriptionId];
+        // an unknown version has registeredBlock 0; a covered one was registered in the term and descends from
+        // the subscribed version (the claimant pays for the walk down `supersedes`)
+        if (_datasets[datasetId].registeredBlock < sub.startBlock) revert NotCovered(subscriptionId, datasetId);
+        uint256 version = _datasets[datasetId].supersedes;
+        while (version != s.datasetId) {
+            if (version == 0) revert NotCovered(subscriptionId, datasetId);
+            version = _datasets[version].supersedes;
+        }
+        uint256 claimed = claimOf[subscriptionId][datasetId];
+        if (claimed != 0) revert AlreadyClaimed(subscriptionId, datasetId, claimed);
+        (purchaseId,,) = _purchase(datasetId, buyerKeyX, buyerKeyY, 0, 0, address(0), 0, 0);
+        claimOf[subscriptionId][datasetId] = purchaseId;
+        subscriptionOf[purchaseId] = subscriptionId;
+        sub.openClaims += 1;
+        emit SubscriptionClaimed(subscriptionId, purchaseId, datasetId, msg.sender);
+    }
+
+    /// @dev The price of a purchase now: sales must not be paused.
+    function _salePrice(uint256 datasetId) private view returns (uint96) {
+        Dataset storage d = _datasets[datasetId];
+        if (d.paused) revert SalesArePaused(datasetId);
+        return d.price;
+    }
+
+    /// @dev Escrow `total` of `token`; native currency paid beyond it becomes the payer's balance.
+    function _escrow(address token, uint256 total, uint256 paid) private {
+        if (token == NATIVE) {
+            if (paid < total) revert WrongPayment(total, paid);
+            if (paid != total) withdrawable[msg.sender][NATIVE] += paid - total;
+        } else if (paid != 0) {
+            revert WrongPayment(0, paid);
+        }
+        escrowed[token] += total;
+    }
+
+    /// @dev Checks and records a purchase at `price` and escrows it and the referrer's fee; returns what the caller
+    /// must then pull from the buyer (token, amount) after any permit: every external call comes after these effects.
     function _purchase(
         uint256 datasetId,
         bytes32 buyerKeyX,
         bytes32 buyerKeyY,
+        uint96 price,
         uint96 maxPrice,
         address referrer,
         uint16 referrerBps,
@@ -396,24 +428,16 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
     ) private returns (uint256 purchaseId, address token, uint256 total) {
         Dataset storage d = _datasets[datasetId];
         if (d.registeredBlock == 0) revert UnknownDataset(datasetId);
-        if (d.paused) revert SalesArePaused(datasetId);
         if (!Secp256k1.isOnCurve(uint256(buyerKeyX), uint256(buyerKeyY))) revert InvalidBuyerKey();
-        uint96 price = d.price;
         total = uint256(price) + _referrerFee(price, referrerBps);
         if (total > maxPrice) revert PriceAboveMax(datasetId, price, maxPrice);
         token = d.paymentToken;
-        uint256 excess = 0; // unless the buyer sent more than the price
-        if (token == NATIVE) {
-            if (paid < total) revert WrongPayment(total, paid);
-            excess = paid - total;
-        } else if (paid != 0) {
-            revert WrongPayment(0, paid);
-        }
+        _escrow(token, total, paid);
 
         address seller = _ownerOf(datasetId);
         uint40 deadline = uint40(block.timestamp) + d.deliveryWindow;
         uint32 splitId = d.splitId;
-        bool hasTerms = splitId != 0 || referrer != address(0);
+        bool hasTerms = price != 0 && (splitId != 0 || referrer != address(0));
         purchaseId = _nextPurchaseId++;
         _purchases[purchaseId] = Purchase({
             seller: seller,
@@ -428,8 +452,6 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
             binding: keccak256(abi.encodePacked(buyerKeyX, buyerKeyY))
         });
         if (hasTerms) _terms[purchaseId] = PurchaseTerms(splitId, referrer, referrerBps);
-        escrowed[token] += total;
-        if (excess != 0) withdrawable[msg.sender][NATIVE] += excess;
         emit Purchased(purchaseId, datasetId, msg.sender, seller, token, price, deadline, buyerKeyX, buyerKeyY);
     }
 
@@ -448,8 +470,7 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
         uint40 challengeEnds = uint40(block.timestamp) + _datasets[datasetId].challengePeriod;
         p.status = Status.Delivered;
         p.deadline = challengeEnds;
-        p.binding =
-            keccak256(abi.encode(buyerKeyHash, delivery.ephemeralX, delivery.ephemeralY, delivery.encryptedKey));
+        p.binding = keccak256(abi.encode(buyerKeyHash, delivery.ephemeralX, delivery.ephemeralY, delivery.encryptedKey));
         emit KeyDelivered(
             purchaseId,
             datasetId,
@@ -473,17 +494,7 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
             keccak256(abi.encode(buyerKeyHash, delivery.ephemeralX, delivery.ephemeralY, delivery.encryptedKey));
         if (delivered != p.binding) revert DeliveryMismatch(purchaseId);
 
-        bytes32 key = KeyDelivery.recoverKey(
-            purchaseId,
-            proof.buyerKeyX,
-            proof.buyerKeyY,
-            delivery.ephemeralX,
-            delivery.ephemeralY,
-            delivery.encryptedKey,
-            proof.buyerSecret,
-            proof.sharedX,
-            proof.sharedY
-        );
+        bytes32 key = deliveryJudge.recoverKey(purchaseId, proof);
         Dataset storage d = _datasets[p.datasetId];
         buyerWon = KeyDelivery.commitment(key, d.sealId) != d.keyCommitment;
         // a version re-using earlier shards owes the keys that open them: follow its key links as far as the
@@ -504,17 +515,28 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
 
     /// @inheritdoc IDataMarket
     function settle(uint256 purchaseId) external {
-        Purchase storage p = _purchaseWithStatus(purchaseId, Status.Delivered);
-        if (block.timestamp <= p.deadline) revert ChallengePeriodOpen(purchaseId, p.deadline);
+        Purchase storage p = _purchases[purchaseId];
+        if (p.status == Status.Subscribed) {
+            if (block.timestamp <= p.deadline) revert TermRunning(purchaseId, p.deadline);
+            uint32 open = subscriptions[purchaseId].openClaims;
+            if (open != 0) revert ClaimsOpen(purchaseId, open);
+        } else {
+            p = _purchaseWithStatus(purchaseId, Status.Delivered);
+            if (block.timestamp <= p.deadline) revert ChallengePeriodOpen(purchaseId, p.deadline);
+        }
         _settle(purchaseId, p);
     }
 
     /// @inheritdoc IDataMarket
     function settleMany(uint256[] calldata purchaseIds) external returns (uint256 settled) {
         for (uint256 i = 0; i < purchaseIds.length; ++i) {
-            Purchase storage p = _purchases[purchaseIds[i]];
-            if (p.status == Status.Delivered && block.timestamp > p.deadline) {
-                _settle(purchaseIds[i], p);
+            uint256 purchaseId = purchaseIds[i];
+            Purchase storage p = _purchases[purchaseId];
+            Status status = p.status;
+            bool due = status == Status.Delivered
+                || (status == Status.Subscribed && subscriptions[purchaseId].openClaims == 0);
+            if (due && block.timestamp > p.deadline) {
+                _settle(purchaseId, p);
                 ++settled;
             }
         }
@@ -634,6 +656,7 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
     function _settle(uint256 purchaseId, Purchase storage p) private {
         p.status = Status.Settled;
         uint96 amount = p.amount;
+        if (amount == 0) _closeClaim(purchaseId, false);
         uint96 fee = uint96((uint256(amount) * feeBps) / 10_000);
         uint96 sellerAmount = amount - fee;
         uint256 datasetId = p.datasetId;
@@ -675,6 +698,7 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
     function _refund(uint256 purchaseId, Purchase storage p) private {
         p.status = Status.Refunded;
         uint256 amount = p.amount;
+        if (amount == 0) _closeClaim(purchaseId, true);
         if (p.hasTerms) amount += _referrerFee(p.amount, _terms[purchaseId].referrerBps);
         uint256 datasetId = p.datasetId;
         address buyer = p.buyer;
@@ -684,6 +708,16 @@ contract DataMarket is IDataMarket, ERC721, ERC2981, EIP712, ReentrancyGuardTran
         // casting to 'uint96' is safe because the price and the referrer's fee were at most maxPrice, a uint96
         // forge-lint: disable-next-line(unsafe-typecast)
         emit Refunded(purchaseId, datasetId, buyer, token, uint96(amount));
+    }
+
+    /// @dev A free purchase may be a subscription's claim: count it closed, and refund the whole subscription
+    /// (once) when the claim was refunded.
+    function _closeClaim(uint256 purchaseId, bool refunded) private {
+        uint256 subscriptionId = subscriptionOf[purchaseId];
+        if (subscriptionId == 0) return;
+        subscriptions[subscriptionId].openClaims -= 1;
+        Purchase storage s = _purchases[subscriptionId];
+        if (refunded && s.status == Status.Subscribed) _refund(subscriptionId, s);
     }
 
     function _referrerFee(uint96 price, uint16 referrerBps) private pure returns (uint96) {

@@ -16,12 +16,15 @@ interface IDataMarket {
 
     /// @notice A purchase's life: Pending (paid, waiting for the key) -> Delivered (key on-chain, challenge
     /// period running) -> Settled (seller paid) or Refunded (no key in time, or a dispute proved it wrong).
+    /// A subscription is a purchase too: Subscribed (paid, term running) -> Settled (the term is over and every
+    /// claim under it settled) or Refunded (a claim under it was refunded).
     enum Status {
         None,
         Pending,
         Delivered,
         Settled,
-        Refunded
+        Refunded,
+        Subscribed
     }
 
     /// @notice What an owner registers. `author` signs (EIP-712, domain "deai-data manifest" version "2",
@@ -71,8 +74,8 @@ interface IDataMarket {
         bytes32 keyLink;
     }
 
-    /// @notice One purchase. `deadline` is the delivery deadline while Pending and the end of the challenge
-    /// period once Delivered. `binding` is keccak256(buyerKeyX, buyerKeyY) while Pending and
+    /// @notice One purchase. `deadline` is the delivery deadline while Pending, the end of the challenge
+    /// period once Delivered and the end of the term while Subscribed. `binding` is keccak256(buyerKeyX, buyerKeyY) while Pending and
     /// keccak256(abi.encode(buyerKeyHash, ephemeralX, ephemeralY, encryptedKey)) once Delivered.
     /// `hasTerms`: the purchase carries a revenue split or a referrer (see `purchaseTerms`).
     struct Purchase {
@@ -92,6 +95,19 @@ interface IDataMarket {
         uint32 splitId;
         address referrer;
         uint16 referrerBps;
+    }
+
+    /// @notice What a dataset's owner sells access for a term at: `price` for `term` seconds (term 0: no plan).
+    struct SubscriptionPlan {
+        uint96 price;
+        uint32 term;
+    }
+
+    /// @notice What a subscription adds to its purchase record: the block its term began (versions registered
+    /// from it on are covered) and how many of its claims are neither settled nor refunded.
+    struct Subscription {
+        uint48 startBlock;
+        uint32 openClaims;
     }
 
     /// @notice One payee of a revenue split and its share of the seller's proceeds, in basis points.
@@ -186,7 +202,11 @@ interface IDataMarket {
         uint96 fee
     );
     event Refunded(
-        uint256 indexed purchaseId, uint256 indexed datasetId, address indexed buyer, address paymentToken, uint96 amount
+        uint256 indexed purchaseId,
+        uint256 indexed datasetId,
+        address indexed buyer,
+        address paymentToken,
+        uint96 amount
     );
     /// @notice A dispute was decided on-chain: `buyerWon` means the delivered key did not match the commitment.
     event DisputeResolved(
@@ -195,11 +215,20 @@ interface IDataMarket {
     /// @notice New purchases of `datasetId` pay their seller's proceeds to `payees` by `sharesBps` (summing
     /// to 10,000); no payees: to the owner. `splitId` names the split in the purchases made under it.
     event RevenueSplitSet(
-        uint256 indexed datasetId, address indexed owner, uint32 splitId, address[] payees, uint16[] sharesBps, bool locked
+        uint256 indexed datasetId,
+        address indexed owner,
+        uint32 splitId,
+        address[] payees,
+        uint16[] sharesBps,
+        bool locked
     );
     /// @notice A payee's share of a settled purchase (one per payee of the purchase's split).
     event RevenueShared(
-        uint256 indexed purchaseId, uint256 indexed datasetId, address indexed payee, address paymentToken, uint96 amount
+        uint256 indexed purchaseId,
+        uint256 indexed datasetId,
+        address indexed payee,
+        address paymentToken,
+        uint96 amount
     );
     /// @notice The referring front-end's fee of a settled purchase.
     event ReferrerPaid(
@@ -211,6 +240,20 @@ interface IDataMarket {
     );
     /// @notice The author set the ERC-2981 royalty of the dataset's token (0 bps: none).
     event RoyaltySet(uint256 indexed datasetId, address indexed receiver, uint96 royaltyBps);
+    event SubscriptionPlanSet(uint256 indexed datasetId, address indexed owner, uint96 price, uint32 term);
+    event Subscribed(
+        uint256 indexed subscriptionId,
+        uint256 indexed datasetId,
+        address indexed subscriber,
+        address seller,
+        address paymentToken,
+        uint96 price,
+        uint40 expires,
+        uint256 renews
+    );
+    event SubscriptionClaimed(
+        uint256 indexed subscriptionId, uint256 indexed purchaseId, uint256 indexed datasetId, address subscriber
+    );
     event Withdrawn(address indexed account, address indexed paymentToken, address to, uint256 amount);
     event FeesWithdrawn(address indexed treasury, address indexed paymentToken, uint256 amount);
 
@@ -257,6 +300,13 @@ interface IDataMarket {
     error InvalidReferrer(address referrer, uint16 referrerBps);
     error PermitForNativeListing(uint256 datasetId);
     error NotAuthor(uint256 datasetId, address caller);
+    error NoSubscriptionPlan(uint256 datasetId);
+    error NotSubscription(uint256 purchaseId);
+    error TermOver(uint256 subscriptionId, uint40 expires);
+    error TermRunning(uint256 subscriptionId, uint40 expires);
+    error NotCovered(uint256 subscriptionId, uint256 datasetId);
+    error AlreadyClaimed(uint256 subscriptionId, uint256 datasetId, uint256 purchaseId);
+    error ClaimsOpen(uint256 subscriptionId, uint32 openClaims);
 
     // ------------------------------------------------------------------ registration
 
@@ -293,6 +343,27 @@ interface IDataMarket {
     function setRoyalty(uint256 datasetId, address receiver, uint96 royaltyBps) external;
     /// @notice Allow (or stop) `agent` to deliver keys for purchases sold by the caller.
     function setKeyAgent(address agent, bool allowed) external;
+
+    /// @notice Sell access to `datasetId` and every later version of it for a term: `price` (in the dataset's
+    /// payment token) buys `term` seconds, between MIN_TERM and MAX_TERM (0 withdraws the plan). Owner only;
+    /// subscriptions already sold keep their terms.
+    function setSubscriptionPlan(uint256 datasetId, uint96 price, uint32 term) external;
+
+    /// @notice Pay the plan's price into escrow for a term starting now, or where subscription `renews` (an
+    /// earlier subscription of the caller's to the same dataset) ends if that is later. During the term the
+    /// subscriber `claim`s each version registered from now on that supersedes `datasetId` (directly or through
+    /// other versions). The price is settled to the seller after the term once every claim is settled, and
+    /// refunded in full if any claim is refunded (no key in time, or a dispute won).
+    function subscribe(uint256 datasetId, uint96 maxPrice, uint256 renews)
+        external
+        payable
+        returns (uint256 subscriptionId);
+
+    /// @notice Claim version `datasetId` under a running subscription: a purchase at price 0 with the buyer's
+    /// one-time key, delivered, disputed and settled like any other (`Purchased` is emitted for it).
+    function claim(uint256 subscriptionId, uint256 datasetId, bytes32 buyerKeyX, bytes32 buyerKeyY)
+        external
+        returns (uint256 purchaseId);
 
     // ------------------------------------------------------------------ purchases and delivery
 

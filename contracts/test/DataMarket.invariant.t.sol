@@ -30,6 +30,7 @@ contract MarketHandler {
 
     uint256[] public datasetIds;
     uint256[] public purchaseIds;
+    uint256[] public subscriptionIds;
     mapping(uint256 purchaseId => Tracked) private _tracked;
     mapping(uint256 purchaseId => uint256) public settlements;
     uint256 public forbiddenSuccesses;
@@ -39,6 +40,7 @@ contract MarketHandler {
     uint256 public unsettledNative;
     uint256 public unsettledToken;
     uint256 public disputes;
+    uint256 public claims;
     uint256 public calls;
 
     constructor(DataMarket market_, TestToken usd_) {
@@ -64,9 +66,22 @@ contract MarketHandler {
         return actors[seed % actors.length];
     }
 
-    function register(uint256 actorSeed, uint96 price, uint32 window, uint32 challenge, bool inToken) external {
+    /// Register a dataset, or (odd `supersedeSeed`) a new version of one, by that one's owner.
+    function register(
+        uint256 actorSeed,
+        uint96 price,
+        uint32 window,
+        uint32 challenge,
+        bool inToken,
+        uint256 supersedeSeed
+    ) external {
         calls++;
         address owner = _actor(actorSeed);
+        uint256 supersedes = 0;
+        if (supersedeSeed % 2 == 1 && datasetIds.length != 0) {
+            supersedes = datasetIds[(supersedeSeed >> 1) % datasetIds.length];
+            owner = market.ownerOf(supersedes);
+        }
         string[] memory uris = new string[](1);
         uris[0] = "file:///m";
         bytes32 sealId = keccak256(abi.encode("s", datasetIds.length));
@@ -82,14 +97,15 @@ contract MarketHandler {
             price: uint96(price % 1e24),
             deliveryWindow: uint32(600 + (window % 30 days)),
             challengePeriod: uint32(600 + (challenge % 20 days)),
-            supersedes: 0,
+            supersedes: supersedes,
             keyLink: bytes32(0),
             manifestURIs: uris,
             licenseURI: ""
         });
-        (uint8 v, bytes32 rr, bytes32 s) = vm.sign(_keys[owner], market.authorshipDigest(r));
+        (uint8 v, bytes32 rr, bytes32 s) = vm.sign(_keys[owner], market.registrationRules().authorshipDigest(r));
         vm.prank(owner);
         datasetIds.push(market.register(r, abi.encodePacked(rr, s, v)));
+        vm.roll(block.number + 1); // versions registered after a subscription in the same block are covered too
         if (actorSeed % 3 == 0) {
             vm.prank(owner);
             market.setKeyAgent(AGENT, true);
@@ -128,6 +144,50 @@ contract MarketHandler {
             if (d.paymentToken == address(0)) unsettledNative += total;
             else unsettledToken += total;
         } catch {}
+    }
+
+    /// The owner offers a plan (price and term) and an actor subscribes, sometimes renewing its last subscription.
+    function subscribe(uint256 actorSeed, uint256 datasetSeed, uint96 price, uint32 term, bool renew) external {
+        if (datasetIds.length == 0) return;
+        calls++;
+        uint256 id = datasetIds[datasetSeed % datasetIds.length];
+        IDataMarket.Dataset memory d = market.datasetInfo(id);
+        price = uint96(price % 1e24);
+        vm.prank(market.ownerOf(id));
+        market.setSubscriptionPlan(id, price, uint32(1 hours + (term % 60 days)));
+        address subscriber = _actor(actorSeed);
+        uint256 renews = renew && subscriptionIds.length != 0 ? subscriptionIds[subscriptionIds.length - 1] : 0;
+        vm.prank(subscriber);
+        try market.subscribe{value: d.paymentToken == address(0) ? price : 0}(id, price, renews) returns (uint256 sid) {
+            purchaseIds.push(sid);
+            subscriptionIds.push(sid);
+            if (d.paymentToken == address(0)) unsettledNative += price;
+            else unsettledToken += price;
+        } catch {}
+    }
+
+    /// A subscriber claims a version (any: most are outside its subscription and refused).
+    function claim(uint256 subscriptionSeed, uint256 datasetSeed, uint256 secretSeed) external {
+        if (subscriptionIds.length == 0) return;
+        calls++;
+        uint256 sid = subscriptionIds[subscriptionSeed % subscriptionIds.length];
+        uint256 id = datasetIds[datasetSeed % datasetIds.length];
+        uint256 secret = 1 + (secretSeed % (N - 1));
+        Vm.Wallet memory key = vm.createWallet(secret);
+        vm.prank(market.purchaseInfo(sid).buyer);
+        try market.claim(sid, id, bytes32(key.publicKeyX), bytes32(key.publicKeyY)) returns (uint256 pid) {
+            purchaseIds.push(pid);
+            _tracked[pid].secret = secret;
+            claims++;
+        } catch {}
+    }
+
+    /// A claim just refunded takes its subscription's whole price back with it.
+    function _closedClaim(uint256 pid) private {
+        uint256 sid = market.subscriptionOf(pid);
+        if (sid == 0) return;
+        IDataMarket.Purchase memory s = market.purchaseInfo(sid);
+        if (s.status == IDataMarket.Status.Refunded && settlements[sid] == 0) _settled(sid, s);
     }
 
     /// The owner splits new sales among some actors (ascending, random shares), sometimes locked.
@@ -192,6 +252,7 @@ contract MarketHandler {
             disputes++;
             if (buyerWon == _tracked[pid].honest) wrongJudgements++;
             _settled(pid, p);
+            _closedClaim(pid);
         } catch {}
     }
 
@@ -209,7 +270,8 @@ contract MarketHandler {
         calls++;
         uint256 pid = purchaseIds[purchaseSeed % purchaseIds.length];
         IDataMarket.Purchase memory p = market.purchaseInfo(pid);
-        bool early = block.timestamp <= p.deadline;
+        (, uint32 openClaims) = market.subscriptions(pid);
+        bool early = block.timestamp <= p.deadline || openClaims != 0;
         address token = market.datasetInfo(p.datasetId).paymentToken;
         uint256 before = _credited(token);
         try market.settle(pid) {
@@ -244,6 +306,7 @@ contract MarketHandler {
         vm.prank(p.buyer);
         try market.refund(pid) {
             _settled(pid, p);
+            _closedClaim(pid);
         } catch {}
     }
 
@@ -281,6 +344,15 @@ contract MarketHandler {
             } catch {}
             vm.prank(attacker);
             try market.dispute(pid, _tracked[pid].proof) {
+                forbiddenSuccesses++;
+            } catch {}
+        }
+        if (attacker != p.buyer && datasetIds.length != 0) {
+            Vm.Wallet memory key = vm.createWallet(7);
+            vm.prank(attacker);
+            try market.claim(
+                pid, datasetIds[actorSeed % datasetIds.length], bytes32(key.publicKeyX), bytes32(key.publicKeyY)
+            ) {
                 forbiddenSuccesses++;
             } catch {}
         }
@@ -331,12 +403,16 @@ contract MarketHandler {
     function purchaseCount() external view returns (uint256) {
         return purchaseIds.length;
     }
+
+    function subscriptionCount() external view returns (uint256) {
+        return subscriptionIds.length;
+    }
 }
 
 contract DataMarketInvariantTest is Test {
     DataMarket internal market;
     TestToken internal usd;
-    MarketHandler internal handler;
+    MarketHandler public handler;
     address internal constant TREASURY = address(0x7EA5);
 
     function setUp() public {
@@ -391,6 +467,28 @@ contract DataMarketInvariantTest is Test {
     /// no payee paid twice, none paid from another purchase's escrow.
     function invariant_settlementsPayExactlyWhatWasPaid() public view {
         assertEq(handler.wrongPayouts(), 0, "a settlement credited more or less than its buyer paid");
+    }
+
+    /// A subscription is paid to its seller only when none of its claims was refunded and every one is closed.
+    function invariant_subscriptionsEndByTheirClaims() public view {
+        for (uint256 i = 0; i < handler.purchaseCount(); ++i) {
+            uint256 pid = handler.purchaseIds(i);
+            uint256 sid = market.subscriptionOf(pid);
+            if (sid == 0) continue;
+            IDataMarket.Status claimStatus = market.purchaseInfo(pid).status;
+            IDataMarket.Status status = market.purchaseInfo(sid).status;
+            if (claimStatus == IDataMarket.Status.Refunded) {
+                assertEq(uint8(status), uint8(IDataMarket.Status.Refunded), "a refunded claim left its price paid");
+            }
+            if (status == IDataMarket.Status.Settled) {
+                assertEq(uint8(claimStatus), uint8(IDataMarket.Status.Settled), "settled past an open claim");
+            }
+        }
+        for (uint256 i = 0; i < handler.subscriptionCount(); ++i) {
+            uint256 sid = handler.subscriptionIds(i);
+            (, uint32 open) = market.subscriptions(sid);
+            if (market.purchaseInfo(sid).status == IDataMarket.Status.Settled) assertEq(open, 0, "open claims");
+        }
     }
 
     function invariant_agentIsNeverPaid() public view {

@@ -94,14 +94,40 @@ SELECT p.purchase_id, p.dataset_id, p.buyer, p.seller, p.payment_token, p.amount
        r.block_time AS refunded_at,
        CASE WHEN r.purchase_id IS NULL THEN NULL WHEN x.buyer_won THEN 'wrong_key' ELSE 'not_delivered' END
            AS refund_reason,
-       date_diff('second', p.block_time, d.block_time) AS delivery_latency_s,
+       date_diff('second', p.block_time, d.block_time) AS delivery_latency_s, c.subscription_id AS claimed_under,
        p.finalized AND coalesce(s.finalized, r.finalized, d.finalized, true) AS finalized
 FROM raw.purchased p
+LEFT JOIN raw.subscription_claimed c USING (purchase_id)
 LEFT JOIN raw.key_delivered d USING (purchase_id)
 LEFT JOIN raw.purchase_settled s USING (purchase_id)
 LEFT JOIN raw.refunded r USING (purchase_id)
 LEFT JOIN raw.dispute_resolved x USING (purchase_id)
 LEFT JOIN raw.referrer_paid f USING (purchase_id);
+
+CREATE OR REPLACE VIEW subscription_plans AS
+SELECT * FROM (
+    SELECT dataset_id, arg_max(price, (block_number, log_index)) AS price,
+           arg_max(term, (block_number, log_index)) AS term_s, max(block_time) AS set_at
+    FROM raw.subscription_plan_set GROUP BY ALL
+) WHERE term_s > 0;
+
+CREATE OR REPLACE VIEW subscriptions AS
+WITH claims AS (SELECT claimed_under AS subscription_id, count(*) AS claims,
+                       count(*) FILTER (WHERE status IN ('pending', 'delivered')) AS open_claims,
+                       list(dataset_id ORDER BY dataset_id) AS claimed_versions
+                FROM purchases WHERE claimed_under IS NOT NULL GROUP BY ALL)
+SELECT s.subscription_id, s.dataset_id, s.subscriber, s.seller, s.payment_token, s.price,
+       s.block_time AS subscribed_at, s.block_number AS subscribed_block, to_timestamp(s.expires) AS expires_at,
+       nullif(s.renews, 0) AS renews, coalesce(c.claims, 0) AS claims, coalesce(c.open_claims, 0) AS open_claims,
+       c.claimed_versions,
+       CASE WHEN st.purchase_id IS NOT NULL THEN 'settled' WHEN r.purchase_id IS NOT NULL THEN 'refunded'
+            WHEN to_timestamp(s.expires) > now() THEN 'active' ELSE 'expired' END AS status,
+       st.block_time AS settled_at, st.seller_amount, st.fee, r.block_time AS refunded_at, s.tx_hash,
+       s.finalized AND coalesce(st.finalized, r.finalized, true) AS finalized
+FROM raw.subscribed s
+LEFT JOIN claims c USING (subscription_id)
+LEFT JOIN raw.purchase_settled st ON st.purchase_id = s.subscription_id
+LEFT JOIN raw.refunded r ON r.purchase_id = s.subscription_id;
 
 CREATE OR REPLACE VIEW earnings AS
 SELECT s.purchase_id, s.dataset_id, 'seller' AS role, s.seller AS account, s.payment_token,
@@ -172,7 +198,12 @@ FROM raw.fees_withdrawn;
 CREATE OR REPLACE VIEW revenue_daily AS
 SELECT date_trunc('day', settled_at) AS day, dataset_id, payment_token, count(*) AS sales,
        sum(amount) AS gross, sum(seller_amount) AS owner_revenue, sum(fee) AS fees
-FROM purchases WHERE status = 'settled' GROUP BY ALL;
+FROM (SELECT settled_at, dataset_id, payment_token, amount, seller_amount, fee
+      FROM purchases WHERE status = 'settled' AND claimed_under IS NULL
+      UNION ALL
+      SELECT settled_at, dataset_id, payment_token, price, seller_amount, fee
+      FROM subscriptions WHERE status = 'settled')
+GROUP BY ALL;
 
 CREATE OR REPLACE VIEW owners AS
 WITH held AS (SELECT owner, count(*) AS datasets FROM datasets GROUP BY ALL),
@@ -194,7 +225,7 @@ DERIVED_TABLES = """
 CREATE OR REPLACE TABLE dataset_sales AS
 SELECT dataset_id, payment_token, count(*) AS sales, sum(seller_amount + fee) AS gross,
        sum(seller_amount) AS owner_revenue, sum(fee) AS fees
-FROM raw.purchase_settled GROUP BY ALL;
+FROM raw.purchase_settled ANTI JOIN raw.subscription_claimed USING (purchase_id) GROUP BY ALL;
 
 CREATE OR REPLACE TABLE dataset_events AS
 SELECT * FROM (
@@ -217,6 +248,10 @@ SELECT * FROM (
         FROM raw.purchase_settled
     UNION ALL SELECT dataset_id, block_number, log_index, block_time, 'refunded', buyer, amount, tx_hash
         FROM raw.refunded
+    UNION ALL SELECT dataset_id, block_number, log_index, block_time, 'subscribed', subscriber, price, tx_hash
+        FROM raw.subscribed
+    UNION ALL SELECT dataset_id, block_number, log_index, block_time, 'subscription_plan', owner, price, tx_hash
+        FROM raw.subscription_plan_set
 ) ORDER BY dataset_id, block_number, log_index;
 
 CREATE OR REPLACE TABLE dataset_record AS
@@ -234,11 +269,11 @@ FROM raw.purchased GROUP BY ALL ORDER BY dataset_id, purchases DESC, buyer;
 
 CREATE OR REPLACE TABLE dataset_daily AS
 SELECT dataset_id, date_trunc('day', block_time) AS day, count(*) AS sales, sum(seller_amount + fee) AS gross
-FROM raw.purchase_settled GROUP BY ALL ORDER BY dataset_id, day;
+FROM raw.purchase_settled ANTI JOIN raw.subscription_claimed USING (purchase_id) GROUP BY ALL ORDER BY dataset_id, day;
 
 CREATE OR REPLACE TABLE market_daily AS
 SELECT date_trunc('day', block_time) AS day, payment_token, count(*) AS sales, sum(seller_amount + fee) AS gross
-FROM raw.purchase_settled GROUP BY ALL ORDER BY day;
+FROM raw.purchase_settled ANTI JOIN raw.subscription_claimed USING (purchase_id) GROUP BY ALL ORDER BY day;
 
 CREATE OR REPLACE TABLE derived_state AS
 SELECT (SELECT next_block - 1 FROM read_json_auto('{state}')) AS derived_block, now() AS derived_at;

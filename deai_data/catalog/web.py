@@ -224,6 +224,10 @@ class Pages:
                               FROM revenue_splits WHERE dataset_id = $1""", [dataset_id])
         royalty = self._rows("SELECT receiver, royalty_bps FROM royalties WHERE dataset_id = $1 AND royalty_bps > 0",
                              [dataset_id])
+        plan = self._rows("SELECT price, term_s FROM subscription_plans WHERE dataset_id = $1", [dataset_id])
+        subscriptions = self._rows("""SELECT subscription_id, subscriber, price, expires_at, renews, claims, status
+                                      FROM subscriptions WHERE dataset_id = $1 ORDER BY subscription_id DESC
+                                      LIMIT 20""", [dataset_id])
         ok = version["manifest_status"] == "ok" and version["manifest_matches"]
         storage = [{"backends": ", ".join(version.get("backends") or []) or "-",
                     "manifest": version["manifest_status"], "matches the chain": version["manifest_matches"],
@@ -258,6 +262,11 @@ class Pages:
                                                     table_id="lineage", link=self.dataset_link)
                 + "<h2>Sales</h2>" + bar_chart([(r["day"], float(r["sales"])) for r in sales],
                                                title="settled sales per day")
+                + "<h2>Subscriptions</h2>"
+                + (f"<p id='plan'>A {plan[0]['term_s'] / 86_400:g}-day term of every new version: "
+                   f"{_text(plan[0]['price'])}</p>" if plan else "<p id='plan'>No subscriptions sold.</p>")
+                + table_html(subscriptions, ["subscription_id", "subscriber", "price", "expires_at", "renews", "claims",
+                                             "status"], table_id="subscriptions")
                 + "<h2>Who gets paid</h2>" + self._payees(split, royalty)
                 + table_html(paid, ["role", "account", "payment_token", "sales", "amount"], table_id="earnings")
                 + "<h2>Delivery record</h2>" + "<table id='record'>"

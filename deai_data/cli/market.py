@@ -36,6 +36,17 @@ def parse_amount(text: str) -> int:
 
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3_600, "d": 86_400}
+
+
+def parse_duration(text: str) -> int:
+    """'3600', '12h', '30d' -> seconds."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*([smhd]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 3600, 12h, 30d)")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
 def _rpc(args: argparse.Namespace) -> str:
     rpc = args.rpc or os.environ.get("DEAI_RPC_URL")
     if not rpc:
@@ -108,6 +119,47 @@ def cmd_buy(args: argparse.Namespace) -> int:
         doc["key_received"] = True
         lines.append(f"key received and checked; open it with deai_data.Market(...).open_dataset({args.dataset_id})")
     emit(args, doc, lines)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    market = _market(args, signing=args.price is not None or args.withdraw)
+    if args.withdraw:
+        market.set_subscription_plan(args.dataset_id, 0, 0)
+    elif args.price is not None:
+        if args.term is None:
+            raise UsageError("a plan needs its term: --term 30d")
+        market.set_subscription_plan(args.dataset_id, args.price, args.term)
+    plan = market.subscription_plan(args.dataset_id)
+    price, term = plan or (None, None)
+    emit(args, {"dataset_id": args.dataset_id, "price": price, "term": term},
+         [f"dataset {args.dataset_id}: {price} for {term} s of every version registered in the term" if plan else
+          f"dataset {args.dataset_id}: no subscription plan"])
+    return 0
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    sub = _market(args).subscribe(args.dataset_id, max_price=args.max_price, renews=args.renews)
+    emit(args, {"subscription_id": sub.subscription_id, "dataset_id": sub.dataset_id, "price": sub.price,
+                "expires": sub.expires},
+         [f"subscription {sub.subscription_id}: {sub.price} paid into escrow; claim each version of dataset "
+          f"{sub.dataset_id} registered before {sub.expires} (unix time) with `deai-data market claim "
+          f"{sub.subscription_id}`"])
+    return 0
+
+
+def cmd_claim(args: argparse.Namespace) -> int:
+    market = _market(args)
+    claims = [market.claim(args.subscription_id, version) for version in args.dataset_id] if args.dataset_id \
+        else market.claim_new(args.subscription_id)
+    for claim in claims if args.wait else ():
+        market.receive_key(claim.purchase_id, timeout=args.wait, dispute=not args.no_dispute)
+    doc = {"subscription_id": args.subscription_id, "keys_received": bool(args.wait),
+           "claims": [{"purchase_id": c.purchase_id, "dataset_id": c.dataset_id} for c in claims]}
+    lines = [f"dataset {c.dataset_id}: purchase {c.purchase_id}" + (", key received and checked" if args.wait else
+                                                                    f"; receive its key with `deai-data market "
+                                                                    f"receive {c.purchase_id}`") for c in claims]
+    emit(args, doc, lines or [f"subscription {args.subscription_id}: no new version to claim"])
     return 0
 
 
@@ -204,8 +256,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     market = _market(args, signing=False)
-    if args.purchase:
-        p = market.purchase_info(args.id)
+    if args.purchase or args.subscription:
+        p = market.subscription(args.id) if args.subscription else market.purchase_info(args.id)
         doc = {k: getattr(p, k) for k in p.__dataclass_fields__}
         lines = [f"{k:<16} {v}" for k, v in doc.items()]
     else:
@@ -287,6 +339,23 @@ def add_market_commands(command: Callable[[str, str], argparse.ArgumentParser]) 
     a.add_argument("--referrer", metavar="ADDRESS", help="the front-end you came through (paid on settlement)")
     a.add_argument("--referrer-bps", type=int, default=0, help="its fee on top of the price (at most 500)")
     a.add_argument("--permit", action="store_true", help="ERC-20: sign an EIP-2612 permit instead of approving")
+    a = action("plan", "show or set (owner) a dataset's subscription plan: a price for a term of every new "
+               "version", cmd_plan)
+    a.add_argument("dataset_id", type=int)
+    a.add_argument("price", type=parse_amount, nargs="?")
+    a.add_argument("--term", type=parse_duration, help="the term: seconds, or e.g. 12h, 30d")
+    a.add_argument("--withdraw", action="store_true", help="sell no more subscriptions (sold ones run on)")
+    a = action("subscribe", "pay a dataset's subscription price into escrow for its term", cmd_subscribe)
+    a.add_argument("dataset_id", type=int)
+    a.add_argument("--max-price", type=parse_amount, help="refuse to pay more (default: the current plan price)")
+    a.add_argument("--renews", type=int, metavar="SUBSCRIPTION_ID",
+                   help="extend this subscription of yours: the new term starts where it ends")
+    a = action("claim", "claim the versions registered in a subscription's term (default: every new one)",
+               cmd_claim)
+    a.add_argument("subscription_id", type=int)
+    a.add_argument("dataset_id", type=int, nargs="*", help="claim these versions only")
+    a.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for each key")
+    a.add_argument("--no-dispute", action="store_true", help="do not dispute a wrong key automatically")
     a = action("receive", "fetch, open and check the key of a purchase (a wrong key is disputed at once)",
                cmd_receive)
     a.add_argument("purchase_id", type=int)
@@ -296,7 +365,8 @@ def add_market_commands(command: Callable[[str, str], argparse.ArgumentParser]) 
     a.add_argument("purchase_id", type=int)
     a.add_argument("--generations", type=int, metavar="N", help="also check the keys of the N earlier versions the "
                    "dataset inherits shards from (default: as deep as its manifest inherits)")
-    a = action("settle", "pay sellers of delivered purchases whose challenge period is over", cmd_settle)
+    a = action("settle", "pay sellers of delivered purchases whose challenge period is over (and of subscriptions "
+               "whose term is)", cmd_settle)
     a.add_argument("purchase_id", type=int, nargs="+")
     a = action("refund", "take back the price of an undelivered purchase after its deadline", cmd_refund)
     a.add_argument("purchase_id", type=int)
@@ -327,6 +397,7 @@ def add_market_commands(command: Callable[[str, str], argparse.ArgumentParser]) 
     a.add_argument("id", type=int)
     kind = a.add_mutually_exclusive_group()
     kind.add_argument("--purchase", action="store_true", help="ID is a purchase id")
+    kind.add_argument("--subscription", action="store_true", help="ID is a subscription id")
     kind.add_argument("--latest", action="store_true",
                       help="show the newest version descending from dataset ID (with the lineage)")
 

@@ -50,7 +50,7 @@ def domain_separator() -> bytes:
 
 
 def authorship_digest(seal_id: str, content_root: str, key_commitment: str, shard_count: int, owner: str) -> bytes:
-    """The EIP-712 digest the author signs (equal to the contract's `authorshipDigest`)."""
+    """The EIP-712 digest the author signs (equal to `RegistrationRules.authorshipDigest` on-chain)."""
     from eth_abi import encode as abi_encode
     from eth_utils import keccak
     struct_hash = keccak(abi_encode(

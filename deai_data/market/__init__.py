@@ -10,10 +10,10 @@ from .artifact import artifact, market_abi
 
 if TYPE_CHECKING:
     from .agent import KeyAgent
-    from .client import Listing, Market, PurchaseInfo, PurchaseTerms, RevenueSplit
+    from .client import Listing, Market, PurchaseInfo, PurchaseTerms, RevenueSplit, SubscriptionInfo
 
 _LAZY = {"KeyAgent": "agent", "Listing": "client", "Market": "client", "PurchaseInfo": "client",
-         "PurchaseTerms": "client", "RevenueSplit": "client"}
+         "PurchaseTerms": "client", "RevenueSplit": "client", "SubscriptionInfo": "client"}
 
 
 def __getattr__(name: str) -> Any:
@@ -23,5 +23,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["KeyAgent", "Listing", "Market", "PurchaseInfo", "PurchaseTerms", "RevenueSplit", "artifact",
-           "market_abi"]
+__all__ = ["KeyAgent", "Listing", "Market", "PurchaseInfo", "PurchaseTerms", "RevenueSplit", "SubscriptionInfo",
+           "artifact", "market_abi"]

@@ -100,6 +100,10 @@ class KeyAgent:
                 args = event["args"]
                 if args["seller"].lower() in self.owners:
                     queue.setdefault(args["purchaseId"], {"attempts": 0, "next_try": 0.0})
+            for event in self.market.events("Subscribed", self.state["next_block"], head):
+                args = event["args"]
+                if args["seller"].lower() in self.owners:  # paid once its term is over and its claims settled
+                    self.state["to_settle"][args["subscriptionId"]] = args["expires"]
             self.state["next_block"] = head + 1
         delivered = []
         now = time.time()
@@ -198,8 +202,9 @@ class KeyAgent:
         except DeaiError as exc:
             log.error("settling %d purchases failed, will retry: %s", len(due), exc)
             return
-        for pid in due:
-            del self.state["to_settle"][pid]  # settled now, or already settled or refunded by a dispute
+        for pid in due:  # settled now, or already settled or refunded, or a subscription with claims still open
+            if settled == len(due) or self.market.purchase_info(pid).status != "subscribed":
+                del self.state["to_settle"][pid]
         log.info("settled %d purchases whose challenge period ended", settled)
 
     def run(self, stop: threading.Event | None = None) -> None:

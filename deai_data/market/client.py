@@ -1,5 +1,5 @@
-"""The DataMarket client: deploy, register signed versions, buy, deliver, receive and dispute keys, settle,
-refund, withdraw.
+"""The DataMarket client: deploy, register signed versions, buy or subscribe, deliver, receive and dispute keys,
+settle, refund, withdraw.
 
 Every call is simulated before it is signed, so a contract refusal surfaces as a `MarketError` naming the
 contract's custom error. Before paying, and whenever a dataset is opened by id, the on-chain record is
@@ -39,7 +39,7 @@ from .defaults import DEFAULT_CHALLENGE_PERIOD, DEFAULT_DELIVERY_WINDOW
 
 PURCHASE_KEY = "purchase-key"
 NATIVE = "0x" + "00" * 20
-STATUSES = ("none", "pending", "delivered", "settled", "refunded")
+STATUSES = ("none", "pending", "delivered", "settled", "refunded", "subscribed")
 
 HINTS = {
     "AlreadyRegistered": "this author already registered this content here; use its dataset id",
@@ -79,6 +79,13 @@ HINTS = {
     "InvalidReferrer": "a referrer needs a rate and a rate a referrer, at most 500 basis points",
     "PermitForNativeListing": "permits are for ERC-20 listings; pay native currency with the transaction",
     "NotAuthor": "only the dataset's author (the manifest's signer) sets its royalty",
+    "NoSubscriptionPlan": "the owner sells no subscription to this dataset (set-plan); buy the version instead",
+    "NotSubscription": "renew one of your own subscriptions to the same dataset",
+    "TermOver": "the subscription's term is over: renew it (`deai-data market subscribe ID --renews SUB`)",
+    "TermRunning": "a subscription is settled after its term ends",
+    "NotCovered": "a subscription covers versions registered in its term that descend from the subscribed one",
+    "AlreadyClaimed": "this version was claimed under this subscription already: receive its key",
+    "ClaimsOpen": "settle the subscription's claims first (each after its own challenge period)",
 }
 
 
@@ -128,6 +135,23 @@ class PurchaseInfo:
     status: str
     binding: str
     has_terms: bool = False
+
+
+@dataclass(frozen=True)
+class SubscriptionInfo:
+    """One subscription: access to `dataset_id` and every later version of it registered from `start_block` until
+    `expires` (unix time). `status` is "subscribed" while the price waits in escrow, then "settled" (paid to the
+    seller after the term, once every claim under it settled) or "refunded" (a claim under it was refunded)."""
+
+    subscription_id: int
+    dataset_id: int
+    seller: str
+    subscriber: str
+    price: int
+    expires: int
+    status: str
+    start_block: int
+    open_claims: int
 
 
 @dataclass(frozen=True)
@@ -499,9 +523,7 @@ class Market:
         self.fetch_manifest(listing)
         total = _with_referrer_fee(listing.price, referrer_bps)
         limit = total if max_price is None else int(max_price)
-        secret, public_key = new_purchase_key()
-        meta = {"chain_id": self.chain_id, "market": self.address, "dataset_id": dataset_id}
-        self.keystore.put(PURCHASE_KEY, public_key.hex(), secret, meta)
+        public_key = self._new_purchase_key(dataset_id)
         signed_permit = (0, 0, 0, b"\0" * 32, b"\0" * 32)
         if listing.payment_token is not None and permit:
             signed_permit = self._permit(listing.payment_token, total, limit)
@@ -515,12 +537,97 @@ class Market:
                 dataset_id, public_key[:32], public_key[32:], limit, Web3.to_checksum_address(referrer or NATIVE),
                 int(referrer_bps), signed_permit)
         receipt = self._send(fn, f"purchase dataset {dataset_id}", value=value)
-        event = self._event(receipt, "Purchased")
-        self.keystore.put(PURCHASE_KEY, public_key.hex(), secret,
-                          {**meta, "purchase_id": event["purchaseId"], "block": receipt["blockNumber"]})
+        event = self._recorded_purchase(receipt, public_key)
         if value > _with_referrer_fee(event["amount"], referrer_bps):
             self.withdraw()  # the price fell before the purchase was mined: take the difference back
         return self.purchase_info(event["purchaseId"])
+
+    def _new_purchase_key(self, dataset_id: int) -> bytes:
+        """A fresh one-time purchase key pair: the secret into the keystore, the public key (x || y) returned."""
+        secret, public_key = new_purchase_key()
+        meta = {"chain_id": self.chain_id, "market": self.address, "dataset_id": dataset_id}
+        self.keystore.put(PURCHASE_KEY, public_key.hex(), secret, meta)
+        return bytes(public_key)
+
+    def _recorded_purchase(self, receipt: Any, public_key: bytes) -> dict[str, Any]:
+        """The `Purchased` event of a mined purchase or claim, its id and block noted with its key's secret."""
+        event = self._event(receipt, "Purchased")
+        secret = self.keystore.get(PURCHASE_KEY, public_key.hex())
+        meta = {"chain_id": self.chain_id, "market": self.address, "dataset_id": event["datasetId"],
+                "purchase_id": event["purchaseId"], "block": receipt["blockNumber"]}
+        self.keystore.put(PURCHASE_KEY, public_key.hex(), secret, meta)
+        return event
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def set_subscription_plan(self, dataset_id: int, price: int, term: int) -> None:
+        """Sell access to `dataset_id` and every later version of it for `term` seconds at `price` (in the
+        dataset's payment token; term 0 withdraws the plan). Subscriptions already sold keep their terms."""
+        self._send(self.contract.functions.setSubscriptionPlan(dataset_id, int(price), int(term)),
+                   f"set the subscription plan of {dataset_id}")
+
+    def subscription_plan(self, dataset_id: int) -> tuple[int, int] | None:
+        """(price, term in seconds) of a dataset's subscription plan, or None when it has none."""
+        price, term = self._view(self.contract.functions.subscriptionPlans(dataset_id), "read plan")
+        return (price, term) if term else None
+
+    def subscribe(self, dataset_id: int, *, max_price: int | None = None,
+                  renews: int | None = None) -> SubscriptionInfo:
+        """Pay a dataset's subscription price into escrow for its term (from where subscription `renews` ends, if
+        later than now). The listing is checked against its manifest first. Claim each new version with `claim`
+        (or `claim_new`): the key agent delivers it like a purchase. The price is paid to the seller after the term
+        once every claim settled, and refunded in full if any claim is refunded."""
+        listing = self.listing(dataset_id)
+        plan = self.subscription_plan(dataset_id)
+        if plan is None:
+            raise MarketError(f"dataset {dataset_id} has no subscription plan", hint=HINTS["NoSubscriptionPlan"])
+        self.fetch_manifest(listing)
+        limit = plan[0] if max_price is None else int(max_price)
+        if listing.payment_token is not None:
+            self._approve(listing.payment_token, plan[0], limit)
+        value = limit if listing.payment_token is None else 0
+        fn = self.contract.functions.subscribe(dataset_id, limit, int(renews or 0))
+        event = self._event(self._send(fn, f"subscribe to dataset {dataset_id}", value=value), "Subscribed")
+        if value > event["price"]:
+            self.withdraw()  # the price fell before the subscription was mined: take the difference back
+        return self.subscription(event["subscriptionId"])
+
+    def subscription(self, subscription_id: int) -> SubscriptionInfo:
+        info = self.purchase_info(subscription_id)
+        start_block, open_claims = self._view(self.contract.functions.subscriptions(subscription_id),
+                                              f"read subscription {subscription_id}")
+        if start_block == 0:
+            raise MarketError(f"purchase {subscription_id} is not a subscription", hint=HINTS["NotSubscription"])
+        return SubscriptionInfo(subscription_id, info.dataset_id, info.seller, info.buyer, info.amount, info.deadline,
+                                info.status, start_block, open_claims)
+
+    def claimable(self, subscription_id: int) -> list[int]:
+        """The versions a subscription covers (registered in its term, descending from the subscribed one) that
+        it has not claimed yet, oldest first."""
+        sub = self.subscription(subscription_id)
+        lineage = self.lineage(sub.dataset_id)
+        claim_of = self.contract.functions.claimOf
+        return [version for version in lineage
+                if version != sub.dataset_id and self._registered_block(version) >= sub.start_block
+                and self._view(claim_of(subscription_id, version), "read claims") == 0]
+
+    def _registered_block(self, dataset_id: int) -> int:
+        """The block a dataset version was registered in."""
+        return int(self._view(self.contract.functions.datasetInfo(dataset_id), f"read dataset {dataset_id}")[6])
+
+    def claim(self, subscription_id: int, dataset_id: int) -> PurchaseInfo:
+        """Claim a version under a running subscription: a purchase at price 0 with a fresh one-time key, which
+        the owner's key agent delivers; `receive_key` then works as for any purchase. The listing is checked
+        against its manifest first."""
+        self.fetch_manifest(dataset_id)
+        public_key = self._new_purchase_key(dataset_id)
+        fn = self.contract.functions.claim(subscription_id, dataset_id, public_key[:32], public_key[32:])
+        receipt = self._send(fn, f"claim dataset {dataset_id} under subscription {subscription_id}")
+        return self.purchase_info(self._recorded_purchase(receipt, public_key)["purchaseId"])
+
+    def claim_new(self, subscription_id: int) -> list[PurchaseInfo]:
+        """Claim every version the subscription covers and has not claimed yet (see `claimable`)."""
+        return [self.claim(subscription_id, version) for version in self.claimable(subscription_id)]
 
     def _approve(self, token: str, price: int, limit: int) -> None:
         """Let the market pull up to `limit` of `token`, after checking that this account holds the price."""
@@ -567,8 +674,7 @@ class Market:
 
     def purchase_event(self, info: PurchaseInfo) -> dict[str, Any]:
         """The `Purchased` event of a purchase (its buyer key, block), searched from the dataset's registration."""
-        listing_block = self._view(self.contract.functions.datasetInfo(info.dataset_id), "read dataset")[6]
-        for log in reversed(self._logs("Purchased", listing_block, self.w3.eth.block_number,
+        for log in reversed(self._logs("Purchased", self._registered_block(info.dataset_id), self.w3.eth.block_number,
                                        purchaseId=info.purchase_id)):
             key = bytes(log["args"]["buyerKeyX"]) + bytes(log["args"]["buyerKeyY"])
             if info.status != "pending" or buyer_key_hash(key).hex() == info.binding:
@@ -646,10 +752,16 @@ class Market:
                              f"dispute purchase {purchase_id}")
         if not self._event(receipt, "DisputeResolved")["buyerWon"]:
             return 0
-        amount = self._event(receipt, "Refunded")["amount"]
-        if withdraw and amount:
-            self.withdraw(self._event(receipt, "Refunded")["paymentToken"])
-        return amount
+        return self._refunded(receipt, withdraw)
+
+    def _refunded(self, receipt: Any, withdraw: bool) -> int:
+        """What a refunding transaction gave back (a claim's refund brings its subscription's price with it);
+        with `withdraw`, pulled to this account."""
+        refunds = self._events(receipt, "Refunded")
+        if withdraw:
+            for token in {event["paymentToken"] for event in refunds if event["amount"]}:
+                self.withdraw(token)
+        return sum(event["amount"] for event in refunds)
 
     def _inherited_generations(self, dataset_id: int) -> int:
         """The deepest lineage generation the dataset's manifest inherits a shard from (0 when its manifest
@@ -679,10 +791,7 @@ class Market:
     def refund(self, purchase_id: int, *, withdraw: bool = True) -> int:
         """Refund an undelivered purchase after its deadline; with `withdraw`, also pull the money."""
         receipt = self._send(self.contract.functions.refund(purchase_id), f"refund purchase {purchase_id}")
-        event = self._event(receipt, "Refunded")
-        if withdraw and event["amount"]:
-            self.withdraw(event["paymentToken"])
-        return event["amount"]
+        return self._refunded(receipt, withdraw)
 
     # ------------------------------------------------------------------ selling
 
@@ -706,8 +815,8 @@ class Market:
         return self._send(fn, f"deliver key {info.purchase_id}")
 
     def settle(self, purchase_ids: int | list[int]) -> int:
-        """Pay the seller of delivered purchases whose challenge period is over (anyone may); returns how many
-        were settled (purchases not yet settleable are skipped)."""
+        """Pay the seller of delivered purchases whose challenge period is over, and of subscriptions whose term is
+        over with every claim settled (anyone may); returns how many were settled (others are skipped)."""
         ids = [purchase_ids] if isinstance(purchase_ids, int) else list(purchase_ids)
         if not ids:
             return 0

@@ -26,7 +26,7 @@ from .hexcols import bool_column, decimal_column, hex_ints, hex_matrix, int64_co
 
 AMOUNT = pa.decimal128(38, 0)
 _DECIMAL_BITS = 126  # 2**126 < 10**38: every value of a narrower uint fits decimal(38, 0) exactly
-_ID_FIELDS = {"datasetId", "purchaseId", "supersedes", "tokenId"}
+_ID_FIELDS = {"datasetId", "purchaseId", "supersedes", "tokenId", "subscriptionId", "renews"}
 COMMON = [
     pa.field("block_number", pa.int64(), nullable=False),
     pa.field("block_hash", pa.string(), nullable=False),

@@ -24,15 +24,13 @@ library KeyDelivery {
         return uint256(x) != 0 && uint256(x) < Secp256k1.N && Secp256k1.isOnCurve(uint256(x), uint256(y));
     }
 
-    /// @notice The one-time pad the data key was XORed with.
-    function pad(uint256 purchaseId, bytes32 buyerKeyHash, bytes32 ephemeralX, bytes32 sharedX)
+    /// @notice The one-time pad the data key was XORed with for a purchase on `market`.
+    function pad(address market, uint256 purchaseId, bytes32 buyerKeyHash, bytes32 ephemeralX, bytes32 sharedX)
         internal
         view
         returns (bytes32)
     {
-        return sha256(
-            abi.encode(DELIVERY_LABEL, block.chainid, address(this), purchaseId, buyerKeyHash, ephemeralX, sharedX)
-        );
+        return sha256(abi.encode(DELIVERY_LABEL, block.chainid, market, purchaseId, buyerKeyHash, ephemeralX, sharedX));
     }
 
     /// @notice HMAC-SHA256(key, COMMITMENT_LABEL || sealId) with the SHA-256 precompile (a 32-byte key is
@@ -49,8 +47,10 @@ library KeyDelivery {
     }
 
     /// @notice Check a buyer's secret against its public key and the shared point against the delivery, then
-    /// return the delivered key. Reverts with the name of the first check that fails.
+    /// return the key delivered for purchase `purchaseId` on `market`. Reverts with the name of the first check
+    /// that fails.
     function recoverKey(
+        address market,
         uint256 purchaseId,
         bytes32 buyerKeyX,
         bytes32 buyerKeyY,
@@ -69,7 +69,7 @@ library KeyDelivery {
             revert InvalidProof("sharedPoint");
         }
         bytes32 buyerKeyHash = keccak256(abi.encodePacked(buyerKeyX, buyerKeyY));
-        return encryptedKey ^ pad(purchaseId, buyerKeyHash, ephemeralX, sharedX);
+        return encryptedKey ^ pad(market, purchaseId, buyerKeyHash, ephemeralX, sharedX);
     }
 
     error InvalidProof(string name);
