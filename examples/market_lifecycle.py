@@ -12,8 +12,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from deai_data import KeyAgent, Keystore, Market, connect, publish
+from deai_data import KeyAgent, Keystore, Market, connect, fetch_policy, publish
 from deai_data.chain import dev_accounts, dev_advance_time
+
+# The listings name manifests in the local folder this script writes. The SDK refuses local files named by an
+# on-chain listing unless told (a hostile listing could name any file): allow them here, for this process only.
+fetch_policy.configure(fetch_policy.FetchPolicy(schemes=frozenset({"file"}), local_files=True))
 
 with tempfile.TemporaryDirectory() as tmp:
     tmp = Path(tmp)

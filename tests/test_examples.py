@@ -35,6 +35,14 @@ def test_market_example_against_anvil(anvil, tmp_path):
     assert "buyer opened 1000 records" in out
 
 
+def test_subscription_example_against_anvil(anvil, tmp_path):
+    """The subscription's life against a real node: two new versions claimed, delivered, opened; the owner paid."""
+    with anvil.rolled_back():
+        out = run_example("subscription_versions.py", cwd=tmp_path,
+                          env=dict(os.environ, DEAI_RPC_URL=anvil.url)).stdout
+    assert "claimed versions [2, 3] and opened the newest: 6000 records" in out and "subscription settled" in out
+
+
 def test_analyst_example_against_anvil_draws_a_chart(anvil, tmp_path):
     from PIL import Image
     chart = tmp_path / "chart.png"

@@ -206,6 +206,8 @@ def test_an_erc20_subscription_and_the_catalogs_view_of_terms_and_renewals(w3, a
         claimed = cat.sql("SELECT claimed_under FROM purchases WHERE purchase_id = ?",
                           [claim.purchase_id]).to_pylist()
         page = Pages(cat).dataset(first)
+        listed = cat.sql("SELECT subscription_price, subscription_term_s, subscriptions, subscription_revenue "
+                         "FROM datasets WHERE dataset_id = ?", [first]).to_pylist()
     assert rows[0] == {"subscription_id": sub.subscription_id, "status": "settled", "claims": 1, "open_claims": 0,
                        "renews": None, "price": PLAN, "payment_token": usd.address.lower(), "expires": sub.expires}
     assert (rows[1]["renews"], rows[1]["expires"], rows[1]["claims"]) == (sub.subscription_id, renewal.expires, 0)
@@ -214,6 +216,8 @@ def test_an_erc20_subscription_and_the_catalogs_view_of_terms_and_renewals(w3, a
                      {"dataset_id": taxed, "price": PLAN, "term_s": TERM}]
     assert (sales["n"], sales["gross"]) == (1, PLAN)  # the subscription is the sale; its free claim is not
     assert claimed == [{"claimed_under": sub.subscription_id}]
+    assert listed == [{"subscription_price": PLAN, "subscription_term_s": TERM, "subscriptions": 2,
+                       "subscription_revenue": PLAN - PLAN * FEE_BPS // 10_000}]
     assert "A 1-day term of every new version" in page and "id='subscriptions'" in page
     table = page[page.index("id='subscriptions'"):]
     assert table.index(f">{renewal.subscription_id}<") < table.index(f">{sub.subscription_id}<")  # newest first

@@ -171,7 +171,9 @@ WITH owner AS (SELECT token_id AS dataset_id, arg_max("to", (block_number, log_i
                       count(DISTINCT buyer) AS buyers,
                       coalesce(sum(seller_amount), 0) AS owner_revenue, coalesce(sum(fee), 0) AS fees,
                       median(delivery_latency_s) AS median_delivery_s
-               FROM purchases GROUP BY ALL)
+               FROM purchases GROUP BY ALL),
+     subscribed AS (SELECT dataset_id, count(*) AS subscriptions, sum(seller_amount) AS subscription_revenue
+                    FROM subscriptions GROUP BY ALL)
 SELECT v.dataset_id, v.name, owner.owner, v.author, coalesce(price.price, v.initial_price) AS price, v.payment_token,
        coalesce(paused.paused, false) AS paused, v.supersedes, v.manifest_hash, v.manifest_status,
        v.manifest_matches, v.license_uri, v.registered_at, v.records, v.sealed_size,
@@ -180,10 +182,14 @@ SELECT v.dataset_id, v.name, owner.owner, v.author, coalesce(price.price, v.init
        coalesce(sales.disputed, 0) AS disputed, coalesce(sales.disputes_lost, 0) AS disputes_lost,
        coalesce(sales.open, 0) AS open, coalesce(sales.buyers, 0) AS buyers,
        coalesce(sales.owner_revenue, 0) AS owner_revenue, coalesce(sales.fees, 0) AS fees, sales.median_delivery_s,
+       plan.price AS subscription_price, plan.term_s AS subscription_term_s,
+       coalesce(subscribed.subscriptions, 0) AS subscriptions,
+       coalesce(subscribed.subscription_revenue, 0) AS subscription_revenue,
        health.flagged AS storage_flagged, health.probed_at AS storage_probed_at
 FROM versions v
 LEFT JOIN owner USING (dataset_id) LEFT JOIN price USING (dataset_id)
 LEFT JOIN paused USING (dataset_id) LEFT JOIN sales USING (dataset_id)
+LEFT JOIN subscription_plans plan USING (dataset_id) LEFT JOIN subscribed USING (dataset_id)
 LEFT JOIN storage_health health USING (manifest_hash);
 
 CREATE OR REPLACE VIEW payouts AS
