@@ -593,6 +593,7 @@ class Market:
         return self.subscription(event["subscriptionId"])
 
     def subscription(self, subscription_id: int) -> SubscriptionInfo:
+        """A subscription as the chain records it (MarketError if the id is a purchase of its own)."""
         info = self.purchase_info(subscription_id)
         start_block, open_claims = self._view(self.contract.functions.subscriptions(subscription_id),
                                               f"read subscription {subscription_id}")
