@@ -452,13 +452,17 @@ class Market:
     def lineage(self, dataset_id: int) -> list[int]:
         """`dataset_id` and every version that descends from it through `supersedes` (each registered by the owner,
         at that time, of the version it replaces: the contract checks), in registration order."""
-        registered = self._view(self.contract.functions.datasetInfo(dataset_id), f"read dataset {dataset_id}")[6]
-        family = {dataset_id}
+        return sorted(self._descendants(dataset_id))
+
+    def _descendants(self, dataset_id: int) -> dict[int, int]:
+        """{version: block it was registered in} for `dataset_id` and every version descending from it."""
+        registered = self._registered_block(dataset_id)
+        family = {dataset_id: registered}
         for log in sorted(self._logs("DatasetRegistered", registered, self.w3.eth.block_number),
                           key=lambda log: log["args"]["datasetId"]):
             if log["args"]["supersedes"] in family:
-                family.add(log["args"]["datasetId"])
-        return sorted(family)
+                family[log["args"]["datasetId"]] = log["blockNumber"]
+        return family
 
     def latest_version(self, dataset_id: int) -> int:
         """The newest version in `dataset_id`'s lineage (the highest id: with two versions replacing one, the one
@@ -606,10 +610,9 @@ class Market:
         """The versions a subscription covers (registered in its term, descending from the subscribed one) that
         it has not claimed yet, oldest first."""
         sub = self.subscription(subscription_id)
-        lineage = self.lineage(sub.dataset_id)
         claim_of = self.contract.functions.claimOf
-        return [version for version in lineage
-                if version != sub.dataset_id and self._registered_block(version) >= sub.start_block
+        return [version for version, block in sorted(self._descendants(sub.dataset_id).items())
+                if version != sub.dataset_id and block >= sub.start_block
                 and self._view(claim_of(subscription_id, version), "read claims") == 0]
 
     def _registered_block(self, dataset_id: int) -> int:
